@@ -1,0 +1,203 @@
+"""Deployment profiles: the one place that decides where data, runs, models and features live.
+
+Two profiles share one code base:
+
+* ``local`` (default, embedded): asset data under ``.data/``, the Dagster instance and MLflow on
+  SQLite, the Feast registry in a file and its online store in SQLite. No server is needed.
+* ``stack`` (production-like): asset data in an S3 bucket (MinIO, or moto's server in tests),
+  PostgreSQL for the Dagster instance and the Feast registry, Redis as the Feast online store,
+  and an MLflow tracking server.
+
+Every setting comes from an environment variable with a default per profile; the defaults sit side
+by side in ``_DEFAULTS`` so the difference between deployments reads in one screen. Every variable is
+listed, with its default, in ``.env.example``. Nobody else reads ``os.environ`` for these decisions.
+
+This module is imported by the code location, so it imports nothing heavy at module level.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlparse
+
+Profile = Literal["local", "stack"]
+PROFILES: tuple[Profile, ...] = ("local", "stack")
+
+PROFILE_ENV = "MLOPS_PROFILE"
+
+# Setting name -> environment variable. Where a well-known variable exists (AWS_ENDPOINT_URL,
+# MLFLOW_TRACKING_URI) we use it, because boto3, s3fs and MLflow read it themselves too.
+ENV_VARS: dict[str, str] = {
+    "home": "MLOPS_HOME",
+    "data_root": "MLOPS_DATA_ROOT",
+    "s3_bucket": "MLOPS_S3_BUCKET",
+    "s3_endpoint_url": "AWS_ENDPOINT_URL",
+    "aws_region": "AWS_DEFAULT_REGION",
+    "mlflow_tracking_uri": "MLFLOW_TRACKING_URI",
+    "mlflow_artifact_root": "MLOPS_MLFLOW_ARTIFACT_ROOT",
+    "feast_repo_path": "MLOPS_FEAST_REPO",
+    "feast_project": "MLOPS_FEAST_PROJECT",
+    "feast_registry": "MLOPS_FEAST_REGISTRY",
+    "feast_online_store": "MLOPS_FEAST_ONLINE_STORE",
+    "redis_url": "MLOPS_REDIS_URL",
+    "postgres_url": "MLOPS_POSTGRES_URL",
+}
+
+# Defaults per profile. "{home}" and "{s3_bucket}" are filled in from the resolved settings, so
+# overriding MLOPS_HOME or MLOPS_S3_BUCKET moves everything that derives from them.
+_DEFAULTS: dict[Profile, dict[str, str]] = {
+    "local": {
+        "home": ".",
+        "data_root": "{home}/.data",
+        "s3_bucket": "",
+        "s3_endpoint_url": "",
+        "aws_region": "us-east-1",
+        "mlflow_tracking_uri": "sqlite:///{home}/.mlflow/mlflow.db",
+        "mlflow_artifact_root": "{home}/.mlflow/artifacts",
+        "feast_repo_path": "{home}/feature_repo",
+        "feast_project": "mlops_assets",
+        "feast_registry": "{home}/.data/feast/registry.db",
+        "feast_online_store": "sqlite",
+        "redis_url": "",
+        "postgres_url": "",
+    },
+    "stack": {
+        "home": ".",
+        "data_root": "s3://{s3_bucket}",
+        "s3_bucket": "mlops-assets",
+        "s3_endpoint_url": "http://127.0.0.1:9000",
+        "aws_region": "us-east-1",
+        "mlflow_tracking_uri": "http://127.0.0.1:5000",
+        # Empty: the tracking server decides (it proxies artifacts to S3), so clients need no keys.
+        "mlflow_artifact_root": "",
+        "feast_repo_path": "{home}/feature_repo",
+        "feast_project": "mlops_assets",
+        "feast_registry": "postgresql+psycopg://postgres@127.0.0.1:5432/mlops",
+        "feast_online_store": "redis",
+        "redis_url": "redis://127.0.0.1:6379/0",
+        "postgres_url": "postgresql://postgres@127.0.0.1:5432/mlops",
+    },
+}
+
+
+class ProfileError(ValueError):
+    """A profile setting is missing, malformed or points at something that does not answer."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every path, URI and endpoint of one deployment, resolved from the environment."""
+
+    profile: Profile
+    home: str
+    data_root: str
+    s3_bucket: str
+    s3_endpoint_url: str
+    aws_region: str
+    mlflow_tracking_uri: str
+    mlflow_artifact_root: str
+    feast_repo_path: str
+    feast_project: str
+    feast_registry: str
+    feast_online_store: str
+    redis_url: str
+    postgres_url: str
+
+    @property
+    def data_on_s3(self) -> bool:
+        return self.data_root.startswith("s3://")
+
+    def env_var(self, setting: str) -> str:
+        """The environment variable that overrides ``setting`` (for error messages)."""
+        return ENV_VARS[setting]
+
+    def as_env(self) -> dict[str, str]:
+        """The settings as environment variables, e.g. for a subprocess that must see the same."""
+        env = {PROFILE_ENV: self.profile}
+        for f in fields(self):
+            if f.name in ENV_VARS and getattr(self, f.name):
+                env[ENV_VARS[f.name]] = str(getattr(self, f.name))
+        return env
+
+
+def active_profile(environ: Mapping[str, str] | None = None) -> Profile:
+    """The profile named by ``MLOPS_PROFILE`` (default ``local``)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(PROFILE_ENV, "local").strip().lower() or "local"
+    if value not in PROFILES:
+        raise ProfileError(
+            f"{PROFILE_ENV}={value!r} is not a profile; use one of {', '.join(PROFILES)}"
+        )
+    return value  # type: ignore[return-value]
+
+
+def load_settings(
+    profile: Profile | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Resolve every setting of ``profile`` from ``environ`` (default: the process environment)."""
+    environ = os.environ if environ is None else environ
+    profile = profile or active_profile(environ)
+    defaults = _DEFAULTS[profile]
+
+    def raw(name: str) -> str:
+        value = environ.get(ENV_VARS[name])
+        return value.strip() if value is not None and value.strip() else defaults[name]
+
+    home = str(Path(raw("home")).expanduser().resolve())
+    s3_bucket = raw("s3_bucket")
+    values: dict[str, str] = {"home": home, "s3_bucket": s3_bucket}
+    for name in ENV_VARS:
+        if name not in values:
+            values[name] = raw(name).format(home=home, s3_bucket=s3_bucket)
+
+    settings = Settings(profile=profile, **values)
+    _validate_syntax(settings)
+    return settings
+
+
+def _validate_syntax(s: Settings) -> None:
+    """Catch malformed settings before anything tries to use them."""
+    if s.data_on_s3:
+        bucket = urlparse(s.data_root).netloc
+        if not bucket:
+            raise ProfileError(
+                f"{ENV_VARS['data_root']}={s.data_root!r} names no bucket "
+                f"(set {ENV_VARS['s3_bucket']} or write s3://<bucket>/<prefix>)"
+            )
+        if s.s3_endpoint_url and urlparse(s.s3_endpoint_url).scheme not in ("http", "https"):
+            raise ProfileError(
+                f"{ENV_VARS['s3_endpoint_url']}={s.s3_endpoint_url!r} is not an http(s) URL"
+            )
+    if s.feast_online_store not in ("sqlite", "redis"):
+        raise ProfileError(
+            f"{ENV_VARS['feast_online_store']}={s.feast_online_store!r}: use 'sqlite' or 'redis'"
+        )
+    if s.feast_online_store == "redis" and not s.redis_url.startswith(("redis://", "rediss://")):
+        raise ProfileError(
+            f"{ENV_VARS['redis_url']}={s.redis_url!r} is not a redis:// URL, "
+            f"but {ENV_VARS['feast_online_store']}=redis needs one"
+        )
+    scheme = urlparse(s.mlflow_tracking_uri).scheme
+    if scheme not in ("sqlite", "http", "https", "postgresql", "postgresql+psycopg", "file", ""):
+        raise ProfileError(
+            f"{ENV_VARS['mlflow_tracking_uri']}={s.mlflow_tracking_uri!r} has an unsupported scheme"
+        )
+
+
+def s3_bucket_of(settings: Settings) -> str:
+    """The bucket that holds the asset data (``s3://<bucket>/...``)."""
+    return urlparse(settings.data_root).netloc
+
+
+def dagster_home_config(settings: Settings) -> Path:
+    """The ``dagster.yaml`` this profile's Dagster instance is configured by.
+
+    ``local`` uses the top-level ``dagster.yaml`` (SQLite under ``DAGSTER_HOME``); ``stack`` uses
+    ``docker/dagster.yaml`` (PostgreSQL from the ``DAGSTER_PG_*`` variables).
+    """
+    root = Path(settings.home)
+    return root / ("dagster.yaml" if settings.profile == "local" else "docker/dagster.yaml")
