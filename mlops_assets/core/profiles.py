@@ -201,3 +201,138 @@ def dagster_home_config(settings: Settings) -> Path:
     """
     root = Path(settings.home)
     return root / ("dagster.yaml" if settings.profile == "local" else "docker/dagster.yaml")
+
+
+# -- Start-up checks of the stack profile -------------------------------------------------------
+
+_CHECK_TIMEOUT_S = 3.0
+_checked: set[Settings] = set()
+
+
+def check_stack(settings: Settings, *, force: bool = False) -> None:
+    """Check that every service of the stack answers; raise one error naming each bad setting.
+
+    Run when the code location loads with the stack profile, so a wrong endpoint, a missing bucket
+    or rejected credentials stop the start-up with a message instead of failing a run halfway.
+    Each check has a short timeout; the result is remembered for the rest of the process.
+    """
+    if settings in _checked and not force:
+        return
+    problems = [
+        problem
+        for check in (_check_s3, _check_postgres, _check_redis, _check_mlflow)
+        if (problem := check(settings))
+    ]
+    if problems:
+        raise ProfileError(
+            "the stack profile is misconfigured:\n" + "\n".join(f"- {p}" for p in problems)
+        )
+    _checked.add(settings)
+
+
+def _check_s3(s: Settings) -> str | None:
+    if not s.data_on_s3:
+        return None
+    import boto3
+    import botocore.exceptions as bex
+    from botocore.config import Config
+
+    endpoint = ENV_VARS["s3_endpoint_url"]
+    bucket = s3_bucket_of(s)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s.s3_endpoint_url or None,
+        region_name=s.aws_region,
+        config=Config(
+            connect_timeout=_CHECK_TIMEOUT_S,
+            read_timeout=_CHECK_TIMEOUT_S,
+            retries={"max_attempts": 1},
+        ),
+    )
+    try:
+        client.head_bucket(Bucket=bucket)
+    except bex.NoCredentialsError:
+        return "no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    except (bex.EndpointConnectionError, bex.ConnectTimeoutError, bex.ReadTimeoutError) as exc:
+        return f"{endpoint}={s.s3_endpoint_url!r} does not answer ({type(exc).__name__})"
+    except bex.ClientError as exc:
+        code = str(exc.response.get("Error", {}).get("Code", ""))
+        if code in ("404", "NoSuchBucket"):
+            return (
+                f"bucket {bucket!r} does not exist at {s.s3_endpoint_url or 'AWS'} "
+                f"(create it, or set {ENV_VARS['s3_bucket']} / {ENV_VARS['data_root']})"
+            )
+        if code in ("403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied"):
+            return (
+                f"S3 rejected the credentials for bucket {bucket!r} ({code}): "
+                "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+        return f"S3 check of bucket {bucket!r} failed: {exc}"
+    return None
+
+
+def _check_postgres(s: Settings) -> str | None:
+    targets = [(ENV_VARS["postgres_url"], s.postgres_url)]
+    if s.feast_registry.startswith("postgresql"):
+        targets.append((ENV_VARS["feast_registry"], s.feast_registry))
+    problems = []
+    for var, url in targets:
+        if not url:
+            continue
+        import psycopg
+
+        libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
+        try:
+            psycopg.connect(libpq_url, connect_timeout=int(_CHECK_TIMEOUT_S)).close()
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            problems.append(f"{var}={_redact(url)!r}: PostgreSQL refused ({reason})")
+    return "; ".join(problems) or None
+
+
+def _check_redis(s: Settings) -> str | None:
+    if s.feast_online_store != "redis":
+        return None
+    import redis
+
+    client = redis.Redis.from_url(
+        s.redis_url, socket_connect_timeout=_CHECK_TIMEOUT_S, socket_timeout=_CHECK_TIMEOUT_S
+    )
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        return f"{ENV_VARS['redis_url']}={_redact(s.redis_url)!r} does not answer ({exc})"
+    finally:
+        client.close()
+    return None
+
+
+def _check_mlflow(s: Settings) -> str | None:
+    if not s.mlflow_tracking_uri.startswith(("http://", "https://")):
+        return None
+    import urllib.error
+    import urllib.request
+
+    url = s.mlflow_tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=_CHECK_TIMEOUT_S) as response:
+            if response.status == 200:
+                return None
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except (urllib.error.URLError, OSError) as exc:
+        return (
+            f"{ENV_VARS['mlflow_tracking_uri']}={s.mlflow_tracking_uri!r} does not answer ({exc})"
+        )
+    return (
+        f"{ENV_VARS['mlflow_tracking_uri']}={s.mlflow_tracking_uri!r} answered {status} on /health"
+    )
+
+
+def _redact(url: str) -> str:
+    """The URL without its password, for error messages."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url

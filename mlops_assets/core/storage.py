@@ -1,0 +1,280 @@
+"""Where asset data lives, and how it is written so that readers never see half of it.
+
+The same code writes to local disk (``local`` profile) and to an S3 bucket behind a custom
+endpoint such as MinIO (``stack`` profile), through ``universal-pathlib``.
+
+Writes are all-or-nothing:
+
+* on disk, the bytes go to a hidden temporary file in the target's folder, are flushed to the disk,
+  and the file is renamed over the target (``os.replace`` is atomic on POSIX);
+* on S3, the file is uploaded in one PUT (or one multipart upload), and S3 only shows an object
+  once its upload completes.
+
+Pointers (``_LATEST``, ``_CURRENT``) and manifests are written last, so a killed run leaves nothing
+that a reader would take for data.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.core.profiles import Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    from upath import UPath
+
+# Temporary files start with this prefix: readers that list a folder skip names starting with ".".
+TEMP_PREFIX = ".tmp-"
+LATEST = "_LATEST"
+CURRENT = "_CURRENT"
+
+
+def make_upath(root: str, s3_endpoint_url: str = "", aws_region: str = "us-east-1") -> UPath:
+    """A ``UPath`` for a local folder or an ``s3://`` URL behind an optional custom endpoint.
+
+    Credentials are not passed here: boto's chain reads them from the standard AWS variables.
+    """
+    from upath import UPath
+
+    if not root.startswith("s3://"):
+        return UPath(root)
+    client_kwargs: dict[str, Any] = {"region_name": aws_region}
+    if s3_endpoint_url:
+        client_kwargs["endpoint_url"] = s3_endpoint_url
+    return UPath(root, client_kwargs=client_kwargs)
+
+
+def data_root(settings: Settings) -> UPath:
+    """The root under which every asset is stored: ``<root>/<use_case>/<asset>/...``."""
+    return make_upath(settings.data_root, settings.s3_endpoint_url, settings.aws_region)
+
+
+def is_local(path: UPath | Path) -> bool:
+    return getattr(path, "protocol", "") in ("", "file", "local")
+
+
+def _local(path: UPath | Path) -> Path:
+    return Path(path.path if hasattr(path, "path") else path)
+
+
+def atomic_write(path: UPath | Path, write: Callable[[Path], None]) -> None:
+    """Write ``path`` all-or-nothing: ``write`` fills a local temporary file that is then published.
+
+    If ``write`` raises or the process dies, the target is untouched (a stale hidden temporary file
+    may stay behind on disk; its name starts with ``.tmp-`` so no reader takes it for data).
+    """
+    if is_local(path):
+        target = _local(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}"
+        try:
+            write(tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, target)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        _fsync_dir(target.parent)
+        return
+
+    # Object stores have no rename; an upload is already all-or-nothing, so stage locally and PUT.
+    with tempfile.TemporaryDirectory(prefix="mlops-upload-") as tmpdir:
+        tmp = Path(tmpdir) / "payload"
+        write(tmp)
+        path.fs.put_file(str(tmp), _fs_path(path))
+        path.fs.invalidate_cache(_fs_path(path.parent))
+
+
+def _fs_path(path: UPath) -> str:
+    return path.path
+
+
+def _fsync_dir(folder: Path) -> None:
+    # Make the rename itself durable: without this a crash can forget it even after os.replace.
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: UPath | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` all-or-nothing."""
+    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def read_bytes(path: UPath | Path) -> bytes:
+    return path.read_bytes()
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- Parquet ---------------------------------------------------------------------------------
+
+# Fixed writer options: the same table gives the same bytes, hence the same content hash.
+PARQUET_WRITE_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": True,
+    "write_statistics": True,
+    "row_group_size": 1 << 20,
+}
+
+
+def to_arrow(obj: Any) -> pa.Table:
+    """A pandas or Polars frame (or an Arrow table) as an Arrow table, index dropped."""
+    import pyarrow as pa
+
+    if isinstance(obj, pa.Table):
+        return obj
+    module = type(obj).__module__
+    if module.startswith("polars"):
+        return obj.to_arrow()
+    if module.startswith("pandas"):
+        return pa.Table.from_pandas(obj, preserve_index=False)
+    raise TypeError(
+        f"cannot store a {type(obj).__name__} as parquet: return a pandas or Polars DataFrame "
+        "or a pyarrow Table"
+    )
+
+
+def write_parquet(path: UPath | Path, table: pa.Table) -> str:
+    """Write ``table`` to ``path`` atomically; return the content hash (sha256 of the bytes)."""
+    import pyarrow.parquet as pq
+
+    digest: dict[str, str] = {}
+
+    def write(tmp: Path) -> None:
+        pq.write_table(table, tmp, **PARQUET_WRITE_OPTIONS)
+        digest["sha256"] = sha256_file(tmp)
+
+    atomic_write(path, write)
+    return digest["sha256"]
+
+
+def read_parquet(path: UPath | Path) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    if is_local(path):
+        return pq.read_table(_local(path))
+    with path.open("rb") as fh:
+        return pq.read_table(fh)
+
+
+# -- Pointers and versioned datasets ---------------------------------------------------------
+
+
+def write_pointer(path: UPath | Path, payload: dict[str, Any]) -> None:
+    """Write a small JSON pointer object atomically (sorted keys: same payload, same bytes)."""
+    atomic_write_bytes(path, json.dumps(payload, sort_keys=True, indent=2).encode() + b"\n")
+
+
+def read_pointer(path: UPath | Path) -> dict[str, Any] | None:
+    """The pointer's payload, or ``None`` if no pointer was ever written."""
+    try:
+        return json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    """One immutable version of a dataset: ``dt=<day>/run_id=<run>/data.parquet``."""
+
+    dt: str
+    run_id: str
+    data_version: str
+    row_count: int
+    written_at: str
+    extra: dict[str, Any]
+
+    @property
+    def relative_dir(self) -> str:
+        return f"dt={self.dt}/run_id={self.run_id}"
+
+
+class VersionedDataset:
+    """A dataset kept as immutable versions, with ``_LATEST`` and ``_CURRENT`` pointers.
+
+    * ``_LATEST`` names the version written last. Consumers that want the newest data read it.
+    * ``_CURRENT`` names the version approved for use (moved by :meth:`promote`, e.g. after the
+      asset's checks passed). A bad version can be written without ever becoming current.
+
+    Each version folder holds ``data.parquet`` then ``manifest.json``; a folder without a manifest
+    is an interrupted write and is never pointed at.
+    """
+
+    DATA = "data.parquet"
+    MANIFEST = "manifest.json"
+
+    def __init__(self, root: UPath | Path) -> None:
+        self.root = root
+
+    def version_dir(self, dt: str, run_id: str) -> UPath | Path:
+        return self.root / f"dt={dt}" / f"run_id={run_id}"
+
+    def write(
+        self, dt: str, run_id: str, frame: Any, extra: dict[str, Any] | None = None
+    ) -> DatasetVersion:
+        """Write one version: data, then manifest, then ``_LATEST``. Returns its manifest."""
+        table = to_arrow(frame)
+        folder = self.version_dir(dt, run_id)
+        data_version = write_parquet(folder / self.DATA, table)
+        version = DatasetVersion(
+            dt=dt,
+            run_id=run_id,
+            data_version=data_version,
+            row_count=table.num_rows,
+            written_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            extra=dict(extra or {}),
+        )
+        write_pointer(folder / self.MANIFEST, asdict(version))
+        write_pointer(self.root / LATEST, asdict(version))
+        return version
+
+    def promote(self, version: DatasetVersion) -> None:
+        """Make ``version`` the one consumers read through ``_CURRENT``."""
+        if read_pointer(self.version_dir(version.dt, version.run_id) / self.MANIFEST) is None:
+            raise FileNotFoundError(f"no complete version {version.relative_dir} under {self.root}")
+        write_pointer(self.root / CURRENT, asdict(version))
+
+    def _resolve(self, pointer: str) -> DatasetVersion | None:
+        payload = read_pointer(self.root / pointer)
+        return DatasetVersion(**payload) if payload else None
+
+    def latest(self) -> DatasetVersion | None:
+        return self._resolve(LATEST)
+
+    def current(self) -> DatasetVersion | None:
+        return self._resolve(CURRENT)
+
+    def read(self, version: DatasetVersion) -> pa.Table:
+        return read_parquet(self.version_dir(version.dt, version.run_id) / self.DATA)
+
+    def versions(self) -> Iterator[DatasetVersion]:
+        """Every complete version (those with a manifest), oldest day first."""
+        if not self.root.exists():
+            return
+        for day in sorted(p for p in self.root.iterdir() if p.name.startswith("dt=")):
+            for run in sorted(p for p in day.iterdir() if p.name.startswith("run_id=")):
+                payload = read_pointer(run / self.MANIFEST)
+                if payload:
+                    yield DatasetVersion(**payload)

@@ -1,0 +1,39 @@
+"""The code location: every use case plus the resources of the active profile.
+
+``MLOPS_PROFILE`` (``local`` by default, or ``stack``) picks where data, runs, models and features
+live; see :mod:`mlops_assets.core.profiles`. Heavy libraries (MLflow, Feast, GX, scikit-learn) are
+imported by the resources and assets when they run, never here.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from mlops_assets.core.feature_store import FeastFeatureStore
+from mlops_assets.core.io_managers import ParquetIOManagerResource
+from mlops_assets.core.profiles import Settings, check_stack, load_settings
+from mlops_assets.core.tracking import MlflowTracking
+from mlops_assets.use_cases import use_case_definitions
+
+
+def resources_for(settings: Settings) -> dict[str, object]:
+    """The resources every use case can ask for, configured for ``settings.profile``."""
+    return {
+        "io_manager": ParquetIOManagerResource.from_settings(settings),
+        "mlflow": MlflowTracking.from_settings(settings),
+        "feature_store": FeastFeatureStore.from_settings(settings),
+    }
+
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    settings = settings or load_settings()
+    if settings.profile == "stack":
+        # Fail at load, naming the setting, rather than in the middle of the first run.
+        check_stack(settings)
+    return dg.Definitions.merge(
+        *use_case_definitions(),
+        dg.Definitions(resources=resources_for(settings)),
+    )
+
+
+defs = build_definitions()

@@ -1,0 +1,55 @@
+"""The registry of use cases: which folders of ``mlops_assets`` hold one, and how to load them.
+
+A use case is a package ``mlops_assets/<name>/`` whose ``__init__.py`` exports
+
+* ``defs``: a ``dagster.Definitions`` with its assets, checks, jobs, schedules and sensors;
+* ``demo``: a list of :class:`DemoStep`, the CLI materializations that run every asset of the use
+  case on tiny data (what ``mlops demo`` runs, in order).
+
+Adding a use case is adding its folder and its name below; nothing else changes. Use cases are
+imported lazily, one module each, so a broken use case names itself in the error.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from types import ModuleType
+
+import dagster as dg
+
+# Names of the use-case packages, in the order the demo runs them. None has landed yet.
+USE_CASES: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class DemoStep:
+    """One ``dagster asset materialize`` call: an asset selection and, if partitioned, a partition
+    or a partition range (``--partition-range``)."""
+
+    select: str
+    partition: str | None = None
+    partition_range: str | None = None
+
+    def cli_args(self) -> list[str]:
+        args = ["--select", self.select]
+        if self.partition:
+            args += ["--partition", self.partition]
+        if self.partition_range:
+            args += ["--partition-range", self.partition_range]
+        return args
+
+
+def load_use_case(name: str) -> ModuleType:
+    module = importlib.import_module(f"mlops_assets.{name}")
+    if not isinstance(getattr(module, "defs", None), dg.Definitions):
+        raise TypeError(f"use case {name!r} must export `defs: dagster.Definitions` in __init__.py")
+    return module
+
+
+def use_case_definitions(names: tuple[str, ...] = USE_CASES) -> list[dg.Definitions]:
+    return [load_use_case(name).defs for name in names]
+
+
+def demo_steps(names: tuple[str, ...] = USE_CASES) -> list[tuple[str, DemoStep]]:
+    return [(name, step) for name in names for step in getattr(load_use_case(name), "demo", [])]
