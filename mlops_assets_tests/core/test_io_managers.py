@@ -54,9 +54,7 @@ def backend(request, tmp_path: Path) -> Storage:
 
 
 def _materialization(result: dg.ExecuteInProcessResult, key: dg.AssetKey):
-    [event] = [
-        e for e in result.get_asset_materialization_events() if e.asset_key == key
-    ]
+    [event] = [e for e in result.get_asset_materialization_events() if e.asset_key == key]
     return event.step_materialization_data.materialization
 
 
@@ -112,7 +110,9 @@ def test_same_inputs_give_same_bytes_and_data_version(backend: Storage) -> None:
         )
         for _ in range(2)
     ]
-    versions = [_materialization(r, dg.AssetKey("daily")).tags["dagster/data_version"] for r in runs]
+    versions = [
+        _materialization(r, dg.AssetKey("daily")).tags["dagster/data_version"] for r in runs
+    ]
     assert versions[0] == versions[1]
     assert hashlib.sha256(backend.read_bytes("daily/2024-03-02.parquet")).hexdigest() == versions[0]
 

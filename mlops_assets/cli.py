@@ -1,0 +1,141 @@
+"""``mlops``: the project's command line, a thin layer over Dagster's own.
+
+    mlops demo     materialize every asset of every use case on the active profile
+    mlops dev      start the Dagster UI and daemon (``dagster dev``) for the active profile
+    mlops check    print the resolved settings; on the stack profile, check every service
+    mlops env      print the environment (DAGSTER_HOME, ...) as ``export`` lines, for ``eval``
+
+Each command prepares ``DAGSTER_HOME`` for the profile (``.dagster/`` with the top-level
+``dagster.yaml`` for ``local``; ``.dagster-stack/`` with ``docker/dagster.yaml`` for ``stack``) unless
+``DAGSTER_HOME`` is already set, so the plain ``dagster`` CLI and ``mlops`` share one instance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from mlops_assets.core.profiles import (
+    ProfileError,
+    Settings,
+    check_stack,
+    dagster_home_config,
+    load_settings,
+)
+
+CODE_LOCATION = "mlops_assets.definitions"
+
+
+def dagster_home(settings: Settings, environ: dict[str, str] | None = None) -> Path:
+    """The instance folder for ``settings``, with its ``dagster.yaml`` in place."""
+    environ = os.environ if environ is None else environ
+    if environ.get("DAGSTER_HOME"):
+        return Path(environ["DAGSTER_HOME"])
+    folder = Path(settings.home) / (".dagster" if settings.profile == "local" else ".dagster-stack")
+    folder.mkdir(parents=True, exist_ok=True)
+    source = dagster_home_config(settings)
+    target = folder / "dagster.yaml"
+    if not target.exists() or target.read_bytes() != source.read_bytes():
+        shutil.copyfile(source, target)
+    return folder
+
+
+def command_env(settings: Settings) -> dict[str, str]:
+    """The environment every Dagster process of this profile runs with."""
+    return {
+        **os.environ,
+        **settings.as_env(),
+        "DAGSTER_HOME": str(dagster_home(settings)),
+    }
+
+
+def _run(args: list[str], env: dict[str, str]) -> int:
+    print("+", " ".join(args), flush=True)
+    return subprocess.call(args, env=env)
+
+
+def demo(settings: Settings) -> int:
+    """Materialize every use case's demo steps, in order; stop at the first failure."""
+    from mlops_assets.use_cases import demo_steps
+
+    steps = demo_steps()
+    if not steps:
+        print(
+            "No use case has landed yet: the main job has nothing to materialize.\n"
+            "The platform core (storage, IO manager, MLflow and Feast resources, validation) is "
+            "in place; run the tests to see it work."
+        )
+        return 0
+    env = command_env(settings)
+    dagster = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", CODE_LOCATION]
+    for use_case, step in steps:
+        print(f"[{use_case}] {step.select}", flush=True)
+        code = _run(dagster + step.cli_args(), env)
+        if code != 0:
+            print(f"[{use_case}] failed with exit code {code}", file=sys.stderr)
+            return code
+    return 0
+
+
+def dev(settings: Settings, extra: list[str]) -> int:
+    """Run ``dagster dev`` in the foreground with signals handled normally.
+
+    A shell that starts us in the background with ``&`` makes SIGINT/SIGTERM ignored in the
+    child; ``dagster dev`` inherits that and then cannot be stopped. Restore the defaults first.
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    env = command_env(settings)
+    args = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", *extra]
+    return subprocess.call(args, env=env, cwd=settings.home, preexec_fn=_reset_signals)
+
+
+def _reset_signals() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def check(settings: Settings) -> int:
+    for name, value in sorted(settings.as_env().items()):
+        print(f"{name}={value}")
+    if settings.profile == "stack":
+        check_stack(settings, force=True)
+        print("stack: every service answered")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="mlops", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("demo", help="materialize every asset of every use case")
+    dev_parser = sub.add_parser("dev", help="start the Dagster UI and daemon")
+    dev_parser.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    sub.add_parser("check", help="print the settings and check the stack's services")
+    sub.add_parser("env", help="print export lines for the profile's environment")
+    args = parser.parse_args(argv)
+
+    try:
+        settings = load_settings()
+        if args.command == "demo":
+            return demo(settings)
+        if args.command == "dev":
+            return dev(settings, args.dagster_args)
+        if args.command == "check":
+            return check(settings)
+        exports = {**settings.as_env(), "DAGSTER_HOME": str(dagster_home(settings))}
+        for name, value in sorted(exports.items()):
+            print(f"export {name}={shlex.quote(value)}")
+        return 0
+    except ProfileError as exc:
+        print(f"mlops: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,88 @@
+"""The code location: it loads, validates, stays light, and the CLI's main job says what it runs."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+
+from mlops_assets.core.profiles import load_settings
+from mlops_assets.definitions import build_definitions, resources_for
+
+REPO = Path(__file__).resolve().parents[1]
+HEAVY = ["mlflow", "feast", "great_expectations", "sklearn", "xgboost", "statsforecast", "boto3"]
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=180
+    )
+
+
+def test_definitions_load_with_every_resource(local_home: Path) -> None:
+    defs = build_definitions(load_settings())
+    assert isinstance(defs, dg.Definitions)
+    assert set(resources_for(load_settings())) == {"io_manager", "mlflow", "feature_store"}
+    io = defs.resources["io_manager"]
+    assert io.root == f"{local_home}/.data"
+
+
+def test_loading_the_code_location_imports_no_heavy_library(local_home: Path) -> None:
+    code = (
+        "import sys, json; import mlops_assets.definitions; "
+        f"print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    )
+    proc = _python(code, {**os.environ, "MLOPS_HOME": str(local_home)})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+
+
+def test_dagster_validates_the_code_location(local_home: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dagster",
+            "definitions",
+            "validate",
+            "-m",
+            "mlops_assets.definitions",
+        ],
+        env={**os.environ, "DAGSTER_HOME": str(local_home)},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Validation successful" in proc.stdout + proc.stderr
+
+
+def test_demo_says_when_there_is_nothing_to_materialize(local_home: Path) -> None:
+    from mlops_assets.use_cases import USE_CASES
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "mlops_assets.cli", "demo"],
+        env={**os.environ, "MLOPS_HOME": str(local_home)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, proc.stderr
+    if not USE_CASES:
+        assert "nothing to materialize" in proc.stdout
+
+
+def test_mlops_prepares_the_profile_instance(local_home: Path, monkeypatch) -> None:
+    from mlops_assets.cli import dagster_home
+
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    (local_home / "dagster.yaml").write_bytes((REPO / "dagster.yaml").read_bytes())
+    home = dagster_home(load_settings())
+    assert home == local_home / ".dagster"
+    assert (home / "dagster.yaml").read_bytes() == (REPO / "dagster.yaml").read_bytes()
+    instance = dg.DagsterInstance.from_config(str(home))
+    assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2

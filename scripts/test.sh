@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Set up the environment (with the test tools) and run the whole test suite.
+# The stack tests need PostgreSQL on 127.0.0.1:5432 and Redis on 127.0.0.1:6379; moto's S3 server
+# and the MLflow server are started by the tests themselves.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
+.venv/bin/ruff check mlops_assets mlops_assets_tests bench
+.venv/bin/dagster definitions validate -m mlops_assets.definitions
+exec .venv/bin/pytest "$@"
