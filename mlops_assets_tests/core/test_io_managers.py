@@ -234,3 +234,25 @@ def test_returning_an_unsupported_object_fails_with_a_clear_message(tmp_path: Pa
     error = failure.step_failure_data.error
     assert "return a pandas or Polars DataFrame" in error.cause.message
     assert not list(tmp_path.rglob("*.parquet"))
+
+
+@pytest.mark.stack
+def test_local_and_s3_profiles_give_the_same_data_version(tmp_path: Path, aws_env) -> None:
+    @dg.asset(partitions_def=DAYS)
+    def daily(context: dg.AssetExecutionContext) -> pd.DataFrame:
+        return pd.DataFrame({"day": [context.partition_key] * 3, "v": [0.1, 0.2, 0.3]})
+
+    managers = {
+        "local": ParquetIOManagerResource(root=str(tmp_path / "local")),
+        "s3": ParquetIOManagerResource(
+            root=f"s3://{aws_env.bucket}/same-{tmp_path.name}", s3_endpoint_url=aws_env.endpoint_url
+        ),
+    }
+    versions = {
+        name: _materialization(
+            dg.materialize([daily], partition_key="2024-03-03", resources={"io_manager": io}),
+            dg.AssetKey("daily"),
+        ).tags["dagster/data_version"]
+        for name, io in managers.items()
+    }
+    assert versions["local"] == versions["s3"]
