@@ -13,3 +13,5 @@ if ! python3 -m uv --version >/dev/null 2>&1; then
 fi
 uv() { python3 -m uv "$@"; }
 uv sync --frozen --python 3.11 "$@"
+# The project itself is installed editable, so uv does not compile it: do it here.
+.venv/bin/python -m compileall -q mlops_assets feature_repo >/dev/null
