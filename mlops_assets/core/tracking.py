@@ -1,0 +1,823 @@
+"""MLflow tracking for assets: one MLflow run per materialization, models, registry and aliases.
+
+Every model asset trains inside ``MlflowTracking.start_run(context, use_case=...)``. The run is
+tagged with where it came from in Dagster (run id, asset key, partition, code version and the data
+versions of the asset's inputs), so a model in the registry can be traced back to the exact data
+and code that produced it, and the asset's materialization links forward to the run.
+
+Aliases carry the business meaning of a version: ``candidate`` is the latest trained model,
+``champion`` is the one that serves. Only the promotion gate moves ``champion``.
+
+Failures of MLflow (a server that does not answer, a 4xx/5xx, a broken database) are raised as
+``TrackingError``: a Dagster ``Failure`` whose message says what failed and which setting
+(``MLFLOW_TRACKING_URI``) points at the backend. A registration either completes (version READY,
+alias set) or leaves no model version behind.
+
+The code location imports this module, so mlflow, sklearn and pandas are imported inside the
+methods that need them, never at module level (``import mlflow`` alone takes seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlparse, urlunparse
+
+import dagster as dg
+from pydantic import Field, PrivateAttr
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
+
+    from mlops_assets.core.profiles import Settings
+
+TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+# Run tags that tie an MLflow run to the Dagster materialization that produced it.
+TAG_RUN_ID = "dagster.run_id"
+TAG_JOB_NAME = "dagster.job_name"
+TAG_ASSET_KEY = "dagster.asset_key"
+TAG_PARTITION_KEY = "dagster.partition_key"
+TAG_PARTITION_RANGE = "dagster.partition_key_range"
+TAG_CODE_VERSION = "dagster.code_version"
+TAG_USE_CASE = "mlops.use_case"
+
+
+def input_data_version_tag(asset_key: dg.AssetKey) -> str:
+    """The run tag holding the data version of input ``asset_key``."""
+    return f"dagster.input.{asset_key.to_user_string()}.data_version"
+
+
+Flavor = Literal["sklearn", "pyfunc", "xgboost"]
+
+# Packages a logged model needs to be loaded again, per flavor. They are pinned to the versions
+# installed here: without explicit requirements MLflow infers them by loading the model in a
+# subprocess, which took 19-34 s per model on this machine (about 5 s with them).
+_FLAVOR_PACKAGES: dict[str, tuple[str, ...]] = {
+    "sklearn": ("scikit-learn", "cloudpickle", "numpy", "pandas", "scipy"),
+    "xgboost": ("xgboost", "scikit-learn", "numpy", "pandas", "scipy"),
+    "pyfunc": ("cloudpickle", "numpy", "pandas"),
+}
+
+# Distributions that are never model requirements, even when an estimator's class comes from them.
+_NOT_REQUIREMENTS = frozenset({"mlops-assets", "mlflow", "mlflow-skinny"})
+
+_READY = "READY"
+_FAILED_REGISTRATION = "FAILED_REGISTRATION"
+
+
+class TrackingError(dg.Failure):
+    """MLflow could not do what an asset asked of it; the message names the backend setting."""
+
+    def __init__(self, message: str, *, tracking_uri: str | None = None) -> None:
+        metadata = {"env_var": TRACKING_URI_ENV}
+        if tracking_uri:
+            metadata["tracking_uri"] = redact_uri(tracking_uri)
+        super().__init__(description=message, metadata=metadata)
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any password replaced, so it can go into logs and error messages."""
+    parsed = urlparse(uri)
+    if parsed.password is None:
+        return uri
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urlunparse(parsed._replace(netloc=netloc))
+
+
+# --- SQLite backend: create and migrate the database once ---------------------------------------
+
+# Processes creating a fresh MLflow SQLite database at the same time leave it permanently broken
+# (half-run migrations). Each URI is prepared once per process, and across processes under a file
+# lock next to the database.
+_ENSURED_BACKENDS: set[str] = set()
+_ENSURE_LOCK = threading.Lock()
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for other schemes and in-memory databases."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?", 1)[0]
+    if not path or path == ":memory:":
+        return None
+    return Path(path).absolute()
+
+
+def _ensure_sqlite_backend(uri: str, artifact_root: str) -> None:
+    path = sqlite_path(uri)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = path.with_name(path.name + ".lock")
+    with open(lock_path, "a") as lock_file:
+        fcntl.flock(lock_file, fcntl.LOCK_EX)
+        try:
+            import mlflow.store.db.utils as db_utils
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
+            # An existing database of an older MLflow is migrated here, once, under the lock;
+            # SqlAlchemyStore itself only refuses to open it.
+            outdated = db_utils._all_tables_exist(engine) and (
+                db_utils._get_schema_version(engine) != db_utils._get_latest_schema_revision()
+            )
+            if outdated:
+                db_utils._upgrade_db(engine)
+            engine.dispose()
+            # Creates the tables of a fresh database and the "Default" experiment, which would
+            # otherwise race between processes on its unique name.
+            SqlAlchemyStore(uri, artifact_root)
+        finally:
+            fcntl.flock(lock_file, fcntl.LOCK_UN)
+
+
+# --- Dagster lineage ----------------------------------------------------------------------------
+
+
+def lineage_tags(
+    context: dg.AssetExecutionContext, asset_key: dg.AssetKey | None = None
+) -> dict[str, str]:
+    """The MLflow run tags that say which Dagster materialization a run belongs to.
+
+    The input data versions are the ones Dagster itself records as the provenance of this
+    materialization (the ``dagster/input_data_version/<key>`` tags of the output event): for an
+    unpartitioned input, or an input read without partitions, that is the input's own data version;
+    for a partitioned input it is Dagster's hash over the data versions of the partitions read.
+    Inputs that were never materialized or observed get no tag.
+    """
+    key = asset_key or context.asset_key
+    tags = {
+        TAG_RUN_ID: context.run_id,
+        TAG_JOB_NAME: context.job_name,
+        TAG_ASSET_KEY: key.to_user_string(),
+    }
+    if context.has_partition_key:
+        tags[TAG_PARTITION_KEY] = str(context.partition_key)
+    elif context.has_partition_key_range:
+        key_range = context.partition_key_range
+        tags[TAG_PARTITION_RANGE] = f"{key_range.start}...{key_range.end}"
+
+    assets_def = context.assets_def
+    code_version = assets_def.code_versions_by_key.get(key)
+    if code_version is not None:
+        tags[TAG_CODE_VERSION] = code_version
+
+    # The step context is where Dagster keeps the input versions it writes into the output's
+    # provenance; asking it (instead of the latest materialization of each input) gives the same
+    # values, including the partition-aware hash for partitioned inputs.
+    step_context = context.get_step_execution_context()
+    for parent in sorted(assets_def.asset_deps.get(key, ()), key=lambda k: k.to_user_string()):
+        if parent == key:  # a self-dependency is history, not an input
+            continue
+        info = step_context.maybe_fetch_and_get_input_asset_version_info(parent)
+        if info is not None and info.data_version is not None:
+            tags[input_data_version_tag(parent)] = info.data_version.value
+    return tags
+
+
+# --- pip requirements ---------------------------------------------------------------------------
+
+
+def _installed_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _estimator_distributions(model: Any) -> set[str]:
+    """Distributions whose classes appear inside a sklearn-style model (e.g. xgboost in a Pipeline)."""
+    objects = [model]
+    get_params = getattr(model, "get_params", None)
+    if callable(get_params):
+        with contextlib.suppress(Exception):
+            objects.extend(get_params(deep=True).values())
+    roots = {type(obj).__module__.split(".", 1)[0] for obj in objects}
+    roots -= {"builtins", "__main__"}
+    by_module = importlib.metadata.packages_distributions()
+    return {dist for root in roots for dist in by_module.get(root, ())}
+
+
+def default_pip_requirements(flavor: Flavor, model: Any = None) -> list[str]:
+    """Pinned requirements (``name==version``) to load a model of ``flavor`` again.
+
+    The flavor's own packages plus any third-party package whose estimator sits inside ``model``,
+    each at the version installed in this environment, sorted so the list is reproducible.
+    """
+    if flavor not in _FLAVOR_PACKAGES:
+        raise ValueError(f"unknown model flavor {flavor!r}; use one of {sorted(_FLAVOR_PACKAGES)}")
+    names = set(_FLAVOR_PACKAGES[flavor])
+    if model is not None:
+        names |= _estimator_distributions(model)
+    pins = []
+    for name in sorted(names - _NOT_REQUIREMENTS, key=str.lower):
+        version = _installed_version(name)
+        if version is not None:
+            pins.append(f"{name}=={version}")
+    return pins
+
+
+# --- global MLflow state, for the fluent calls that only read it --------------------------------
+
+_FLUENT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def _global_tracking_uri(uri: str) -> Iterator[None]:
+    """Point MLflow's process-wide tracking URI at ``uri`` for the duration, then restore it.
+
+    ``Model.log`` resolves the tracking URI from global state only. mlflow's own helper for this
+    restores ``None`` by deleting ``MLFLOW_TRACKING_URI`` from the environment, so both the module
+    variable and the environment variable are saved and restored here.
+    """
+    import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    with _FLUENT_LOCK:
+        saved_global = tracking_utils._tracking_uri
+        saved_env = os.environ.get(TRACKING_URI_ENV)
+        mlflow.set_tracking_uri(uri)
+        try:
+            yield
+        finally:
+            mlflow.set_tracking_uri(saved_global)
+            if saved_env is None:
+                os.environ.pop(TRACKING_URI_ENV, None)
+            else:
+                os.environ[TRACKING_URI_ENV] = saved_env
+
+
+def skip_feast_request_header_provider() -> None:
+    """Load MLflow's request-header plugins without Feast's, unless Feast is already imported.
+
+    Feast registers an ``mlflow.request_header_provider`` entry point, so MLflow's first REST call
+    in a process imports all of Feast (8-14 s here) just to find a provider that adds a header
+    only inside Feast's own MLflow token scope, which this project never opens. Every step that
+    talks to a tracking server would pay that. Where Feast is imported anyway, its provider is
+    cheap and is left alone.
+    """
+    if "mlflow.tracking.request_header.registry" in sys.modules or "feast" in sys.modules:
+        return
+    import mlflow.utils.plugins as plugins
+
+    original = plugins.get_entry_points
+
+    def without_feast(group: str) -> list[importlib.metadata.EntryPoint]:
+        return [ep for ep in original(group) if not ep.value.startswith("feast.")]
+
+    plugins.get_entry_points = without_feast
+    try:
+        import mlflow.tracking.request_header.registry  # noqa: F401  (registers on import)
+    finally:
+        plugins.get_entry_points = original
+
+
+def _error_code(exc: BaseException) -> str | None:
+    return getattr(exc, "error_code", None)
+
+
+# --- the resource -------------------------------------------------------------------------------
+
+
+class MlflowTracking(dg.ConfigurableResource):
+    """MLflow tracking and model registry for assets.
+
+    Opens one MLflow run per asset materialization (per partition), tagged with its Dagster
+    lineage; logs params, metrics, figures and models; registers model versions and moves aliases.
+    """
+
+    tracking_uri: str = Field(
+        description="Where runs are recorded: sqlite:///… (local profile) or http(s)://… (server)."
+    )
+    registry_uri: str = Field(
+        default="", description="Where models are registered; empty means the tracking URI."
+    )
+    artifact_root: str = Field(
+        default="",
+        description=(
+            "Artifact location of new experiments, for database backends without a server "
+            "(e.g. <home>/.mlflow/artifacts). Empty: the server decides, or, for SQLite, "
+            "an 'artifacts' folder next to the database."
+        ),
+    )
+    experiment_prefix: str = Field(
+        default="mlops-assets", description="Experiments are named <prefix>/<use case>."
+    )
+    registration_timeout_s: float = Field(
+        default=300.0, description="How long to wait for a new model version to become READY."
+    )
+
+    _client: Any = PrivateAttr(default=None)
+    _experiment_ids: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> MlflowTracking:
+        """The resource of a deployment profile (see ``mlops_assets.core.profiles``)."""
+        return cls(
+            tracking_uri=settings.mlflow_tracking_uri,
+            artifact_root=settings.mlflow_artifact_root,
+        )
+
+    # --- backend and client ---------------------------------------------------------------------
+
+    @property
+    def effective_registry_uri(self) -> str:
+        return self.registry_uri or self.tracking_uri
+
+    @property
+    def is_server(self) -> bool:
+        return urlparse(self.tracking_uri).scheme in ("http", "https")
+
+    def effective_artifact_root(self) -> str:
+        """The artifact root new experiments get; empty when the tracking server decides."""
+        if self.artifact_root:
+            root = self.artifact_root
+            if "://" not in root:  # a local path: MLflow wants an absolute file URI
+                root = Path(root).expanduser().absolute().as_uri()
+            return root.rstrip("/")
+        db_path = sqlite_path(self.tracking_uri)
+        if db_path is not None:
+            # Without this MLflow would default to ./mlruns under whatever the working directory is.
+            return (db_path.parent / "artifacts").as_uri()
+        return ""
+
+    def ensure_backend(self) -> None:
+        """Create and migrate SQLite databases once (idempotent, safe across processes).
+
+        Tracking servers manage their own database, so nothing is done for http(s) URIs.
+        """
+        for uri in dict.fromkeys((self.tracking_uri, self.effective_registry_uri)):
+            if sqlite_path(uri) is None or uri in _ENSURED_BACKENDS:
+                continue
+            with _ENSURE_LOCK:
+                if uri in _ENSURED_BACKENDS:
+                    continue
+                with self._mlflow_errors("create or migrate the SQLite database"):
+                    _ensure_sqlite_backend(uri, self.effective_artifact_root())
+                _ENSURED_BACKENDS.add(uri)
+
+    @property
+    def client(self) -> MlflowClient:
+        """An MlflowClient bound to this resource's URIs (not to MLflow's global state)."""
+        if self._client is None:
+            self.ensure_backend()
+            from mlflow import MlflowClient
+
+            if self.is_server or urlparse(self.effective_registry_uri).scheme in ("http", "https"):
+                skip_feast_request_header_provider()
+
+            self._client = MlflowClient(
+                tracking_uri=self.tracking_uri, registry_uri=self.effective_registry_uri
+            )
+        return self._client
+
+    @contextlib.contextmanager
+    def _mlflow_errors(self, action: str, *, registry: bool = False) -> Iterator[None]:
+        """Turn any failure of MLflow inside the block into a ``TrackingError`` saying ``action``."""
+        try:
+            yield
+        except TrackingError:
+            raise
+        except Exception as exc:
+            uri = self.effective_registry_uri if registry else self.tracking_uri
+            where = f"{TRACKING_URI_ENV}={redact_uri(self.tracking_uri)}"
+            if registry and self.registry_uri:
+                where += f", registry URI {redact_uri(self.registry_uri)}"
+            text = str(exc).strip()
+            detail = text.splitlines()[0].rstrip(".") if text else "(no message)"
+            hint = ""
+            if "Connection refused" in text or "Max retries exceeded" in text:
+                hint = " Is the MLflow tracking server running and reachable at that address?"
+            raise TrackingError(
+                f"MLflow could not {action} ({where}): {type(exc).__name__}: {detail}.{hint}",
+                tracking_uri=uri,
+            ) from exc
+
+    # --- experiments and runs -------------------------------------------------------------------
+
+    def experiment_name(self, use_case: str) -> str:
+        return f"{self.experiment_prefix}/{use_case}"
+
+    def experiment_id(self, use_case: str) -> str:
+        """The id of the use case's experiment, created (or restored) on first use."""
+        name = self.experiment_name(use_case)
+        if name in self._experiment_ids:
+            return self._experiment_ids[name]
+        client = self.client
+        with self._mlflow_errors(f"get or create experiment {name!r}"):
+            experiment = client.get_experiment_by_name(name)
+            if experiment is None:
+                root = self.effective_artifact_root()
+                try:
+                    experiment_id = client.create_experiment(
+                        name, artifact_location=f"{root}/{name}" if root else None
+                    )
+                except Exception as exc:
+                    # Another process created it between our lookup and create.
+                    if _error_code(exc) not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                        raise
+                    experiment = client.get_experiment_by_name(name)
+                    experiment_id = experiment.experiment_id
+            else:
+                experiment_id = experiment.experiment_id
+            if experiment is not None and experiment.lifecycle_stage == "deleted":
+                # A deleted experiment keeps its name; runs cannot be created in it until restored.
+                client.restore_experiment(experiment_id)
+        self._experiment_ids[name] = experiment_id
+        return experiment_id
+
+    @contextlib.contextmanager
+    def start_run(
+        self,
+        context: dg.AssetExecutionContext,
+        *,
+        use_case: str,
+        run_name: str | None = None,
+        asset_key: dg.AssetKey | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Iterator[TrackedRun]:
+        """Open the MLflow run of this materialization; it ends FINISHED, or FAILED on an error.
+
+        ``asset_key`` is needed only in a multi-asset. An exception of the body ends the run as
+        FAILED (KILLED when the step is interrupted) and is re-raised unchanged.
+        """
+        key = asset_key or context.asset_key
+        run_tags = {TAG_USE_CASE: use_case, **lineage_tags(context, key), **(tags or {})}
+        if run_name is None:
+            partition = run_tags.get(TAG_PARTITION_KEY) or run_tags.get(TAG_PARTITION_RANGE)
+            run_name = key.to_user_string() + (f" {partition}" if partition else "")
+        experiment_id = self.experiment_id(use_case)
+        with self._mlflow_errors(f"start a run for asset {key.to_user_string()}"):
+            run = self.client.create_run(experiment_id, tags=run_tags, run_name=run_name)
+        tracked = TrackedRun(self, run.info.run_id, experiment_id, run_tags)
+        context.log.info(f"MLflow run {tracked.run_id}: {tracked.url}")
+        try:
+            yield tracked
+        except BaseException as exc:
+            status = "FAILED" if isinstance(exc, Exception) else "KILLED"
+            try:
+                self.client.set_terminated(tracked.run_id, status=status)
+            except Exception as end_exc:  # the body's error is the one that matters
+                context.log.warning(
+                    f"could not mark MLflow run {tracked.run_id} {status}: {end_exc}"
+                )
+            raise
+        with self._mlflow_errors(f"finish run {tracked.run_id}"):
+            self.client.set_terminated(tracked.run_id, status="FINISHED")
+
+    # --- registry -------------------------------------------------------------------------------
+
+    def register(
+        self,
+        model: ModelInfo | str,
+        name: str,
+        *,
+        alias: str | None = CANDIDATE,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelVersion:
+        """Register ``model`` (a logged ``ModelInfo`` or a model URI) as a new version of ``name``.
+
+        The version is READY and carries ``alias`` when this returns. If anything fails after the
+        version was created, the version is deleted and ``TrackingError`` raised, so the registry
+        never holds a version that is half registered. The Dagster lineage tags of the source run
+        are copied onto the version, so the registry alone tells where a version came from.
+        """
+        if isinstance(model, str):
+            model_uri, model_id, run_id = model, _model_id_of(model), None
+        else:
+            model_uri, model_id, run_id = model.model_uri, model.model_id, model.run_id
+        client = self.client
+        with self._mlflow_errors(f"register {model_uri} as model {name!r}", registry=True):
+            version_tags = dict(self._lineage_of_run(run_id)) if run_id else {}
+            version_tags.update(tags or {})
+            try:
+                client.create_registered_model(name)
+            except Exception as exc:
+                if _error_code(exc) not in ("RESOURCE_ALREADY_EXISTS", "ALREADY_EXISTS"):
+                    raise
+            # A database registry resolves a models:/<model_id> source through MLflow's global
+            # tracking URI, not this client's (a TODO in MLflow's SqlAlchemyStore); a server
+            # resolves it on its own side.
+            scope = (
+                contextlib.nullcontext()
+                if self.is_server
+                else _global_tracking_uri(self.tracking_uri)
+            )
+            with scope:
+                created = client.create_model_version(
+                    name,
+                    source=model_uri,
+                    run_id=run_id,
+                    tags=version_tags,
+                    model_id=model_id,
+                    await_creation_for=0,  # we wait ourselves, so a timeout can clean up
+                )
+        version = str(created.version)
+        try:
+            self._wait_until_ready(name, version)
+            if alias:
+                client.set_registered_model_alias(name, alias, version)
+            return client.get_model_version(name, version)
+        except BaseException as exc:
+            cleanup = self._delete_version(name, version)
+            if not isinstance(exc, Exception):
+                raise
+            step = f"setting alias {alias!r}" if alias else "waiting for it to become READY"
+            raise TrackingError(
+                f"MLflow registered version {version} of model {name!r} but {step} failed "
+                f"({TRACKING_URI_ENV}={redact_uri(self.tracking_uri)}): "
+                f"{type(exc).__name__}: {exc}. {cleanup}",
+                tracking_uri=self.effective_registry_uri,
+            ) from exc
+
+    def _lineage_of_run(self, run_id: str) -> dict[str, str]:
+        run = self.client.get_run(run_id)
+        return {k: v for k, v in run.data.tags.items() if k.startswith(("dagster.", "mlops."))}
+
+    def _wait_until_ready(self, name: str, version: str) -> None:
+        deadline = time.monotonic() + self.registration_timeout_s
+        delay = 0.05
+        while True:
+            status = str(self.client.get_model_version(name, version).status)
+            if status == _READY:
+                return
+            if status == _FAILED_REGISTRATION:
+                raise RuntimeError(f"model version {name}/{version} ended in {status}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"model version {name}/{version} still {status} after "
+                    f"{self.registration_timeout_s:.0f} s"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    def _delete_version(self, name: str, version: str) -> str:
+        """Delete a version that must not stay registered; say what happened, never raise."""
+        try:
+            self.client.delete_model_version(name, version)
+        except Exception as exc:
+            return (
+                f"Deleting version {version} failed too ({type(exc).__name__}: {exc}); "
+                f"delete it by hand before anything reads model {name!r}."
+            )
+        return f"Version {version} was deleted again; no alias was moved."
+
+    def set_alias(self, name: str, alias: str, version: str | int, *, reason: str = "") -> None:
+        """Point ``alias`` of model ``name`` at ``version``; ``reason`` is kept on the version."""
+        with self._mlflow_errors(f"set alias {alias!r} of model {name!r}", registry=True):
+            if reason:
+                self.client.set_model_version_tag(name, str(version), f"{alias}.reason", reason)
+            self.client.set_registered_model_alias(name, alias, str(version))
+
+    def get_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
+        """The version ``alias`` points at; None when the model or the alias does not exist."""
+        with self._mlflow_errors(f"look up alias {alias!r} of model {name!r}", registry=True):
+            try:
+                registered = self.client.get_registered_model(name)
+            except Exception as exc:
+                if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                    return None
+                raise
+            # The alias map of the registered model tells "no such alias" apart from real errors;
+            # MLflow's get_model_version_by_alias reports both as one exception.
+            version = registered.aliases.get(alias)
+            if version is None:
+                return None
+            return self.client.get_model_version(name, str(version))
+
+    def champion(self, name: str) -> ModelVersion | None:
+        """The version that serves (alias ``champion``), or None before the first promotion."""
+        return self.get_version_by_alias(name, CHAMPION)
+
+    # --- links and metadata ---------------------------------------------------------------------
+
+    def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
+        """Where a person finds the run.
+
+        For a tracking server, the run's page in its UI. A SQLite backend has no UI of its own,
+        so this is the ``runs:/`` URI; ``ui_hint`` says how to browse it.
+        """
+        if not self.is_server:
+            return f"runs:/{run_id}"
+        if experiment_id is None:
+            with self._mlflow_errors(f"read run {run_id}"):
+                experiment_id = self.client.get_run(run_id).info.experiment_id
+        return f"{self.tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+    def ui_hint(self, run_id: str, experiment_id: str) -> str:
+        """How to open a run of a backend without a server in the MLflow UI."""
+        return (
+            f"mlflow ui --backend-store-uri {redact_uri(self.tracking_uri)}, then open "
+            f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
+        )
+
+    def model_metadata(
+        self,
+        run_id: str,
+        *,
+        experiment_id: str | None = None,
+        model_version: ModelVersion | None = None,
+        alias: str | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> dict[str, dg.MetadataValue]:
+        """Materialization metadata of a model asset: MLflow run, model version, alias, metrics."""
+        if experiment_id is None:
+            with self._mlflow_errors(f"read run {run_id}"):
+                experiment_id = self.client.get_run(run_id).info.experiment_id
+        url = self.run_url(run_id, experiment_id)
+        metadata: dict[str, dg.MetadataValue] = {
+            "mlflow_run_id": dg.MetadataValue.text(run_id),
+            "mlflow_run_url": dg.MetadataValue.url(url)
+            if self.is_server
+            else dg.MetadataValue.text(url),
+            "mlflow_tracking_uri": dg.MetadataValue.text(redact_uri(self.tracking_uri)),
+        }
+        if not self.is_server:
+            metadata["mlflow_ui"] = dg.MetadataValue.text(self.ui_hint(run_id, experiment_id))
+        if model_version is not None:
+            aliases = [alias] if alias else list(getattr(model_version, "aliases", []) or [])
+            metadata["model_name"] = dg.MetadataValue.text(model_version.name)
+            metadata["model_version"] = dg.MetadataValue.int(int(model_version.version))
+            metadata["model_uri"] = dg.MetadataValue.text(
+                f"models:/{model_version.name}/{model_version.version}"
+            )
+            if aliases:
+                metadata["model_alias"] = dg.MetadataValue.text(", ".join(sorted(aliases)))
+        for key, value in sorted((metrics or {}).items()):
+            metadata[f"metric/{key}"] = dg.MetadataValue.float(float(value))
+        return metadata
+
+
+def _model_id_of(model_uri: str) -> str | None:
+    """The LoggedModel id of a ``models:/<model_id>`` URI (not of ``models:/<name>/<version>``)."""
+    prefix = "models:/"
+    if model_uri.startswith(prefix):
+        rest = model_uri[len(prefix) :]
+        if rest and "/" not in rest and "@" not in rest:
+            return rest
+    return None
+
+
+class TrackedRun:
+    """The MLflow run of one materialization, as ``MlflowTracking.start_run`` yields it."""
+
+    def __init__(
+        self, tracking: MlflowTracking, run_id: str, experiment_id: str, tags: Mapping[str, str]
+    ) -> None:
+        self.tracking = tracking
+        self.run_id = run_id
+        self.experiment_id = experiment_id
+        self.tags = dict(tags)
+        # The latest value of every metric logged through this object, for the asset's metadata.
+        self.metrics: dict[str, float] = {}
+
+    @property
+    def url(self) -> str:
+        return self.tracking.run_url(self.run_id, self.experiment_id)
+
+    def _errors(self, action: str) -> contextlib.AbstractContextManager[None]:
+        return self.tracking._mlflow_errors(f"{action} in run {self.run_id}")
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        """Record the run's inputs (hyperparameters, windows, sizes); values become strings."""
+        from mlflow.entities import Param
+
+        if not params:
+            return
+        with self._errors("log params"):
+            self.tracking.client.log_batch(
+                self.run_id, params=[Param(str(k), str(v)) for k, v in sorted(params.items())]
+            )
+
+    def log_metrics(self, metrics: Mapping[str, float], *, step: int = 0) -> None:
+        """Record the run's results; the latest values also go into ``model_metadata``."""
+        from mlflow.entities import Metric
+
+        if not metrics:
+            return
+        timestamp = int(time.time() * 1000)
+        values = {str(k): float(v) for k, v in metrics.items()}
+        with self._errors("log metrics"):
+            self.tracking.client.log_batch(
+                self.run_id,
+                metrics=[Metric(k, v, timestamp, step) for k, v in sorted(values.items())],
+            )
+        self.metrics.update({k: v for k, v in values.items() if not math.isnan(v)})
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        from mlflow.entities import RunTag
+
+        with self._errors("set tags"):
+            self.tracking.client.log_batch(
+                self.run_id, tags=[RunTag(str(k), str(v)) for k, v in sorted(tags.items())]
+            )
+        self.tags.update(tags)
+
+    def log_figure(self, figure: Any, artifact_file: str) -> None:
+        """Store a matplotlib (or plotly) figure as an artifact, e.g. ``plots/pr_curve.png``."""
+        with self._errors(f"log figure {artifact_file}"):
+            self.tracking.client.log_figure(self.run_id, figure, artifact_file)
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        """Store a JSON/YAML document (by extension) as an artifact, e.g. ``report.json``."""
+        with self._errors(f"log {artifact_file}"):
+            self.tracking.client.log_dict(self.run_id, dict(data), artifact_file)
+
+    def log_model(
+        self,
+        model: Any,
+        *,
+        name: str,
+        input_example: Any,
+        flavor: Flavor = "sklearn",
+        pip_requirements: Sequence[str] | None = None,
+        signature: Any = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> ModelInfo:
+        """Log ``model`` in this run with a signature, an input example and pinned requirements.
+
+        ``pip_requirements`` defaults to ``default_pip_requirements(flavor, model)``; they are
+        always explicit because inferring them costs 20-30 s per model. The signature is inferred
+        from ``input_example`` and the model's predictions on it (for pyfunc, MLflow infers it from
+        the input example). Returns MLflow's ``ModelInfo``; ``register`` takes it.
+        """
+        from mlflow.entities import LoggedModelStatus
+        from mlflow.models import Model, infer_signature
+
+        if flavor not in _FLAVOR_PACKAGES:
+            raise ValueError(
+                f"unknown model flavor {flavor!r}; use one of {sorted(_FLAVOR_PACKAGES)}"
+            )
+        requirements = (
+            list(pip_requirements)
+            if pip_requirements is not None
+            else default_pip_requirements(flavor, model)
+        )
+        if signature is None and flavor != "pyfunc":
+            signature = infer_signature(input_example, model.predict(input_example))
+
+        if flavor == "sklearn":
+            import mlflow.sklearn as flavor_module
+
+            # cloudpickle, not MLflow's default skops: skops refuses to load any type it does not
+            # trust (a random forest's tree type already fails), so every new estimator would need
+            # its own allow-list. The registry is ours and written only by our own runs.
+            flavor_kwargs: dict[str, Any] = {
+                "sk_model": model,
+                "serialization_format": "cloudpickle",
+            }
+        elif flavor == "xgboost":
+            import mlflow.xgboost as flavor_module
+
+            flavor_kwargs = {"xgb_model": model}
+        else:
+            import mlflow.pyfunc as flavor_module
+
+            flavor_kwargs = {"python_model": model}
+
+        client = self.tracking.client
+        with self._errors(f"log model {name!r}"):
+            # The LoggedModel is created here, in this run's experiment: left to MLflow it would
+            # go to whatever experiment the process-global state (or MLFLOW_EXPERIMENT_ID) names.
+            logged = client.create_logged_model(
+                self.experiment_id,
+                name=name,
+                source_run_id=self.run_id,
+                tags={
+                    **{k: v for k, v in self.tags.items() if k.startswith("dagster.")},
+                    **(tags or {}),
+                },
+            )
+            try:
+                with _global_tracking_uri(self.tracking.tracking_uri):
+                    info = Model.log(
+                        artifact_path=None,  # deprecated in MLflow 3, but still positional
+                        name=name,
+                        flavor=flavor_module,
+                        run_id=self.run_id,
+                        model_id=logged.model_id,
+                        signature=signature,
+                        input_example=input_example,
+                        pip_requirements=requirements,
+                        **flavor_kwargs,
+                    )
+            except Exception:
+                with contextlib.suppress(Exception):
+                    client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+                raise
+        return info
