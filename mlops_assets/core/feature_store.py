@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import hashlib
 import importlib.util
 import json
@@ -39,7 +38,14 @@ from urllib.parse import parse_qsl, unquote, urlparse
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.core.profiles import ENV_VARS, ProfileError, Settings, load_settings
+from mlops_assets.core.profiles import (
+    ENV_VARS,
+    ProfileError,
+    Settings,
+    load_settings,
+    redact_url,
+)
+from mlops_assets.core.storage import file_lock
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -458,13 +464,6 @@ def clear_caches() -> None:
         _REPOS.clear()
 
 
-def _redact(url: str) -> str:
-    parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@")
-    return url
-
-
 @contextlib.contextmanager
 def _explained_errors(key: StoreConfig) -> Iterator[None]:
     """Turn "connection refused" deep inside Feast into an error that names the setting to fix."""
@@ -476,12 +475,12 @@ def _explained_errors(key: StoreConfig) -> Iterator[None]:
         module = type(exc).__module__
         if module.startswith("redis") and _is_connection_error(exc):
             raise FeatureStoreUnavailableError(
-                f"the Feast online store (Redis at {_redact(key.redis_url)}) does not answer: "
+                f"the Feast online store (Redis at {redact_url(key.redis_url)}) does not answer: "
                 f"{str(exc).rstrip('.')}. Start Redis or point {REDIS_URL_ENV} at one."
             ) from exc
         if module.startswith(("sqlalchemy", "psycopg")) and _is_connection_error(exc):
             raise FeatureStoreUnavailableError(
-                f"the Feast registry database ({_redact(key.registry)}) does not answer: "
+                f"the Feast registry database ({redact_url(key.registry)}) does not answer: "
                 f"{str(exc).splitlines()[0].rstrip('.')}. Start it or point {REGISTRY_ENV} at one."
             ) from exc
         raise
@@ -510,15 +509,9 @@ def _registry_write_lock(key: StoreConfig, store: FeatureStore) -> Iterator[None
     if not key.registry_is_local_file:
         yield
         return
-    lock_path = Path(f"{key.registry}.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            store.refresh_registry()
-            yield
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+    with file_lock(Path(f"{key.registry}.lock")):
+        store.refresh_registry()
+        yield
 
 
 # --------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlunparse
 
 Profile = Literal["local", "stack"]
 PROFILES: tuple[Profile, ...] = ("local", "stack")
@@ -286,7 +286,7 @@ def _check_postgres(s: Settings) -> str | None:
             psycopg.connect(libpq_url, connect_timeout=int(_CHECK_TIMEOUT_S)).close()
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            problems.append(f"{var}={_redact(url)!r}: PostgreSQL refused ({reason})")
+            problems.append(f"{var}={redact_url(url)!r}: PostgreSQL refused ({reason})")
     return "; ".join(problems) or None
 
 
@@ -301,7 +301,7 @@ def _check_redis(s: Settings) -> str | None:
     try:
         client.ping()
     except redis.RedisError as exc:
-        return f"{ENV_VARS['redis_url']}={_redact(s.redis_url)!r} does not answer ({exc})"
+        return f"{ENV_VARS['redis_url']}={redact_url(s.redis_url)!r} does not answer ({exc})"
     finally:
         client.close()
     return None
@@ -330,9 +330,10 @@ def _check_mlflow(s: Settings) -> str | None:
     )
 
 
-def _redact(url: str) -> str:
-    """The URL without its password, for error messages."""
+def redact_url(url: str) -> str:
+    """``url`` with any password replaced, so it can go into logs and error messages."""
     parsed = urlparse(url)
-    if parsed.password:
-        return url.replace(f":{parsed.password}@", ":***@", 1)
-    return url
+    if parsed.password is None:
+        return url
+    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
+    return urlunparse(parsed._replace(netloc=netloc))

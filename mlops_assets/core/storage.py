@@ -110,6 +110,24 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock between processes of this machine, held on ``path`` (created if missing).
+
+    For state kept in one local file that its library rewrites without a lock of its own (a
+    fresh MLflow SQLite database, Feast's file registry).
+    """
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def atomic_write_bytes(path: UPath | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all-or-nothing."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))

@@ -20,7 +20,6 @@ methods that need them, never at module level (``import mlflow`` alone takes sec
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.metadata
 import math
 import os
@@ -30,10 +29,13 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlparse, urlunparse
+from urllib.parse import urlparse
 
 import dagster as dg
 from pydantic import Field, PrivateAttr
+
+from mlops_assets.core.profiles import redact_url
+from mlops_assets.core.storage import file_lock
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -86,17 +88,8 @@ class TrackingError(dg.Failure):
     def __init__(self, message: str, *, tracking_uri: str | None = None) -> None:
         metadata = {"env_var": TRACKING_URI_ENV}
         if tracking_uri:
-            metadata["tracking_uri"] = redact_uri(tracking_uri)
+            metadata["tracking_uri"] = redact_url(tracking_uri)
         super().__init__(description=message, metadata=metadata)
-
-
-def redact_uri(uri: str) -> str:
-    """``uri`` with any password replaced, so it can go into logs and error messages."""
-    parsed = urlparse(uri)
-    if parsed.password is None:
-        return uri
-    netloc = parsed.netloc.replace(f":{parsed.password}@", ":***@", 1)
-    return urlunparse(parsed._replace(netloc=netloc))
 
 
 # --- SQLite backend: create and migrate the database once ---------------------------------------
@@ -122,28 +115,22 @@ def _ensure_sqlite_backend(uri: str, artifact_root: str) -> None:
     path = sqlite_path(uri)
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "a") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)
-        try:
-            import mlflow.store.db.utils as db_utils
-            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+    with file_lock(path.with_name(path.name + ".lock")):
+        import mlflow.store.db.utils as db_utils
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-            engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
-            # An existing database of an older MLflow is migrated here, once, under the lock;
-            # SqlAlchemyStore itself only refuses to open it.
-            outdated = db_utils._all_tables_exist(engine) and (
-                db_utils._get_schema_version(engine) != db_utils._get_latest_schema_revision()
-            )
-            if outdated:
-                db_utils._upgrade_db(engine)
-            engine.dispose()
-            # Creates the tables of a fresh database and the "Default" experiment, which would
-            # otherwise race between processes on its unique name.
-            SqlAlchemyStore(uri, artifact_root)
-        finally:
-            fcntl.flock(lock_file, fcntl.LOCK_UN)
+        engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
+        # An existing database of an older MLflow is migrated here, once, under the lock;
+        # SqlAlchemyStore itself only refuses to open it.
+        outdated = db_utils._all_tables_exist(engine) and (
+            db_utils._get_schema_version(engine) != db_utils._get_latest_schema_revision()
+        )
+        if outdated:
+            db_utils._upgrade_db(engine)
+        engine.dispose()
+        # Creates the tables of a fresh database and the "Default" experiment, which would
+        # otherwise race between processes on its unique name.
+        SqlAlchemyStore(uri, artifact_root)
 
 
 # --- Dagster lineage ----------------------------------------------------------------------------
@@ -395,9 +382,9 @@ class MlflowTracking(dg.ConfigurableResource):
             raise
         except Exception as exc:
             uri = self.effective_registry_uri if registry else self.tracking_uri
-            where = f"{TRACKING_URI_ENV}={redact_uri(self.tracking_uri)}"
+            where = f"{TRACKING_URI_ENV}={redact_url(self.tracking_uri)}"
             if registry and self.registry_uri:
-                where += f", registry URI {redact_uri(self.registry_uri)}"
+                where += f", registry URI {redact_url(self.registry_uri)}"
             text = str(exc).strip()
             detail = text.splitlines()[0].rstrip(".") if text else "(no message)"
             hint = ""
@@ -540,7 +527,7 @@ class MlflowTracking(dg.ConfigurableResource):
             step = f"setting alias {alias!r}" if alias else "waiting for it to become READY"
             raise TrackingError(
                 f"MLflow registered version {version} of model {name!r} but {step} failed "
-                f"({TRACKING_URI_ENV}={redact_uri(self.tracking_uri)}): "
+                f"({TRACKING_URI_ENV}={redact_url(self.tracking_uri)}): "
                 f"{type(exc).__name__}: {exc}. {cleanup}",
                 tracking_uri=self.effective_registry_uri,
             ) from exc
@@ -622,7 +609,7 @@ class MlflowTracking(dg.ConfigurableResource):
     def ui_hint(self, run_id: str, experiment_id: str) -> str:
         """How to open a run of a backend without a server in the MLflow UI."""
         return (
-            f"mlflow ui --backend-store-uri {redact_uri(self.tracking_uri)}, then open "
+            f"mlflow ui --backend-store-uri {redact_url(self.tracking_uri)}, then open "
             f"http://127.0.0.1:5000/#/experiments/{experiment_id}/runs/{run_id}"
         )
 
@@ -645,7 +632,7 @@ class MlflowTracking(dg.ConfigurableResource):
             "mlflow_run_url": dg.MetadataValue.url(url)
             if self.is_server
             else dg.MetadataValue.text(url),
-            "mlflow_tracking_uri": dg.MetadataValue.text(redact_uri(self.tracking_uri)),
+            "mlflow_tracking_uri": dg.MetadataValue.text(redact_url(self.tracking_uri)),
         }
         if not self.is_server:
             metadata["mlflow_ui"] = dg.MetadataValue.text(self.ui_hint(run_id, experiment_id))
