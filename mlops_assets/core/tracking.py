@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
 
+    from mlops_assets.core.evaluation import PromotionDecision, PromotionRule
     from mlops_assets.core.profiles import Settings
 
 TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
@@ -590,6 +591,47 @@ class MlflowTracking(dg.ConfigurableResource):
     def champion(self, name: str) -> ModelVersion | None:
         """The version that serves (alias ``champion``), or None before the first promotion."""
         return self.get_version_by_alias(name, CHAMPION)
+
+    def promote(self, name: str, version: str | int, rule: PromotionRule) -> PromotionDecision:
+        """The promotion gate: move ``champion`` to ``version`` if it beats the current champion.
+
+        The metric is read from each version's source run, so the comparison uses the numbers
+        that were logged when the models were evaluated. The decision and its reason are kept as
+        tags on the candidate version (``promotion.decision``, ``promotion.reason``) whether or not
+        it was promoted, and as ``champion.reason`` on the version that becomes champion.
+        """
+        from mlops_assets.core.evaluation import decide_promotion
+
+        version = str(version)
+        current = self.champion(name)
+        with self._mlflow_errors(f"read the metrics of model {name!r}", registry=True):
+            candidate_value = self._version_metric(name, version, rule.metric)
+            champion_value = (
+                self._version_metric(name, str(current.version), rule.metric) if current else None
+            )
+        decision = decide_promotion(
+            rule,
+            candidate_value,
+            champion_value,
+            has_champion=current is not None,
+            champion_version=str(current.version) if current else None,
+        )
+        with self._mlflow_errors(
+            f"record the promotion decision of {name!r} v{version}", registry=True
+        ):
+            self.client.set_model_version_tag(
+                name, version, "promotion.decision", "promoted" if decision.promote else "kept"
+            )
+            self.client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
+        if decision.promote:
+            self.set_alias(name, CHAMPION, version, reason=decision.reason)
+        return decision
+
+    def _version_metric(self, name: str, version: str, metric: str) -> float | None:
+        run_id = self.client.get_model_version(name, version).run_id
+        if not run_id:
+            return None
+        return self.client.get_run(run_id).data.metrics.get(metric)
 
     # --- links and metadata ---------------------------------------------------------------------
 

@@ -1,0 +1,123 @@
+"""The promotion gate: the pure decision, and the alias it moves in a real MLflow registry."""
+
+import math
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mlops_assets.core.evaluation import PromotionRule, decide_promotion
+from mlops_assets.core.profiles import load_settings
+from mlops_assets.core.tracking import CHAMPION, MlflowTracking
+
+AUC = PromotionRule(metric="roc_auc", higher_is_better=True, min_improvement=0.01)
+RMSE = PromotionRule(metric="rmse", higher_is_better=False)
+
+
+@pytest.mark.parametrize(
+    ("rule", "candidate", "champion", "has_champion", "promote", "reason"),
+    [
+        (AUC, 0.80, None, False, True, "no champion yet"),
+        (AUC, 0.85, 0.80, True, True, "better by 0.05"),
+        (AUC, 0.805, 0.80, True, False, "within the margin of 0.01"),
+        (AUC, 0.80, 0.80, True, False, "not better"),
+        (AUC, 0.70, 0.80, True, False, "not better"),
+        (RMSE, 9.0, 10.0, True, True, "better by 1"),
+        (RMSE, 11.0, 10.0, True, False, "not better (lower is better)"),
+        (AUC, float("nan"), 0.8, True, False, "not evaluated"),
+        (AUC, None, None, False, False, "not evaluated"),
+        (AUC, 0.75, None, True, True, "has no roc_auc to compare"),
+    ],
+)
+def test_gate_decisions(rule, candidate, champion, has_champion, promote, reason) -> None:
+    decision = decide_promotion(
+        rule, candidate, champion, has_champion=has_champion, champion_version="3"
+    )
+    assert decision.promote is promote
+    assert reason in decision.reason
+    assert decision.as_metadata()["promotion/decision"] == ("promoted" if promote else "kept")
+
+
+def test_rule_refuses_a_negative_margin() -> None:
+    with pytest.raises(ValueError, match="min_improvement"):
+        PromotionRule(metric="rmse", higher_is_better=False, min_improvement=-1)
+
+
+finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
+
+
+@given(a=finite, b=finite, margin=st.floats(min_value=0, max_value=10), higher=st.booleans())
+def test_two_models_never_both_beat_each_other(a, b, margin, higher) -> None:
+    rule = PromotionRule(metric="m", higher_is_better=higher, min_improvement=margin)
+    a_over_b = decide_promotion(rule, a, b, has_champion=True).promote
+    b_over_a = decide_promotion(rule, b, a, has_champion=True).promote
+    assert not (a_over_b and b_over_a)
+    if a_over_b:
+        assert (a - b if higher else b - a) > margin
+    if a == b:
+        assert not a_over_b
+
+
+@pytest.fixture
+def tracking(local_home) -> MlflowTracking:
+    return MlflowTracking.from_settings(load_settings())
+
+
+def _register(tracking: MlflowTracking, name: str, auc: float) -> str:
+    """Log a tiny model whose run carries ``roc_auc=auc`` and register it as a candidate."""
+    import mlflow
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    x = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0]})
+    model = LogisticRegression().fit(x, [0, 0, 1, 1])
+    client = tracking.client
+    experiment_id = tracking.experiment_id("gate_test")
+    run = client.create_run(experiment_id)
+    client.log_metric(run.info.run_id, "roc_auc", auc)
+    with mlflow.start_run(run_id=run.info.run_id):
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            pip_requirements=["scikit-learn"],
+            serialization_format="cloudpickle",
+        )
+    client.set_terminated(run.info.run_id)
+    return str(tracking.register(info, name).version)
+
+
+@pytest.fixture
+def fluent_mlflow(tracking: MlflowTracking):
+    """MLflow's fluent API (used to log the test models) pointed at the test's backend."""
+    import mlflow
+
+    before = mlflow.get_tracking_uri()
+    mlflow.set_tracking_uri(tracking.tracking_uri)
+    yield
+    mlflow.set_tracking_uri(before)
+
+
+def test_gate_moves_champion_only_for_a_better_candidate(
+    tracking: MlflowTracking, fluent_mlflow
+) -> None:
+    name = "gate_test.model"
+
+    v1 = _register(tracking, name, 0.80)
+    first = tracking.promote(name, v1, AUC)
+    assert first.promote and "no champion yet" in first.reason
+    assert str(tracking.champion(name).version) == v1
+
+    v2 = _register(tracking, name, 0.805)
+    second = tracking.promote(name, v2, AUC)
+    assert not second.promote and second.champion_value == pytest.approx(0.80)
+    assert str(tracking.champion(name).version) == v1
+    tags = tracking.client.get_model_version(name, v2).tags
+    assert tags["promotion.decision"] == "kept"
+    assert "within the margin" in tags["promotion.reason"]
+
+    v3 = _register(tracking, name, 0.90)
+    third = tracking.promote(name, v3, AUC)
+    assert third.promote and math.isclose(third.improvement, 0.10)
+    champion = tracking.get_version_by_alias(name, CHAMPION)
+    assert str(champion.version) == v3
+    assert "better by 0.1" in champion.tags["champion.reason"]
