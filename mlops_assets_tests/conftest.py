@@ -23,6 +23,11 @@ def local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLOPS_PROFILE", "local")
     monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
     monkeypatch.setenv("MLOPS_FEAST_REPO", str(REPO_ROOT / "feature_repo"))
-    for var in ("MLOPS_DATA_ROOT", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLOPS_FEAST_REGISTRY"):
+    for var in (
+        "MLOPS_DATA_ROOT",
+        "MLFLOW_TRACKING_URI",
+        "AWS_ENDPOINT_URL",
+        "MLOPS_FEAST_REGISTRY",
+    ):
         monkeypatch.delenv(var, raising=False)
     return tmp_path
