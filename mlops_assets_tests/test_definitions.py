@@ -10,6 +10,7 @@ import dagster as dg
 
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.definitions import build_definitions, resources_for
+from mlops_assets_tests.fixtures.cli import validate_code_location
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = ["mlflow", "feast", "great_expectations", "sklearn", "xgboost", "statsforecast", "boto3"]
@@ -40,22 +41,7 @@ def test_loading_the_code_location_imports_no_heavy_library(local_home: Path) ->
 
 
 def test_dagster_validates_the_code_location(local_home: Path) -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "definitions",
-            "validate",
-            "-m",
-            "mlops_assets.definitions",
-        ],
-        env={**os.environ, "DAGSTER_HOME": str(local_home)},
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=REPO,
-    )
+    proc = validate_code_location(env={**os.environ, "DAGSTER_HOME": str(local_home)})
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Validation successful" in proc.stdout + proc.stderr
 

@@ -25,7 +25,7 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -802,20 +802,43 @@ def build_gx_asset_check(
         or f"`{asset_key.to_user_string()}` meets the suite `{suite.name}`"
     )
 
-    def _gx_check(context, frame: Any) -> dg.AssetCheckResult:
-        result = run_suite(frame, suite, max_samples=max_samples)
+    return _frame_check(
+        asset,
+        partitions_def,
+        lambda frame: run_suite(frame, suite, max_samples=max_samples),
+        name=check_name,
+        description=f"{head}\n\n{listed}",
+        blocking=blocking,
+        metadata={"suite": suite.name, "expectations": [e.label for e in suite.expectations]},
+    )
+
+
+def _frame_check(
+    asset: AssetRef,
+    partitions_def: dg.PartitionsDefinition | None,
+    evaluate: Callable[[Any], SuiteResult],
+    *,
+    name: str,
+    description: str,
+    blocking: bool,
+    metadata: Mapping[str, Any] | None = None,
+) -> dg.AssetChecksDefinition:
+    """One blocking check that loads the asset (its partition) and judges it with ``evaluate``."""
+
+    def _check(context, frame: Any) -> dg.AssetCheckResult:
+        result = evaluate(frame)
         context.log.info(_summary(result))
         return _asset_check_result(result)
 
     with _partitioned_checks_preview():
         return dg.asset_check(
-            asset=asset_key,
-            name=check_name,
-            description=f"{head}\n\n{listed}",
+            asset=_asset_key(asset),
+            name=name,
+            description=description,
             blocking=blocking,
             partitions_def=_partitions_of(asset, partitions_def),
-            metadata={"suite": suite.name, "expectations": [e.label for e in suite.expectations]},
-        )(_gx_check)
+            metadata=metadata,
+        )(_check)
 
 
 def build_unique_key_check(
@@ -831,24 +854,18 @@ def build_unique_key_check(
 
     Named ``<key>_is_unique`` (``tx_id_is_unique``) or ``<a>_and_<b>_are_unique`` for a combined key.
     """
-    asset_key = _asset_key(asset)
     cols = [keys] if isinstance(keys, str) else list(keys)
     default = _unique_name(cols)
     check_name = _check_name(name or default)
 
-    def _unique_check(context, frame: Any) -> dg.AssetCheckResult:
-        result = unique_keys(frame, cols, max_samples=max_samples)
-        context.log.info(_summary(result))
-        return _asset_check_result(result)
-
-    with _partitioned_checks_preview():
-        return dg.asset_check(
-            asset=asset_key,
-            name=check_name,
-            description=f"Each {' + '.join(f'`{c}`' for c in cols)} appears on at most one row.",
-            blocking=blocking,
-            partitions_def=_partitions_of(asset, partitions_def),
-        )(_unique_check)
+    return _frame_check(
+        asset,
+        partitions_def,
+        lambda frame: unique_keys(frame, cols, max_samples=max_samples),
+        name=check_name,
+        description=f"Each {' + '.join(f'`{c}`' for c in cols)} appears on at most one row.",
+        blocking=blocking,
+    )
 
 
 def build_time_series_checks(

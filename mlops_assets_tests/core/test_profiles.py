@@ -1,19 +1,18 @@
 """Profiles: settings resolved from the environment, and start-up checks that name the setting."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from mlops_assets.core.profiles import ProfileError, check_stack, load_settings
+from mlops_assets_tests.fixtures.cli import validate_code_location
 from mlops_assets_tests.fixtures.services import (
     FAKE_AWS_ENV,
     REDIS_TEST_URL,
     S3Server,
     free_port,
-    wait_for_port,
+    moto_s3,
 )
 
 
@@ -112,26 +111,13 @@ def test_misconfigured_stack_fails_naming_the_setting(
 @pytest.mark.stack
 def test_rejected_s3_credentials_are_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     # A moto server that enforces authentication: unknown keys get 403 InvalidAccessKeyId.
-    port = free_port()
-    env = {**os.environ, **FAKE_AWS_ENV, "INITIAL_NO_AUTH_ACTION_COUNT": "0"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    try:
-        wait_for_port("127.0.0.1", port, timeout=30, proc=proc)
+    with moto_s3(None, INITIAL_NO_AUTH_ACTION_COUNT="0") as server:
         for key, value in FAKE_AWS_ENV.items():
             monkeypatch.setenv(key, value)
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
-        server = S3Server(endpoint_url=f"http://127.0.0.1:{port}", bucket="any")
         with pytest.raises(ProfileError, match="AWS_ACCESS_KEY_ID") as err:
-            check_stack(_stack(server), force=True)
-        assert "rejected the credentials" in str(err.value)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+            check_stack(_stack(S3Server(server.endpoint_url, bucket="any")), force=True)
+    assert "rejected the credentials" in str(err.value)
 
 
 @pytest.mark.stack
@@ -141,20 +127,6 @@ def test_code_location_refuses_to_load_on_a_broken_stack(aws_env: S3Server, tmp_
         **_stack(aws_env, MLOPS_S3_BUCKET="missing-bucket").as_env(),
         "DAGSTER_HOME": str(tmp_path),
     }
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "definitions",
-            "validate",
-            "-m",
-            "mlops_assets.definitions",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    proc = validate_code_location(env)
     assert proc.returncode != 0
     assert "MLOPS_S3_BUCKET" in proc.stdout + proc.stderr
