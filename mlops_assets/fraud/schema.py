@@ -1,0 +1,95 @@
+"""The fraud use case's data contracts: columns, types and the windows of the features.
+
+Bronze is two event streams, keyed by ``tx_id``:
+
+* ``transactions``: one row per card payment, at ``event_ts`` (UTC, second resolution);
+* ``labels``: one row per transaction once its outcome is known: ``is_fraud`` becomes available
+  at ``label_available_ts`` (a chargeback arrives days after the payment).
+
+Silver holds one feature snapshot per transaction, for the card and for the merchant, computed
+from the history strictly before the transaction (see :mod:`mlops_assets.fraud.features`).
+
+Pure definitions: no Dagster, no heavy import.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+
+USE_CASE = "fraud"
+UTC_TS = pa.timestamp("us", tz="UTC")
+
+TRANSACTIONS = pa.schema(
+    [
+        ("tx_id", pa.string()),
+        ("event_ts", UTC_TS),
+        ("card_id", pa.int64()),
+        ("merchant_id", pa.int64()),
+        ("amount", pa.float64()),
+        ("merchant_category", pa.string()),
+        ("channel", pa.string()),
+        ("country", pa.string()),
+    ]
+)
+
+LABELS = pa.schema(
+    [
+        ("tx_id", pa.string()),
+        ("event_ts", UTC_TS),
+        ("is_fraud", pa.int8()),
+        ("label_available_ts", UTC_TS),
+    ]
+)
+
+CHANNELS = ("pos", "ecom", "contactless", "atm")
+MERCHANT_CATEGORIES = (
+    "grocery",
+    "restaurant",
+    "fuel",
+    "electronics",
+    "travel",
+    "fashion",
+    "digital_goods",
+    "pharmacy",
+    "entertainment",
+    "utilities",
+)
+
+# Rolling windows of the features. Each ends one second before the transaction it describes.
+WINDOWS: dict[str, timedelta] = {
+    "1h": timedelta(hours=1),
+    "1d": timedelta(days=1),
+    "7d": timedelta(days=7),
+    "30d": timedelta(days=30),
+}
+FRAUD_WINDOWS = ("1d", "7d", "30d")
+# The longest window: how far back a day's features read bronze.
+LOOKBACK = max(WINDOWS.values())
+
+CARD_AGGREGATES = ("tx_count", "amount_sum", "amount_mean", "amount_max", "distinct_merchants")
+MERCHANT_AGGREGATES = ("tx_count", "amount_sum", "amount_mean", "amount_max")
+
+
+def card_feature_columns() -> list[str]:
+    return [f"card_{agg}_{w}" for w in WINDOWS for agg in CARD_AGGREGATES]
+
+
+def merchant_feature_columns() -> list[str]:
+    return [f"merchant_{agg}_{w}" for w in WINDOWS for agg in MERCHANT_AGGREGATES] + [
+        f"merchant_fraud_count_{w}" for w in FRAUD_WINDOWS
+    ]
+
+
+def _feature_schema(key: str, columns: list[str]) -> pa.Schema:
+    counts = ("_tx_count_", "_distinct_merchants_", "_fraud_count_")
+    return pa.schema(
+        [("tx_id", pa.string()), (key, pa.int64()), ("event_ts", UTC_TS)]
+        + [(c, pa.int64() if any(m in c for m in counts) else pa.float64()) for c in columns]
+    )
+
+
+# One snapshot per transaction: the card's (merchant's) activity in the windows before it.
+CARD_FEATURES = _feature_schema("card_id", card_feature_columns())
+MERCHANT_FEATURES = _feature_schema("merchant_id", merchant_feature_columns())
