@@ -236,6 +236,9 @@ class VersionedDataset:
     * ``_CURRENT`` names the version approved for use (moved by :meth:`promote`, e.g. after the
       asset's checks passed). A bad version can be written without ever becoming current.
 
+    Both exist at the dataset's root (across days) and in each ``dt=<day>/`` folder (that day's
+    versions), so a consumer of one partition reads ``dt=<day>/_CURRENT``.
+
     Each version folder holds ``data.parquet`` then ``manifest.json``; a folder without a manifest
     is an interrupted write and is never pointed at.
     """
@@ -265,6 +268,7 @@ class VersionedDataset:
             extra=dict(extra or {}),
         )
         write_pointer(folder / self.MANIFEST, asdict(version))
+        write_pointer(self.root / f"dt={dt}" / LATEST, asdict(version))
         write_pointer(self.root / LATEST, asdict(version))
         return version
 
@@ -272,17 +276,21 @@ class VersionedDataset:
         """Make ``version`` the one consumers read through ``_CURRENT``."""
         if read_pointer(self.version_dir(version.dt, version.run_id) / self.MANIFEST) is None:
             raise FileNotFoundError(f"no complete version {version.relative_dir} under {self.root}")
+        write_pointer(self.root / f"dt={version.dt}" / CURRENT, asdict(version))
         write_pointer(self.root / CURRENT, asdict(version))
 
-    def _resolve(self, pointer: str) -> DatasetVersion | None:
-        payload = read_pointer(self.root / pointer)
+    def _resolve(self, pointer: str, dt: str | None) -> DatasetVersion | None:
+        folder = self.root / f"dt={dt}" if dt else self.root
+        payload = read_pointer(folder / pointer)
         return DatasetVersion(**payload) if payload else None
 
-    def latest(self) -> DatasetVersion | None:
-        return self._resolve(LATEST)
+    def latest(self, dt: str | None = None) -> DatasetVersion | None:
+        """The version written last (of day ``dt``, if given)."""
+        return self._resolve(LATEST, dt)
 
-    def current(self) -> DatasetVersion | None:
-        return self._resolve(CURRENT)
+    def current(self, dt: str | None = None) -> DatasetVersion | None:
+        """The version approved for use (of day ``dt``, if given)."""
+        return self._resolve(CURRENT, dt)
 
     def read(self, version: DatasetVersion) -> pa.Table:
         return read_parquet(self.version_dir(version.dt, version.run_id) / self.DATA)

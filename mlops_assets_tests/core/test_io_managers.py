@@ -256,3 +256,53 @@ def test_local_and_s3_profiles_give_the_same_data_version(tmp_path: Path, aws_en
         for name, io in managers.items()
     }
     assert versions["local"] == versions["s3"]
+
+
+def test_single_run_range_writes_each_partition_where_inputs_read_it(backend: Storage) -> None:
+    loaded: dict[str, pd.DataFrame] = {}
+
+    @dg.asset(
+        partitions_def=DAYS,
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        required_resource_keys={"io_manager"},
+    )
+    def ranged(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+        frames = {
+            day: pd.DataFrame({"day": [day], "v": [i]})
+            for i, day in enumerate(context.partition_keys)
+        }
+        return context.resources.io_manager.write_partitions(context.asset_key, frames)
+
+    @dg.asset(partitions_def=DAYS, deps=[ranged], ins={"ranged": dg.AssetIn()})
+    def downstream(ranged: pd.DataFrame) -> pd.DataFrame:
+        loaded["day"] = ranged
+        return ranged
+
+    resources = {"io_manager": backend.resource()}
+    result = dg.materialize(
+        [ranged],
+        resources=resources,
+        tags={
+            "dagster/asset_partition_range_start": "2024-03-01",
+            "dagster/asset_partition_range_end": "2024-03-03",
+        },
+    )
+    assert result.success
+    mats = result.get_asset_materialization_events()
+    assert sorted(m.partition for m in mats) == ["2024-03-01", "2024-03-02", "2024-03-03"]
+    metadata = mats[0].step_materialization_data.materialization.metadata
+    assert metadata["dagster/row_count"].value == 3
+    assert "| 2024-03-02 | 1 |" in metadata["partitions"].value
+
+    assert dg.materialize(
+        [ranged.to_source_asset(), downstream], partition_key="2024-03-02", resources=resources
+    ).success
+    assert loaded["day"].to_dict("records") == [{"day": "2024-03-02", "v": 1}]
+
+    io = backend.resource().create_io_manager(None)
+    table, versions = io.read_partitions(dg.AssetKey("ranged"), ["2024-03-01", "2024-03-03"])
+    assert table.column("v").to_pylist() == [0, 2]
+    raw = backend.read_bytes("ranged/2024-03-03.parquet")
+    assert versions["2024-03-03"] == hashlib.sha256(raw).hexdigest()
+    with pytest.raises(FileNotFoundError, match="2024-03-04"):
+        io.read_partitions(dg.AssetKey("ranged"), ["2024-03-03", "2024-03-04"])

@@ -114,6 +114,8 @@ def test_versioned_dataset_pointers(root) -> None:
     v2 = ds.write("2024-03-02", "run-b", TABLE.slice(0, 2))
     assert ds.latest() == v2
     assert ds.current() == v1, "writing a version must not make it current"
+    assert ds.latest("2024-03-01") == v1 and ds.current("2024-03-01") == v1
+    assert ds.latest("2024-03-02") == v2 and ds.current("2024-03-02") is None
     assert ds.read(v2).num_rows == 2
     assert [v.run_id for v in ds.versions()] == ["run-a", "run-b"]
     assert (root / "fraud/training_set/dt=2024-03-02/run_id=run-b/data.parquet").exists()
