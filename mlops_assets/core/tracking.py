@@ -592,27 +592,35 @@ class MlflowTracking(dg.ConfigurableResource):
         """The version that serves (alias ``champion``), or None before the first promotion."""
         return self.get_version_by_alias(name, CHAMPION)
 
-    def promote(self, name: str, version: str | int, rule: PromotionRule) -> PromotionDecision:
+    def promote(
+        self,
+        name: str,
+        version: str | int,
+        rule: PromotionRule,
+        *,
+        candidate_metrics: Mapping[str, float] | None = None,
+        champion_metrics: Mapping[str, float] | None = None,
+    ) -> PromotionDecision:
         """The promotion gate: move ``champion`` to ``version`` if it beats the current champion.
 
-        The metric is read from each version's source run, so the comparison uses the numbers
-        that were logged when the models were evaluated. The decision and its reason are kept as
-        tags on the candidate version (``promotion.decision``, ``promotion.reason``) whether or not
-        it was promoted, and as ``champion.reason`` on the version that becomes champion.
+        Metrics are the ones given (e.g. both models scored on the same fresh holdout) or, when
+        not given, those logged in each version's source run. The decision and its reason are
+        kept as tags on the candidate version (``promotion.decision``, ``promotion.reason``)
+        whether or not it was promoted, and as ``champion.reason`` on the new champion.
         """
         from mlops_assets.core.evaluation import decide_promotion
 
         version = str(version)
         current = self.champion(name)
         with self._mlflow_errors(f"read the metrics of model {name!r}", registry=True):
-            candidate_value = self._version_metric(name, version, rule.metric)
-            champion_value = (
-                self._version_metric(name, str(current.version), rule.metric) if current else None
-            )
+            if candidate_metrics is None:
+                candidate_metrics = self._version_metrics(name, version)
+            if champion_metrics is None and current is not None:
+                champion_metrics = self._version_metrics(name, str(current.version))
         decision = decide_promotion(
             rule,
-            candidate_value,
-            champion_value,
+            candidate_metrics,
+            champion_metrics,
             has_champion=current is not None,
             champion_version=str(current.version) if current else None,
         )
@@ -627,11 +635,26 @@ class MlflowTracking(dg.ConfigurableResource):
             self.set_alias(name, CHAMPION, version, reason=decision.reason)
         return decision
 
-    def _version_metric(self, name: str, version: str, metric: str) -> float | None:
+    def _version_metrics(self, name: str, version: str) -> dict[str, float]:
         run_id = self.client.get_model_version(name, version).run_id
-        if not run_id:
-            return None
-        return self.client.get_run(run_id).data.metrics.get(metric)
+        return dict(self.client.get_run(run_id).data.metrics) if run_id else {}
+
+    def load_model(self, name: str, alias: str) -> Any:
+        """The model behind ``models:/<name>@<alias>``, in its native flavor (an sklearn Pipeline).
+
+        Resolved through this resource's registry, not MLflow's global one.
+        """
+        version = self.get_version_by_alias(name, alias)
+        if version is None:
+            raise TrackingError(
+                f"model {name!r} has no alias {alias!r}", tracking_uri=self.tracking_uri
+            )
+        with self._mlflow_errors(f"load model {name}@{alias} (v{version.version})", registry=True):
+            import mlflow.sklearn
+
+            uri = self.client.get_model_version_download_uri(name, str(version.version))
+            with _global_tracking_uri(self.tracking_uri):
+                return mlflow.sklearn.load_model(uri)
 
     # --- links and metadata ---------------------------------------------------------------------
 

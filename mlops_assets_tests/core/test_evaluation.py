@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlops_assets.core.evaluation import PromotionRule, decide_promotion
+from mlops_assets.core.evaluation import Guardrail, PromotionRule, decide_promotion
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.core.tracking import CHAMPION, MlflowTracking
 
@@ -31,7 +31,11 @@ RMSE = PromotionRule(metric="rmse", higher_is_better=False)
 )
 def test_gate_decisions(rule, candidate, champion, has_champion, promote, reason) -> None:
     decision = decide_promotion(
-        rule, candidate, champion, has_champion=has_champion, champion_version="3"
+        rule,
+        {rule.metric: candidate},
+        {rule.metric: champion} if champion is not None else None,
+        has_champion=has_champion,
+        champion_version="3",
     )
     assert decision.promote is promote
     assert reason in decision.reason
@@ -43,14 +47,42 @@ def test_rule_refuses_a_negative_margin() -> None:
         PromotionRule(metric="rmse", higher_is_better=False, min_improvement=-1)
 
 
+GUARDED = PromotionRule(
+    metric="pr_auc",
+    higher_is_better=True,
+    min_improvement=0.01,
+    guardrails=(Guardrail("recall_at_precision", True, 0.02),),
+)
+
+
+@pytest.mark.parametrize(
+    ("candidate", "promote", "reason"),
+    [
+        ({"pr_auc": 0.70, "recall_at_precision": 0.49}, True, "guardrails held"),
+        ({"pr_auc": 0.70, "recall_at_precision": 0.40}, False, "worse by 0.1 (allowed 0.02)"),
+        ({"pr_auc": 0.70}, False, "guardrail recall_at_precision is not measured"),
+        ({"pr_auc": 0.60, "recall_at_precision": 0.90}, False, "not better"),
+    ],
+)
+def test_guardrail_blocks_a_candidate_that_wins_the_headline_metric(
+    candidate: dict, promote: bool, reason: str
+) -> None:
+    champion = {"pr_auc": 0.65, "recall_at_precision": 0.50}
+    decision = decide_promotion(
+        GUARDED, candidate, champion, has_champion=True, champion_version="1"
+    )
+    assert decision.promote is promote
+    assert reason in decision.reason
+
+
 finite = st.floats(min_value=-1e6, max_value=1e6, allow_nan=False)
 
 
 @given(a=finite, b=finite, margin=st.floats(min_value=0, max_value=10), higher=st.booleans())
 def test_two_models_never_both_beat_each_other(a, b, margin, higher) -> None:
     rule = PromotionRule(metric="m", higher_is_better=higher, min_improvement=margin)
-    a_over_b = decide_promotion(rule, a, b, has_champion=True).promote
-    b_over_a = decide_promotion(rule, b, a, has_champion=True).promote
+    a_over_b = decide_promotion(rule, {"m": a}, {"m": b}, has_champion=True).promote
+    b_over_a = decide_promotion(rule, {"m": b}, {"m": a}, has_champion=True).promote
     assert not (a_over_b and b_over_a)
     if a_over_b:
         assert (a - b if higher else b - a) > margin
