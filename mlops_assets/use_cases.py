@@ -13,13 +13,14 @@ imported lazily, one module each, so a broken use case names itself in the error
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from types import ModuleType
 
 import dagster as dg
 
-# Names of the use-case packages, in the order the demo runs them. None has landed yet.
-USE_CASES: tuple[str, ...] = ()
+# Names of the use-case packages, in the order the demo runs them.
+USE_CASES: tuple[str, ...] = ("fraud",)
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,12 @@ class DemoStep:
     select: str
     partition: str | None = None
     partition_range: str | None = None
+    config: dict = field(default_factory=dict)
 
     def cli_args(self) -> list[str]:
         args = ["--select", self.select]
+        if self.config:
+            args += ["--config-json", json.dumps(self.config)]
         if self.partition:
             args += ["--partition", self.partition]
         if self.partition_range:

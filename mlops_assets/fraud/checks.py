@@ -1,0 +1,136 @@
+"""Blocking checks of the fraud pipeline: what bronze and silver must satisfy before anything
+downstream is built. A failed check names the column and the number of offending rows.
+
+Checks that need each day on its own (`transactions_inside_their_day`) or decide what becomes
+current (the training set's: no snapshot from the future, fraud share) are emitted by the assets
+themselves.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the check functions' annotations.
+from datetime import timedelta
+
+import dagster as dg
+import polars as pl
+
+from mlops_assets.core import validation
+from mlops_assets.fraud import expectations, schema
+from mlops_assets.fraud.assets import DAILY, LABEL_HISTORY_DAYS, fraud_key
+
+# Merchant snapshots re-derived from scratch for this many sampled transactions per run.
+LEAKAGE_SAMPLE = 200
+
+transactions_meet_expectations = validation.build_gx_asset_check(
+    fraud_key("transactions"), expectations.TRANSACTIONS_SUITE, partitions_def=DAILY
+)
+labels_meet_expectations = validation.build_gx_asset_check(
+    fraud_key("labels"), expectations.LABELS_SUITE, partitions_def=DAILY
+)
+tx_id_is_unique = validation.build_unique_key_check(
+    fraud_key("transactions"), "tx_id", partitions_def=DAILY
+)
+
+
+def _result(result: validation.SuiteResult) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(
+        passed=result.success,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata=validation.check_metadata(result),
+    )
+
+
+@dg.asset_check(
+    asset=fraud_key("labels"),
+    partitions_def=DAILY,
+    blocking=True,
+    additional_ins={"transactions": dg.AssetIn(fraud_key("transactions"))},
+    description="Every transaction of the day has exactly one label, known no earlier than the "
+    "payment itself.",
+)
+def labels_cover_transactions(
+    context, labels: pl.DataFrame, transactions: pl.DataFrame
+) -> dg.AssetCheckResult:
+    coverage = expectations.label_coverage(transactions, labels)
+    ordering = expectations.labels_after_events(labels)
+    merged = validation.SuiteResult(
+        name="labels_cover_transactions",
+        success=coverage.success and ordering.success,
+        row_count=coverage.row_count,
+        results=(*coverage.results, *ordering.results),
+    )
+    return _result(merged)
+
+
+@dg.asset_check(
+    asset=fraud_key("merchant_features"),
+    partitions_def=DAILY,
+    blocking=True,
+    additional_ins={
+        "labels": dg.AssetIn(
+            fraud_key("labels"),
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LABEL_HISTORY_DAYS),
+        ),
+        "transactions": dg.AssetIn(
+            fraud_key("transactions"),
+            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LABEL_HISTORY_DAYS),
+        ),
+    },
+    description="No fraud label leaks into merchant snapshots before it was available: for a "
+    "sample of transactions, the fraud counts are recounted from the labels directly.",
+)
+def merchant_fraud_counts_use_only_available_labels(
+    context, merchant_features: pl.DataFrame, labels: pl.DataFrame, transactions: pl.DataFrame
+) -> dg.AssetCheckResult:
+    sample = merchant_features.sample(
+        n=min(LEAKAGE_SAMPLE, merchant_features.height), seed=0, shuffle=False
+    )
+    expected = recount_merchant_fraud(
+        sample.select("tx_id", "merchant_id", "event_ts"), transactions, labels
+    )
+    columns = [c for c in expected.columns if c.startswith("merchant_fraud_count_")]
+    compared = sample.select("tx_id", *columns).join(
+        expected, on="tx_id", how="left", suffix="_recount"
+    )
+    wrong = {c: int((compared[c] != compared[f"{c}_recount"]).sum()) for c in columns}
+    return dg.AssetCheckResult(
+        passed=not any(wrong.values()),
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={
+            "sampled_transactions": sample.height,
+            **{f"mismatches:{c}": n for c, n in wrong.items()},
+        },
+    )
+
+
+def recount_merchant_fraud(
+    rows: pl.DataFrame, transactions: pl.DataFrame, labels: pl.DataFrame
+) -> pl.DataFrame:
+    """The merchant fraud counts of ``rows`` recounted the slow, obvious way: for each row, the
+    fraud labels of its merchant whose ``label_available_ts`` lies in ``[t - w, t - 1 s]``.
+
+    Independent of the windowed algorithm of ``features.merchant_features`` on purpose: the check
+    compares the two on a sample.
+    """
+    fraud = (
+        labels.filter(pl.col("is_fraud") == 1)
+        .join(transactions.select("tx_id", "merchant_id"), on="tx_id", how="inner")
+        .select("merchant_id", "label_available_ts")
+    )
+    candidates = rows.join(fraud, on="merchant_id", how="left")
+    last = pl.col("event_ts") - timedelta(seconds=1)
+    counts = [
+        (pl.col("label_available_ts").is_between(pl.col("event_ts") - schema.WINDOWS[w], last))
+        .sum()
+        .cast(pl.Int64)
+        .alias(f"merchant_fraud_count_{w}")
+        for w in schema.FRAUD_WINDOWS
+    ]
+    return candidates.group_by("tx_id").agg(counts)
+
+
+fraud_checks = [
+    transactions_meet_expectations,
+    labels_meet_expectations,
+    tx_id_is_unique,
+    labels_cover_transactions,
+    merchant_fraud_counts_use_only_available_labels,
+]

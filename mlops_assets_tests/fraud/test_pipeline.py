@@ -1,0 +1,292 @@
+"""The fraud pipeline end to end on tiny data: bronze → features → Feast → training set → model →
+champion → scores, on the local profile (and, marked `stack`, on S3 + Redis + an MLflow server)."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+
+from mlops_assets.core.profiles import load_settings
+from mlops_assets.core.storage import VersionedDataset
+from mlops_assets.definitions import resources_for
+from mlops_assets.fraud import ASSETS, fraud_checks
+from mlops_assets.fraud.assets import MODEL_NAME
+
+FIRST, LAST = "2024-01-01", "2024-01-10"
+TINY_BRONZE = {
+    "n_cards": 300,
+    "n_merchants": 40,
+    "tx_per_day": 600,
+    "fraud_rate": 0.05,
+    "max_chargeback_days": 2,
+}
+TINY_TRAINING = {"window_days": 6, "maturity_days": 2}
+SILVER = ["fraud/transactions", "fraud/labels", "fraud/card_features", "fraud/merchant_features"]
+
+
+def _materialize(keys: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+    """Materialize the fraud assets ``keys`` (and their checks), the rest of the group loaded."""
+    selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
+    return dg.materialize(
+        [*ASSETS, *fraud_checks], selection=selection, raise_on_error=False, **kwargs
+    )
+
+
+def _run_bronze_to_feast(resources: dict, first: str = FIRST, last: str = LAST, **bronze):
+    return _materialize(
+        [*SILVER, "fraud/feature_store"],
+        resources=resources,
+        run_config={"ops": {"bronze": {"config": {**TINY_BRONZE, **bronze}}}},
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+
+
+def _run_training(resources: dict, day: str = LAST, **model_config):
+    return _materialize(
+        ["fraud/training_set", "fraud/model", "fraud/champion", "fraud/scores"],
+        resources=resources,
+        partition_key=day,
+        run_config={
+            "ops": {
+                "fraud__training_set": {"config": TINY_TRAINING},
+                **({"fraud__model": {"config": model_config}} if model_config else {}),
+            }
+        },
+    )
+
+
+def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
+    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+
+
+@pytest.fixture
+def resources(local_home: Path) -> dict:
+    return resources_for(load_settings())
+
+
+def test_whole_group_runs_and_serves_a_champion(resources: dict, local_home: Path) -> None:
+    bronze = _run_bronze_to_feast(resources)
+    assert bronze.success
+    assert all(_checks(bronze).values()), _checks(bronze)
+    data = local_home / ".data" / "fraud"
+    days = sorted(p.stem for p in (data / "transactions").glob("*.parquet"))
+    assert days[0] == FIRST and days[-1] == LAST and len(days) == 10
+    tx = pl.read_parquet(data / "transactions" / f"{LAST}.parquet")
+    card = pl.read_parquet(data / "card_features" / f"{LAST}.parquet")
+    assert card["tx_id"].to_list() == tx.sort("event_ts", "tx_id")["tx_id"].to_list()
+    # History reaches back across partition boundaries: a card active on earlier days.
+    assert card["card_tx_count_7d"].max() > card["card_tx_count_1d"].max()
+
+    online = resources["feature_store"].get_online_features(
+        ["card_features:card_tx_count_30d"], [{"card_id": int(tx["card_id"][0])}]
+    )
+    assert online["card_tx_count_30d"][0] is not None
+
+    run = _run_training(resources)
+    assert run.success, [e.message for e in run.all_events if e.is_failure]
+    assert _checks(run)["snapshots_precede_events"] is True
+
+    dataset = VersionedDataset(
+        resources["io_manager"].create_io_manager(None)._base_path / "fraud" / "training_set"
+    )
+    current = dataset.current(LAST)
+    assert current is not None and current.run_id == run.run_id
+    training = pl.from_arrow(dataset.read(current))
+    labelled_days = sorted({str(d) for d in training["event_ts"].dt.date().to_list()})
+    assert labelled_days == [f"2024-01-0{d}" for d in range(3, 9)]  # 6 days ending 2 days before
+    assert training.height == 6 * TINY_BRONZE["tx_per_day"]
+
+    tracking = resources["mlflow"]
+    candidate = tracking.get_version_by_alias(MODEL_NAME, "candidate")
+    champion = tracking.get_version_by_alias(MODEL_NAME, "champion")
+    assert champion is not None and champion.version == candidate.version
+
+    scores = pl.read_parquet(data / "scores" / f"{LAST}.parquet")
+    assert scores.height == tx.height
+    assert set(scores["model_version"].unique()) == {str(champion.version)}
+    assert scores["fraud_probability"].is_between(0, 1).all()
+
+    # The champion loads by alias in a fresh process and scores like the batch path.
+    code = (
+        "import json, sys, mlflow, pandas as pd; "
+        f"m = mlflow.sklearn.load_model('models:/{MODEL_NAME}@champion'); "
+        "rows = pd.read_json(sys.stdin.read(), orient='records'); "
+        "print(json.dumps(m.predict_proba(rows)[:, 1].tolist()))"
+    )
+    features = training.drop("is_fraud").head(5).to_pandas()
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        input=features.to_json(orient="records", date_format="iso"),
+        env={**os.environ, "MLFLOW_TRACKING_URI": tracking.tracking_uri},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    fresh = json.loads(proc.stdout.strip().splitlines()[-1])
+    batch = tracking.load_model(MODEL_NAME, "champion").predict_proba(features)[:, 1]
+    assert fresh == pytest.approx(batch.tolist(), abs=1e-9)
+
+
+def test_rematerializing_a_day_gives_the_same_bytes(resources: dict, local_home: Path) -> None:
+    assert _run_bronze_to_feast(resources, FIRST, "2024-01-03").success
+    data = local_home / ".data" / "fraud"
+    before = {p.name: p.read_bytes() for p in (data / "card_features").glob("*.parquet")}
+    again = _run_bronze_to_feast(resources, "2024-01-03", "2024-01-03")
+    assert again.success
+    assert (data / "card_features" / "2024-01-03.parquet").read_bytes() == before[
+        "2024-01-03.parquet"
+    ]
+
+
+def _write_user_day(root: Path, day: str, transactions: pl.DataFrame, labels: pl.DataFrame) -> None:
+    (root / "transactions").mkdir(parents=True, exist_ok=True)
+    (root / "labels").mkdir(parents=True, exist_ok=True)
+    transactions.write_csv(root / "transactions" / f"{day}.csv")
+    labels.write_parquet(root / "labels" / f"{day}.parquet")
+
+
+def _good_day(day: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from datetime import date
+
+    from mlops_assets.fraud import sources
+
+    tx, labels = sources.generate_day(
+        date.fromisoformat(day), sources.GeneratorConfig(n_cards=50, n_merchants=10, tx_per_day=40)
+    )
+    return pl.from_arrow(tx), pl.from_arrow(labels)
+
+
+@pytest.mark.parametrize(
+    ("corrupt", "failing_check", "named"),
+    [
+        (
+            lambda tx: tx.with_columns(pl.lit(None, pl.Int64).alias("card_id")),
+            "transactions_meet_expectations",
+            "card_id",
+        ),
+        (lambda tx: pl.concat([tx, tx.head(3)]), "tx_id_is_unique", "tx_id"),
+        (
+            lambda tx: tx.with_columns(
+                pl.when(pl.int_range(pl.len()) < 4)
+                .then(pl.col("event_ts").dt.offset_by("2d"))
+                .otherwise(pl.col("event_ts"))
+                .alias("event_ts")
+            ),
+            "transactions_inside_their_day",
+            "event_ts",
+        ),
+    ],
+)
+def test_bad_user_file_fails_a_blocking_check_and_nothing_downstream_runs(
+    resources: dict, local_home: Path, corrupt, failing_check: str, named: str
+) -> None:
+    root = local_home / "incoming"
+    good_tx, good_labels = _good_day("2024-01-01")
+    _write_user_day(root, "2024-01-01", good_tx, good_labels)
+    files = {"source": "files", "files_root": str(root)}
+    first = _materialize(
+        SILVER,
+        resources=resources,
+        run_config={"ops": {"bronze": {"config": files}}},
+        partition_key="2024-01-01",
+    )
+    assert first.success
+    data = local_home / ".data" / "fraud"
+    day1 = (data / "card_features" / "2024-01-01.parquet").read_bytes()
+
+    bad_tx, bad_labels = _good_day("2024-01-02")
+    _write_user_day(root, "2024-01-02", corrupt(bad_tx), bad_labels)
+    run = _materialize(
+        SILVER,
+        resources=resources,
+        run_config={"ops": {"bronze": {"config": files}}},
+        partition_key="2024-01-02",
+    )
+    evaluations = {e.check_name: e for e in run.get_asset_check_evaluations()}
+    assert evaluations[failing_check].passed is False
+    assert named in json.dumps(
+        {k: str(v.value) for k, v in evaluations[failing_check].metadata.items()}
+    )
+    assert not (data / "card_features" / "2024-01-02.parquet").exists()
+    assert (data / "card_features" / "2024-01-01.parquet").read_bytes() == day1
+
+
+def test_user_file_with_a_missing_column_fails_before_writing(
+    resources: dict, local_home: Path
+) -> None:
+    root = local_home / "incoming"
+    tx, labels = _good_day("2024-01-01")
+    _write_user_day(root, "2024-01-01", tx.drop("amount"), labels)
+    run = _materialize(
+        ["fraud/transactions", "fraud/labels"],
+        resources=resources,
+        run_config={"ops": {"bronze": {"config": {"source": "files", "files_root": str(root)}}}},
+        partition_key="2024-01-01",
+    )
+    assert not run.success
+    [failure] = [e for e in run.all_events if e.is_step_failure]
+    assert "amount" in str(failure.step_failure_data.error.to_string())
+    assert not (local_home / ".data" / "fraud" / "transactions").exists()
+
+
+@pytest.mark.stack
+def test_whole_group_on_the_stack_profile(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    aws_env,
+    redis_url: str,
+    postgres_database,
+    mlflow_server: str,
+) -> None:
+    """S3 through moto's server, Redis online store, Feast SQL registry and MLflow server on
+    PostgreSQL: the same pipeline, the same numbers."""
+    from mlops_assets_tests.conftest import REPO_ROOT
+
+    prefix = f"s3://{aws_env.bucket}/fraud-stack-{tmp_path.name}"
+    env = {
+        "MLOPS_PROFILE": "stack",
+        "MLOPS_HOME": str(tmp_path),
+        "MLOPS_FEAST_REPO": str(REPO_ROOT / "feature_repo"),
+        "MLOPS_DATA_ROOT": prefix,
+        "MLOPS_S3_BUCKET": aws_env.bucket,
+        "MLOPS_REDIS_URL": redis_url,
+        "MLOPS_FEAST_REGISTRY": postgres_database("feast_fraud"),
+        "MLOPS_POSTGRES_URL": postgres_database("mlops_fraud"),
+        "MLFLOW_TRACKING_URI": mlflow_server,
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    settings = load_settings()
+    from mlops_assets.core.profiles import check_stack
+
+    check_stack(settings, force=True)
+    resources = resources_for(settings)
+
+    assert _run_bronze_to_feast(resources, FIRST, LAST).success
+    run = _run_training(resources)
+    assert run.success, [e.message for e in run.all_events if e.is_failure]
+
+    client = aws_env.client()
+    base = prefix.removeprefix(f"s3://{aws_env.bucket}/")
+    keys = {
+        o["Key"].removeprefix(base + "/")
+        for o in client.list_objects_v2(Bucket=aws_env.bucket, Prefix=base)["Contents"]
+    }
+    assert f"fraud/scores/{LAST}.parquet" in keys
+    assert f"fraud/training_set/dt={LAST}/_CURRENT" in keys
+
+    champion = resources["mlflow"].get_version_by_alias(MODEL_NAME, "champion")
+    assert champion is not None
+    online = resources["feature_store"].get_online_features(
+        ["merchant_features:merchant_tx_count_30d"], [{"merchant_id": 1}]
+    )
+    assert online["merchant_tx_count_30d"][0] is not None
