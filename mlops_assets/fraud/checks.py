@@ -64,22 +64,26 @@ def labels_cover_transactions(
     asset=fraud_key("merchant_features"),
     partitions_def=DAILY,
     blocking=True,
-    additional_ins={
-        "labels": dg.AssetIn(
-            fraud_key("labels"),
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LABEL_HISTORY_DAYS),
-        ),
-        "transactions": dg.AssetIn(
-            fraud_key("transactions"),
-            partition_mapping=dg.TimeWindowPartitionMapping(start_offset=-LABEL_HISTORY_DAYS),
-        ),
-    },
+    required_resource_keys={"io_manager"},
     description="No fraud label leaks into merchant snapshots before it was available: for a "
     "sample of transactions, the fraud counts are recounted from the labels directly.",
 )
 def merchant_fraud_counts_use_only_available_labels(
-    context, merchant_features: pl.DataFrame, labels: pl.DataFrame, transactions: pl.DataFrame
+    context, merchant_features: pl.DataFrame
 ) -> dg.AssetCheckResult:
+    # The label history is read here rather than through mapped inputs: a check's inputs are
+    # loaded for the check's own partitions, without the asset's partition mapping.
+    window = context.partition_time_window
+    first = window.start - timedelta(days=LABEL_HISTORY_DAYS)
+    days = DAILY.get_partition_keys_in_range(
+        dg.PartitionKeyRange(
+            max(first, DAILY.start).strftime("%Y-%m-%d"),
+            (window.end - timedelta(days=1)).strftime("%Y-%m-%d"),
+        )
+    )
+    io = context.resources.io_manager
+    transactions = pl.from_arrow(io.read_partitions(fraud_key("transactions"), days)[0])
+    labels = pl.from_arrow(io.read_partitions(fraud_key("labels"), days)[0])
     sample = merchant_features.sample(
         n=min(LEAKAGE_SAMPLE, merchant_features.height), seed=0, shuffle=False
     )
@@ -96,6 +100,7 @@ def merchant_fraud_counts_use_only_available_labels(
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={
             "sampled_transactions": sample.height,
+            "label_days_read": f"{days[0]} .. {days[-1]}",
             **{f"mismatches:{c}": n for c, n in wrong.items()},
         },
     )
