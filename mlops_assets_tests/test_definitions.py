@@ -66,7 +66,6 @@ def test_mlops_prepares_the_profile_instance(local_home: Path, monkeypatch) -> N
     from mlops_assets.cli import dagster_home
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
-    (local_home / "dagster.yaml").write_bytes((REPO / "dagster.yaml").read_bytes())
     home = dagster_home(load_settings())
     assert home == local_home / ".dagster"
     assert (home / "dagster.yaml").read_bytes() == (REPO / "dagster.yaml").read_bytes()

@@ -199,7 +199,8 @@ def dagster_home_config(settings: Settings) -> Path:
     ``local`` uses the top-level ``dagster.yaml`` (SQLite under ``DAGSTER_HOME``); ``stack`` uses
     ``docker/dagster.yaml`` (PostgreSQL from the ``DAGSTER_PG_*`` variables).
     """
-    root = Path(settings.home)
+    # The files ship with the project (next to the package), whatever MLOPS_HOME points at.
+    root = Path(__file__).resolve().parents[2]
     return root / ("dagster.yaml" if settings.profile == "local" else "docker/dagster.yaml")
 
 
