@@ -109,6 +109,20 @@ def test_whole_group_runs_and_serves_a_champion(resources: dict, local_home: Pat
     champion = tracking.get_version_by_alias(MODEL_NAME, "champion")
     assert champion is not None and champion.version == candidate.version
 
+    # Retraining on the same data gives an equally good candidate: the gate keeps the champion.
+    again = _run_training(resources)
+    assert again.success
+    [decision] = [
+        e.step_materialization_data.materialization.metadata
+        for e in again.get_asset_materialization_events()
+        if e.asset_key == dg.AssetKey(["fraud", "champion"])
+    ]
+    assert decision["promotion/decision"].value == "kept"
+    assert "not better" in decision["promotion/reason"].value
+    retrained = tracking.get_version_by_alias(MODEL_NAME, "candidate")
+    assert int(retrained.version) > int(candidate.version)
+    assert tracking.get_version_by_alias(MODEL_NAME, "champion").version == champion.version
+
     scores = pl.read_parquet(data / "scores" / f"{LAST}.parquet")
     assert scores.height == tx.height
     assert set(scores["model_version"].unique()) == {str(champion.version)}
