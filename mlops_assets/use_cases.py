@@ -1,6 +1,6 @@
 """The registry of use cases: which folders of ``mlops_assets`` hold one, and how to load them.
 
-A use case is a package ``mlops_assets/<name>/`` whose ``__init__.py`` exports
+A use case is a package ``mlops_assets/<name>/`` whose ``definitions.py`` exports
 
 * ``defs``: a ``dagster.Definitions`` with its assets, checks, jobs, schedules and sensors;
 * ``demo``: a list of :class:`DemoStep`, the CLI materializations that run every asset of the use
@@ -46,9 +46,11 @@ class DemoStep:
 
 
 def load_use_case(name: str) -> ModuleType:
-    module = importlib.import_module(f"mlops_assets.{name}")
+    module = importlib.import_module(f"mlops_assets.{name}.definitions")
     if not isinstance(getattr(module, "defs", None), dg.Definitions):
-        raise TypeError(f"use case {name!r} must export `defs: dagster.Definitions` in __init__.py")
+        raise TypeError(
+            f"use case {name!r} must export `defs: dagster.Definitions` in definitions.py"
+        )
     return module
 
 

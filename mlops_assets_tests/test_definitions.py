@@ -64,7 +64,7 @@ def test_demo_materializes_every_use_case_from_the_cli(local_home: Path) -> None
     for use_case in USE_CASES:
         assert f"[{use_case}]" in output
     if "fraud" in USE_CASES:
-        from mlops_assets.fraud import DEMO_LAST_DAY
+        from mlops_assets.fraud.definitions import DEMO_LAST_DAY
 
         scores = local_home / ".data" / "fraud" / "scores" / f"{DEMO_LAST_DAY}.parquet"
         assert scores.exists()

@@ -14,8 +14,8 @@ import pytest
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.core.storage import VersionedDataset
 from mlops_assets.definitions import resources_for
-from mlops_assets.fraud import ASSETS, fraud_checks
 from mlops_assets.fraud.assets import MODEL_NAME
+from mlops_assets.fraud.definitions import ASSETS, fraud_checks
 
 FIRST, LAST = "2024-01-01", "2024-01-10"
 TINY_BRONZE = {
