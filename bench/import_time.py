@@ -56,8 +56,10 @@ def main() -> None:
         eager = [wall(EAGER, env) for _ in range(args.eager_repeat)]
 
     med = {name: statistics.median(values) for name, values in times.items()}
-    print(f"import cost, median of {args.repeat} fresh processes (PYTHONDONTWRITEBYTECODE="
-          f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})")
+    print(
+        f"import cost, median of {args.repeat} fresh processes (PYTHONDONTWRITEBYTECODE="
+        f"{os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"
+    )
     for name, value in med.items():
         spread = f"{min(times[name]):.2f}-{max(times[name]):.2f}"
         print(f"  {name:<36} {value:6.2f} s   (range {spread} s)")

@@ -65,8 +65,7 @@ merchant_features = FeatureView(
         schema.USE_CASE,
         "merchant_features",
         description=(
-            "One row per transaction: the merchant's activity and the fraud labels known "
-            "before it."
+            "One row per transaction: the merchant's activity and the fraud labels known before it."
         ),
     ),
     online=True,
