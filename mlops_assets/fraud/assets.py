@@ -9,16 +9,21 @@ history once), so they write their days through ``ParquetIOManager.write_partiti
 
 # No `from __future__ import annotations`: Dagster reads the annotations of `context` and inputs.
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
-import polars as pl
 from pydantic import Field
 
 from mlops_assets.core.feature_store import FeastFeatureStore
-from mlops_assets.core.io_managers import ParquetIOManager
+from mlops_assets.core.io_managers import ParquetIOManager, frame_input
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.fraud import schema
+
+if TYPE_CHECKING:
+    import polars as pl
+
+# Polars is imported inside the assets, not here: the code location loads this module in every
+# Dagster process, and the inputs below are loaded as Polars frames through `frame_input`.
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
 MODEL_NAME = "fraud_classifier"
@@ -171,9 +176,11 @@ def _events_inside_their_days(tables: dict) -> dg.AssetCheckResult:
 
 
 def _feature_days(
-    context: dg.AssetExecutionContext, frame: pl.DataFrame, asset: str
+    context: dg.AssetExecutionContext, frame: "pl.DataFrame", asset: str
 ) -> dg.MaterializeResult:
     """Split a ranged step's snapshots into its days and write them."""
+    import polars as pl
+
     by_day = {
         day: frame.filter(pl.col("event_ts").dt.date() == date.fromisoformat(day))
         for day in _days(context)
@@ -187,13 +194,11 @@ def _feature_days(
     partitions_def=DAILY,
     group_name=GROUP,
     backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"transactions": dg.AssetIn(fraud_key("transactions"), partition_mapping=_history)},
+    ins={"transactions": frame_input(fraud_key("transactions"), partition_mapping=_history)},
     required_resource_keys={"io_manager"},
     kinds={"polars", "parquet"},
 )
-def card_features(
-    context: dg.AssetExecutionContext, transactions: pl.DataFrame
-) -> dg.MaterializeResult:
+def card_features(context: dg.AssetExecutionContext, transactions) -> dg.MaterializeResult:
     """One row per transaction with the card's activity in the 1h/1d/7d/30d before it: counts,
     sums, means and maxima of amounts and distinct merchants. Windows end one second before the
     transaction, so a snapshot never contains the payment it describes (nor its label)."""
@@ -209,14 +214,14 @@ def card_features(
     group_name=GROUP,
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={
-        "transactions": dg.AssetIn(fraud_key("transactions"), partition_mapping=_label_history),
-        "labels": dg.AssetIn(fraud_key("labels"), partition_mapping=_label_history),
+        "transactions": frame_input(fraud_key("transactions"), partition_mapping=_label_history),
+        "labels": frame_input(fraud_key("labels"), partition_mapping=_label_history),
     },
     required_resource_keys={"io_manager"},
     kinds={"polars", "parquet"},
 )
 def merchant_features(
-    context: dg.AssetExecutionContext, transactions: pl.DataFrame, labels: pl.DataFrame
+    context: dg.AssetExecutionContext, transactions, labels
 ) -> dg.MaterializeResult:
     """One row per transaction with the merchant's activity in the windows before it, and the
     number of fraud labels of the merchant that became known in the last 1/7/30 days before it
@@ -304,6 +309,8 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig):
     """Labelled transactions of a window of days, each joined with the card and merchant
     snapshots as of its own time (point-in-time correct). A versioned dataset:
     `dt=<day>/run_id=<run>/` with `_LATEST`, and `_CURRENT` moved only when no row leaks."""
+    import polars as pl
+
     from mlops_assets.core import pit
     from mlops_assets.core.storage import VersionedDataset
     from mlops_assets.fraud import reports
@@ -376,9 +383,11 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig):
     )
 
 
-def load_training_set(io: ParquetIOManager, day: str) -> tuple[pl.DataFrame, dict]:
+def load_training_set(io: ParquetIOManager, day: str) -> tuple["pl.DataFrame", dict]:
     """The approved (``_CURRENT``) training set of ``day`` and its manifest."""
     from dataclasses import asdict
+
+    import polars as pl
 
     from mlops_assets.core.storage import VersionedDataset
 
@@ -582,9 +591,9 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
     partitions_def=DAILY,
     group_name=GROUP,
     ins={
-        "transactions": dg.AssetIn(fraud_key("transactions")),
-        "card_features": dg.AssetIn(fraud_key("card_features")),
-        "merchant_features": dg.AssetIn(fraud_key("merchant_features")),
+        "transactions": frame_input(fraud_key("transactions")),
+        "card_features": frame_input(fraud_key("card_features")),
+        "merchant_features": frame_input(fraud_key("merchant_features")),
     },
     # Scores use whichever model is champion when they run.
     deps=[dg.AssetDep(fraud_key("champion"), partition_mapping=dg.LastPartitionMapping())],
@@ -592,14 +601,16 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
 )
 def scores(
     context: dg.AssetExecutionContext,
-    transactions: pl.DataFrame,
-    card_features: pl.DataFrame,
-    merchant_features: pl.DataFrame,
+    transactions,
+    card_features,
+    merchant_features,
     mlflow: MlflowTracking,
     feature_store: FeastFeatureStore,
-) -> pl.DataFrame:
+):
     """The fraud probability of every transaction of the day, scored by the champion with the
     same point-in-time features as in training; one row per transaction, model version on each."""
+    import polars as pl
+
     from mlops_assets.core import pit
     from mlops_assets.fraud import training
 

@@ -8,13 +8,16 @@ themselves.
 
 # No `from __future__ import annotations`: Dagster reads the check functions' annotations.
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 import dagster as dg
-import polars as pl
 
 from mlops_assets.core import validation
 from mlops_assets.fraud import expectations, schema
 from mlops_assets.fraud.assets import DAILY, LABEL_HISTORY_DAYS, fraud_key
+
+if TYPE_CHECKING:
+    import polars as pl
 
 # Merchant snapshots re-derived from scratch for this many sampled transactions per run.
 LEAKAGE_SAMPLE = 200
@@ -46,9 +49,7 @@ def _result(result: validation.SuiteResult) -> dg.AssetCheckResult:
     description="Every transaction of the day has exactly one label, known no earlier than the "
     "payment itself.",
 )
-def labels_cover_transactions(
-    context, labels: pl.DataFrame, transactions: pl.DataFrame
-) -> dg.AssetCheckResult:
+def labels_cover_transactions(context, labels, transactions) -> dg.AssetCheckResult:
     coverage = expectations.label_coverage(transactions, labels)
     ordering = expectations.labels_after_events(labels)
     merged = validation.SuiteResult(
@@ -68,11 +69,11 @@ def labels_cover_transactions(
     description="No fraud label leaks into merchant snapshots before it was available: for a "
     "sample of transactions, the fraud counts are recounted from the labels directly.",
 )
-def merchant_fraud_counts_use_only_available_labels(
-    context, merchant_features: pl.DataFrame
-) -> dg.AssetCheckResult:
-    # The label history is read here rather than through mapped inputs: a check's inputs are
-    # loaded for the check's own partitions, without the asset's partition mapping.
+def merchant_fraud_counts_use_only_available_labels(context) -> dg.AssetCheckResult:
+    import polars as pl
+
+    # Inputs are read here rather than through mapped inputs: a check's inputs are loaded for
+    # the check's own partitions, without the asset's partition mapping.
     window = context.partition_time_window
     first = window.start - timedelta(days=LABEL_HISTORY_DAYS)
     days = DAILY.get_partition_keys_in_range(
@@ -84,6 +85,10 @@ def merchant_fraud_counts_use_only_available_labels(
     io = context.resources.io_manager
     transactions = pl.from_arrow(io.read_partitions(fraud_key("transactions"), days)[0])
     labels = pl.from_arrow(io.read_partitions(fraud_key("labels"), days)[0])
+    checked = [k for k in context.partition_keys]
+    merchant_features = pl.from_arrow(
+        io.read_partitions(fraud_key("merchant_features"), checked)[0]
+    )
     sample = merchant_features.sample(
         n=min(LEAKAGE_SAMPLE, merchant_features.height), seed=0, shuffle=False
     )
@@ -107,14 +112,16 @@ def merchant_fraud_counts_use_only_available_labels(
 
 
 def recount_merchant_fraud(
-    rows: pl.DataFrame, transactions: pl.DataFrame, labels: pl.DataFrame
-) -> pl.DataFrame:
+    rows: "pl.DataFrame", transactions: "pl.DataFrame", labels: "pl.DataFrame"
+) -> "pl.DataFrame":
     """The merchant fraud counts of ``rows`` recounted the slow, obvious way: for each row, the
     fraud labels of its merchant whose ``label_available_ts`` lies in ``[t - w, t - 1 s]``.
 
     Independent of the windowed algorithm of ``features.merchant_features`` on purpose: the check
     compares the two on a sample.
     """
+    import polars as pl
+
     fraud = (
         labels.filter(pl.col("is_fraud") == 1)
         .join(transactions.select("tx_id", "merchant_id"), on="tx_id", how="inner")

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
 
 from mlops_assets.core.validation import (
     MAX_SAMPLES,
@@ -42,8 +42,8 @@ TRANSACTIONS_SUITE = ExpectationSuiteSpec(
     description="Every payment has its keys, time and amount, a known channel and category, and "
     "an ISO country code; the columns are those of the bronze contract, in order.",
     expectations=[
-        expect("table_columns_to_match_ordered_list", column_list=list(schema.TRANSACTIONS.names)),
-        *(expect(_NOT_NULL, column=c) for c in schema.TRANSACTIONS.names),
+        expect("table_columns_to_match_ordered_list", column_list=list(schema.TRANSACTION_COLUMNS)),
+        *(expect(_NOT_NULL, column=c) for c in schema.TRANSACTION_COLUMNS),
         expect("column_values_to_be_of_type", column="event_ts", type_="Timestamp"),
         # A refund is a separate flow: a payment is never negative.
         expect("column_values_to_be_between", column="amount", min_value=0),
@@ -63,8 +63,8 @@ LABELS_SUITE = ExpectationSuiteSpec(
     description="Every label names its payment, says fraud (1) or not (0), and says when it "
     "became known; the columns are those of the bronze contract, in order.",
     expectations=[
-        expect("table_columns_to_match_ordered_list", column_list=list(schema.LABELS.names)),
-        *(expect(_NOT_NULL, column=c) for c in schema.LABELS.names),
+        expect("table_columns_to_match_ordered_list", column_list=list(schema.LABEL_COLUMNS)),
+        *(expect(_NOT_NULL, column=c) for c in schema.LABEL_COLUMNS),
         expect("column_values_to_be_of_type", column="event_ts", type_="Timestamp"),
         expect("column_values_to_be_of_type", column="label_available_ts", type_="Timestamp"),
         expect("column_values_to_be_in_set", column="is_fraud", value_set=[0, 1]),
@@ -83,6 +83,8 @@ def events_inside_day(
     Timestamps are compared in UTC (naive ones are taken as UTC); null timestamps are not counted
     here (the not-null expectation reports them) but appear in ``observed_value``.
     """
+    import numpy as np
+
     table = _as_arrow(frame)
     us, valid = _utc_micros(table, column)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -121,6 +123,8 @@ def labels_after_events(labels: Any, *, max_samples: int = MAX_SAMPLES) -> Suite
     such rows; samples name the ``tx_id`` and both times. Rows with a null time are skipped here
     (the not-null expectations report them).
     """
+    import numpy as np
+
     table = _as_arrow(labels)
     event, event_ok = _utc_micros(table, "event_ts")
     available, available_ok = _utc_micros(table, "label_available_ts")
@@ -167,6 +171,9 @@ def label_coverage(
     payment with a null ``tx_id`` cannot be matched, so it counts as unlabelled. No payments at
     all is full coverage.
     """
+    import numpy as np
+    import pyarrow.compute as pc
+
     if not 0.0 <= min_share <= 1.0:
         raise ValueError(f"min_share must be in [0, 1], got {min_share}")
     tx = _column(_as_arrow(transactions), "tx_id")
@@ -204,6 +211,8 @@ def label_coverage(
 
 def _as_arrow(frame: Any) -> pa.Table:
     """A pyarrow Table from a Table, a pandas or Polars frame (or a dict of them: partitions)."""
+    import pyarrow as pa
+
     if isinstance(frame, pa.Table):
         return frame
     if isinstance(frame, Mapping):
@@ -226,6 +235,9 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 
 def _utc_micros(table: pa.Table, name: str) -> tuple[np.ndarray, np.ndarray]:
     """Microseconds since the epoch (UTC) of a time column, and which rows are not null."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     col = _column(table, name)
     if pa.types.is_dictionary(col.type):
         col = col.dictionary_decode()

@@ -9,39 +9,63 @@ Bronze is two event streams, keyed by ``tx_id``:
 Silver holds one feature snapshot per transaction, for the card and for the merchant, computed
 from the history strictly before the transaction (see :mod:`mlops_assets.fraud.features`).
 
-Pure definitions: no Dagster, no heavy import.
+Pure definitions, no Dagster. The Arrow schemas (``TRANSACTIONS``, ``LABELS``,
+``CARD_FEATURES``, ``MERCHANT_FEATURES``) are built on first access: the code location imports
+this module for the names and windows, and should not pay for pyarrow at load.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 USE_CASE = "fraud"
-UTC_TS = pa.timestamp("us", tz="UTC")
 
-TRANSACTIONS = pa.schema(
-    [
-        ("tx_id", pa.string()),
-        ("event_ts", UTC_TS),
-        ("card_id", pa.int64()),
-        ("merchant_id", pa.int64()),
-        ("amount", pa.float64()),
-        ("merchant_category", pa.string()),
-        ("channel", pa.string()),
-        ("country", pa.string()),
-    ]
+# Column names of the bronze contracts, without pyarrow (the GX suites are declared at load).
+TRANSACTION_COLUMNS = (
+    "tx_id",
+    "event_ts",
+    "card_id",
+    "merchant_id",
+    "amount",
+    "merchant_category",
+    "channel",
+    "country",
 )
+LABEL_COLUMNS = ("tx_id", "event_ts", "is_fraud", "label_available_ts")
 
-LABELS = pa.schema(
-    [
-        ("tx_id", pa.string()),
-        ("event_ts", UTC_TS),
-        ("is_fraud", pa.int8()),
-        ("label_available_ts", UTC_TS),
-    ]
-)
+
+def _transactions(pa: Any) -> pa.Schema:
+    UTC_TS = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("tx_id", pa.string()),
+            ("event_ts", UTC_TS),
+            ("card_id", pa.int64()),
+            ("merchant_id", pa.int64()),
+            ("amount", pa.float64()),
+            ("merchant_category", pa.string()),
+            ("channel", pa.string()),
+            ("country", pa.string()),
+        ]
+    )
+
+
+def _labels(pa: Any) -> pa.Schema:
+    UTC_TS = pa.timestamp("us", tz="UTC")
+    return pa.schema(
+        [
+            ("tx_id", pa.string()),
+            ("event_ts", UTC_TS),
+            ("is_fraud", pa.int8()),
+            ("label_available_ts", UTC_TS),
+        ]
+    )
+
 
 CHANNELS = ("pos", "ecom", "contactless", "atm")
 MERCHANT_CATEGORIES = (
@@ -82,14 +106,38 @@ def merchant_feature_columns() -> list[str]:
     ]
 
 
-def _feature_schema(key: str, columns: list[str]) -> pa.Schema:
+def _feature_schema(pa: Any, key: str, columns: list[str]) -> pa.Schema:
     counts = ("_tx_count_", "_distinct_merchants_", "_fraud_count_")
+    UTC_TS = pa.timestamp("us", tz="UTC")
     return pa.schema(
         [("tx_id", pa.string()), (key, pa.int64()), ("event_ts", UTC_TS)]
         + [(c, pa.int64() if any(m in c for m in counts) else pa.float64()) for c in columns]
     )
 
 
-# One snapshot per transaction: the card's (merchant's) activity in the windows before it.
-CARD_FEATURES = _feature_schema("card_id", card_feature_columns())
-MERCHANT_FEATURES = _feature_schema("merchant_id", merchant_feature_columns())
+_SCHEMAS = {
+    "TRANSACTIONS": _transactions,
+    "LABELS": _labels,
+    # One snapshot per transaction: the card's (merchant's) activity in the windows before it.
+    "CARD_FEATURES": lambda pa: _feature_schema(pa, "card_id", card_feature_columns()),
+    "MERCHANT_FEATURES": lambda pa: _feature_schema(pa, "merchant_id", merchant_feature_columns()),
+    "UTC_TS": lambda pa: pa.timestamp("us", tz="UTC"),
+}
+
+
+@cache
+def _build(name: str) -> Any:
+    import pyarrow
+
+    return _SCHEMAS[name](pyarrow)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SCHEMAS:
+        built = _build(name)
+        # The names above and the Arrow schemas are one contract.
+        expected = {"TRANSACTIONS": TRANSACTION_COLUMNS, "LABELS": LABEL_COLUMNS}.get(name)
+        if expected is not None and tuple(built.names) != expected:
+            raise RuntimeError(f"schema.{name} and its column list disagree")
+        return built
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
