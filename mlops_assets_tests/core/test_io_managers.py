@@ -306,3 +306,26 @@ def test_single_run_range_writes_each_partition_where_inputs_read_it(backend: St
     assert versions["2024-03-03"] == hashlib.sha256(raw).hexdigest()
     with pytest.raises(FileNotFoundError, match="2024-03-04"):
         io.read_partitions(dg.AssetKey("ranged"), ["2024-03-03", "2024-03-04"])
+
+
+def test_frame_input_loads_the_requested_frame_type_without_an_annotation(tmp_path: Path) -> None:
+    from mlops_assets.core.io_managers import frame_input
+
+    seen: dict[str, object] = {}
+
+    @dg.asset
+    def source() -> pd.DataFrame:
+        return pd.DataFrame({"v": [1, 2]})
+
+    @dg.asset(ins={"source": frame_input(dg.AssetKey("source"))})
+    def as_polars(source) -> None:
+        seen["polars"] = source
+
+    @dg.asset(ins={"source": frame_input(dg.AssetKey("source"), load_as="arrow")})
+    def as_arrow(source) -> None:
+        seen["arrow"] = source
+
+    resources = {"io_manager": ParquetIOManagerResource(root=str(tmp_path))}
+    assert dg.materialize([source, as_polars, as_arrow], resources=resources).success
+    assert isinstance(seen["polars"], pl.DataFrame) and seen["polars"]["v"].to_list() == [1, 2]
+    assert type(seen["arrow"]).__name__ == "Table" and seen["arrow"].num_rows == 2
