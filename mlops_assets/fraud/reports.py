@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from mlops_assets.core.reporting import markdown_table
-from mlops_assets.fraud.schema import FRAUD_WINDOWS
+from mlops_assets.fraud.schema import FRAUD_WINDOWS, TRANSACTION_COLUMNS
 
 LABEL = "is_fraud"
 TIME_COLUMN = "event_ts"
@@ -27,14 +27,7 @@ SAMPLE_ROWS = 5
 # What a sample row shows: the payment, a few of its features and the label. All ~45 columns
 # would make a table nobody reads; the schema entry lists them all.
 SAMPLE_COLUMNS = (
-    "tx_id",
-    "event_ts",
-    "card_id",
-    "merchant_id",
-    "amount",
-    "merchant_category",
-    "channel",
-    "country",
+    *TRANSACTION_COLUMNS,
     "card_tx_count_1h",
     "card_amount_sum_1d",
     "card_distinct_merchants_1d",
