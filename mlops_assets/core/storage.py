@@ -28,8 +28,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.core.profiles import Settings
-
 if TYPE_CHECKING:
     import pyarrow as pa
     from upath import UPath
@@ -53,11 +51,6 @@ def make_upath(root: str, s3_endpoint_url: str = "", aws_region: str = "us-east-
     if s3_endpoint_url:
         client_kwargs["endpoint_url"] = s3_endpoint_url
     return UPath(root, client_kwargs=client_kwargs)
-
-
-def data_root(settings: Settings) -> UPath:
-    """The root under which every asset is stored: ``<root>/<use_case>/<asset>/...``."""
-    return make_upath(settings.data_root, settings.s3_endpoint_url, settings.aws_region)
 
 
 def is_local(path: UPath | Path) -> bool:
@@ -131,10 +124,6 @@ def file_lock(path: Path) -> Iterator[None]:
 def atomic_write_bytes(path: UPath | Path, data: bytes) -> None:
     """Write ``data`` to ``path`` all-or-nothing."""
     atomic_write(path, lambda tmp: tmp.write_bytes(data))
-
-
-def read_bytes(path: UPath | Path) -> bytes:
-    return path.read_bytes()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:

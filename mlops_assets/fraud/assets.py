@@ -280,6 +280,21 @@ class TrainingSetConfig(dg.Config):
     max_fraud_share: float = Field(default=0.2, description="Warn above this fraud share.")
 
 
+SNAPSHOT_VIEWS = ("card_features", "merchant_features")
+
+
+def _join_snapshots(feature_store: FeastFeatureStore, transactions, frames: dict) -> tuple:
+    """Each transaction with the card and merchant snapshots as of its own time, joined as Feast's
+    feature views define them. Training and batch scoring both use this one join."""
+    from mlops_assets.core import pit
+
+    sources = [
+        pit.FeatureSource.from_feature_store(feature_store, view, frames[view])
+        for view in SNAPSHOT_VIEWS
+    ]
+    return pit.point_in_time_join(transactions.sort("event_ts", "tx_id"), sources), sources
+
+
 def training_window(day: str, config: TrainingSetConfig) -> list[str]:
     """The transaction days of the training set of ``day``, oldest first."""
     last = date.fromisoformat(day) - timedelta(days=config.maturity_days)
@@ -332,11 +347,7 @@ def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig):
         labels.select("tx_id", "is_fraud", "label_available_ts"), on="tx_id", how="inner"
     )
     unlabelled = frames["transactions"].height - entities.height
-    sources = [
-        pit.FeatureSource.from_metadata(feature_store.feature_view_metadata(view), frames[view])
-        for view in ("card_features", "merchant_features")
-    ]
-    joined = pit.point_in_time_join(entities.sort("event_ts", "tx_id"), sources)
+    joined, sources = _join_snapshots(feature_store, entities, frames)
     leaks = pit.leaking_rows(joined, sources)
 
     dataset = VersionedDataset(io.partition_path(fraud_key("training_set"), day).parent)
@@ -611,18 +622,13 @@ def scores(
     same point-in-time features as in training; one row per transaction, model version on each."""
     import polars as pl
 
-    from mlops_assets.core import pit
     from mlops_assets.fraud import training
 
     version = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     if version is None:
         raise dg.Failure(f"{MODEL_NAME} has no champion yet: materialize fraud/champion first")
     frames = {"card_features": card_features, "merchant_features": merchant_features}
-    sources = [
-        pit.FeatureSource.from_metadata(feature_store.feature_view_metadata(view), frame)
-        for view, frame in frames.items()
-    ]
-    joined = pit.point_in_time_join(transactions.sort("event_ts", "tx_id"), sources)
+    joined, _ = _join_snapshots(feature_store, transactions, frames)
     probability = training.score(mlflow.load_model(MODEL_NAME, CHAMPION), joined.to_pandas())
     out = joined.select("tx_id", "event_ts", "card_id", "merchant_id", "amount").with_columns(
         pl.Series("fraud_probability", probability, dtype=pl.Float64),
