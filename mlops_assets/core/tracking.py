@@ -639,8 +639,9 @@ class MlflowTracking(dg.ConfigurableResource):
         run_id = self.client.get_model_version(name, version).run_id
         return dict(self.client.get_run(run_id).data.metrics) if run_id else {}
 
-    def load_model(self, name: str, alias: str) -> Any:
-        """The model behind ``models:/<name>@<alias>``, in its native flavor (an sklearn Pipeline).
+    def load_model(self, name: str, alias: str, *, flavor: Flavor = "sklearn") -> Any:
+        """The model behind ``models:/<name>@<alias>``, in ``flavor`` (an sklearn Pipeline by
+        default; ``"pyfunc"`` for a custom ``PythonModel``).
 
         Resolved through this resource's registry, not MLflow's global one.
         """
@@ -650,11 +651,18 @@ class MlflowTracking(dg.ConfigurableResource):
                 f"model {name!r} has no alias {alias!r}", tracking_uri=self.tracking_uri
             )
         with self._mlflow_errors(f"load model {name}@{alias} (v{version.version})", registry=True):
+            import mlflow.pyfunc
             import mlflow.sklearn
+            import mlflow.xgboost
 
+            loaders = {
+                "sklearn": mlflow.sklearn.load_model,
+                "xgboost": mlflow.xgboost.load_model,
+                "pyfunc": mlflow.pyfunc.load_model,
+            }
             uri = self.client.get_model_version_download_uri(name, str(version.version))
             with _global_tracking_uri(self.tracking_uri):
-                return mlflow.sklearn.load_model(uri)
+                return loaders[flavor](uri)
 
     # --- links and metadata ---------------------------------------------------------------------
 

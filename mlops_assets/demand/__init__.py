@@ -1,0 +1,2 @@
+"""Hourly electricity demand per balancing authority: ingest, clean, validate, backtest, promote and
+forecast (seed 002)."""
