@@ -80,6 +80,18 @@ def test_demo_materializes_every_use_case_from_the_cli(local_home: Path) -> None
 
         scores = local_home / ".data" / "fraud" / "scores" / f"{DEMO_LAST_DAY}.parquet"
         assert scores.exists()
+    if "demand" in USE_CASES:
+        import pandas as pd
+
+        from mlops_assets.demand.definitions import DEMO_LAST_DAY
+
+        forecasts = pd.read_parquet(
+            local_home / ".data" / "demand" / "forecasts" / f"{DEMO_LAST_DAY}.parquet"
+        )
+        assert forecasts.groupby("unique_id").size().to_dict() == {
+            respondent: 24 for respondent in ("CISO", "ERCO", "MISO", "NYIS", "PJM")
+        }
+        assert forecasts["model_version"].notna().all()
 
 
 def test_mlops_prepares_the_profile_instance(local_home: Path, monkeypatch) -> None:

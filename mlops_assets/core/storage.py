@@ -156,6 +156,11 @@ def to_arrow(obj: Any) -> pa.Table:
     if module.startswith("polars"):
         return obj.to_arrow()
     if module.startswith("pandas"):
+        # `DataFrame.attrs` would be stored in the pandas metadata of the file: run-time notes
+        # (timings, diagnostics) there would make the same data give different bytes.
+        if obj.attrs:
+            obj = obj.copy(deep=False)
+            obj.attrs = {}
         return pa.Table.from_pandas(obj, preserve_index=False)
     raise TypeError(
         f"cannot store a {type(obj).__name__} as parquet: return a pandas or Polars DataFrame "

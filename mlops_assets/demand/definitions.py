@@ -1,0 +1,60 @@
+"""The demand use case for Dagster: its assets, checks, jobs and schedule, and the demo steps of
+`mlops demo`."""
+
+import dagster as dg
+
+from mlops_assets.demand.assets import (
+    champion,
+    clean,
+    cv_results,
+    demand_key,
+    forecasts,
+    leaderboard,
+    raw,
+)
+from mlops_assets.demand.checks import demand_checks
+from mlops_assets.use_cases import DemoStep
+
+ASSETS = [raw, clean, cv_results, leaderboard, champion, forecasts]
+
+demand_daily = dg.define_asset_job(
+    "demand_daily",
+    selection=dg.AssetSelection.groups("demand"),
+    description="One UTC day of demand: ingest, clean and validate it, backtest every model, "
+    "promote the champions and publish the forecasts that follow the day.",
+)
+
+# The seed's `--check-only`: ingest, clean and validate, no training.
+demand_check_only = dg.define_asset_job(
+    "demand_check_only",
+    selection=dg.AssetSelection.assets(demand_key("raw"), demand_key("clean")),
+    description="Ingest, clean and validate demand days without training or forecasting.",
+)
+
+# 06:00 UTC: the previous UTC day is complete and the EIA has published most of it. The schedule
+# runs the day that just ended (the last complete partition).
+demand_daily_schedule = dg.build_schedule_from_partitioned_job(
+    demand_daily, hour_of_day=6, minute_of_hour=0
+)
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=demand_checks,
+    jobs=[demand_daily, demand_check_only],
+    schedules=[demand_daily_schedule],
+)
+
+# What `mlops demo` runs, as the seed's CLI does: eight weeks of demand ingested, cleaned and
+# validated in one single-run backfill (`--start-date/--end-date`), then the backtest, champions
+# and forecasts as of the last day.
+DEMO_FIRST_DAY, DEMO_LAST_DAY = "2024-05-01", "2024-06-25"
+demo = [
+    DemoStep(
+        select="demand/raw,demand/clean",
+        partition_range=f"{DEMO_FIRST_DAY}...{DEMO_LAST_DAY}",
+    ),
+    DemoStep(
+        select="demand/cv_results,demand/leaderboard,demand/champion,demand/forecasts",
+        partition=DEMO_LAST_DAY,
+    ),
+]
