@@ -662,6 +662,7 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
     import pandas as pd
 
     from mlops_assets.core import reporting
+    from mlops_assets.demand import forecasting
 
     mlflow: MlflowTracking = context.resources.mlflow
     io: ParquetIOManager = context.resources.io_manager
@@ -684,7 +685,10 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
         model = mlflow.load_model(name, CHAMPION, flavor="pyfunc")
         horizon = config.horizon
         params = {"horizon": horizon} if horizon else None
-        frame = model.predict(series.reset_index(drop=True), params=params)
+        try:
+            frame = model.predict(series.reset_index(drop=True), params=params)
+        except forecasting.ForecastingError as exc:
+            raise dg.Failure(f"demand/forecasts {respondent}: {exc}") from exc
         frames.append(
             frame.assign(
                 model=version.tags.get("model", ""),

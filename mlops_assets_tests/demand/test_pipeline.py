@@ -2,6 +2,7 @@
 forecasts, on the local profile (and, marked `stack`, on S3 + an MLflow server), plus the EIA
 source through Dagster with its retries, and the daily schedule."""
 
+import io
 import itertools
 from datetime import UTC, datetime
 from pathlib import Path
@@ -200,6 +201,50 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
     assert (data / "cv_results" / f"{LAST}.parquet").read_bytes() == before["cv_results"]
 
 
+def test_a_better_model_takes_over_and_forecasts_follow_it(resources: dict, local_home: Path):
+    assert _ingest(resources).success
+    baseline_only = {**BACKTEST, "models": ["seasonal_naive"]}
+    first = _model(resources, backtest=baseline_only)
+    assert first.success, _failures(first)
+    tracking = resources["mlflow"]
+    name = model_name("CISO")
+    before = tracking.get_version_by_alias(name, "champion")
+    assert before.tags["model"] == "seasonal_naive"
+
+    # The gradient-boosting model joins; the backtest re-scores the serving seasonal naive on the
+    # same windows. It wins clearly on CISO and loses on NYIS: one alias moves, the other stays.
+    challenger = _model(resources, backtest={**BACKTEST, "models": ["gbm"]})
+    assert challenger.success, _failures(challenger)
+    assert set(_metadata(challenger, "demand/cv_results")["models"]) == {"seasonal_naive", "gbm"}
+    board = pd.read_parquet(local_home / ".data" / "demand" / "leaderboard" / f"{LAST}.parquet")
+    rmse = board.set_index(["unique_id", "model"])["rmse_mean"]
+    assert rmse["CISO", "gbm"] < 0.99 * rmse["CISO", "seasonal_naive"]
+    assert rmse["NYIS", "gbm"] > rmse["NYIS", "seasonal_naive"]
+    after = tracking.get_version_by_alias(name, "champion")
+    assert after.tags["model"] == "gbm" and int(after.version) > int(before.version)
+    assert "better by" in after.tags["promotion.reason"]
+    nyis = tracking.get_version_by_alias(model_name("NYIS"), "champion")
+    assert nyis.tags["model"] == "seasonal_naive"
+    # NYIS's best is still seasonal naive: a new version of the same model ties, and a tie is
+    # not an improvement.
+    retrained = tracking.get_version_by_alias(model_name("NYIS"), "candidate")
+    assert retrained.tags["model"] == "seasonal_naive"
+    assert "not better" in retrained.tags["promotion.reason"]
+
+    longer = _materialize(
+        ["demand/forecasts"],
+        resources=resources,
+        partition_key=LAST,
+        run_config={"ops": {"demand__forecasts": {"config": {**FORECAST, "horizon": 36}}}},
+    )
+    assert longer.success, _failures(longer)
+    forecasts = pd.read_parquet(local_home / ".data" / "demand" / "forecasts" / f"{LAST}.parquet")
+    assert forecasts.groupby("unique_id").size().to_dict() == {"CISO": 36, "NYIS": 36}
+    served = forecasts.groupby("unique_id")["model"].unique().map(list).to_dict()
+    assert served == {"CISO": ["gbm"], "NYIS": ["seasonal_naive"]}
+    assert forecasts["ds"].max() == pd.Timestamp("2024-05-30T11:00", tz="UTC")
+
+
 def test_backtest_needs_every_day_of_its_window(resources: dict) -> None:
     assert _ingest(resources, "2024-05-20", LAST).success
     run = _model(resources, keys=["demand/cv_results"])
@@ -288,58 +333,22 @@ def test_daily_schedule_runs_the_day_that_just_ended_at_six_utc(resources: dict)
 
 
 @pytest.mark.stack
-def test_whole_group_on_the_stack_profile(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env,
-    redis_url: str,
-    postgres_database,
-    mlflow_server: str,
-) -> None:
+def test_whole_group_on_the_stack_profile(stack_profile) -> None:
     """Asset data on S3 through moto's server and models on an MLflow server backed by
     PostgreSQL: the same pipeline gives the same leaderboard as on local disk."""
-    from mlops_assets.core.profiles import check_stack
-    from mlops_assets_tests.conftest import REPO_ROOT
-
-    prefix = f"s3://{aws_env.bucket}/demand-stack-{tmp_path.name}"
-    env = {
-        "MLOPS_PROFILE": "stack",
-        "MLOPS_HOME": str(tmp_path),
-        "MLOPS_FEAST_REPO": str(REPO_ROOT / "feature_repo"),
-        "MLOPS_DATA_ROOT": prefix,
-        "MLOPS_S3_BUCKET": aws_env.bucket,
-        "MLOPS_REDIS_URL": redis_url,
-        "MLOPS_FEAST_REGISTRY": postgres_database("feast_demand"),
-        "MLOPS_POSTGRES_URL": postgres_database("mlops_demand"),
-        "MLFLOW_TRACKING_URI": mlflow_server,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings()
-    check_stack(settings, force=True)
-    resources = resources_for(settings)
+    stack = stack_profile("demand")
+    resources = resources_for(stack.settings)
     backtest = {"models": ["seasonal_naive", "holt_winters"], "n_windows": 1, "history_days": 28}
 
     assert _ingest(resources).success
     run = _model(resources, backtest=backtest)
     assert run.success, _failures(run)
 
-    client = aws_env.client()
-    base = prefix.removeprefix(f"s3://{aws_env.bucket}/")
-    keys = {
-        o["Key"].removeprefix(base + "/")
-        for o in client.list_objects_v2(Bucket=aws_env.bucket, Prefix=base)["Contents"]
-    }
-    assert {f"demand/clean/{FIRST}.parquet", f"demand/forecasts/{LAST}.parquet"} <= keys
-    body = client.get_object(Bucket=aws_env.bucket, Key=f"{base}/demand/leaderboard/{LAST}.parquet")
-    import io
-
-    board = pd.read_parquet(io.BytesIO(body["Body"].read()))
+    assert {f"demand/clean/{FIRST}.parquet", f"demand/forecasts/{LAST}.parquet"} <= stack.keys()
+    board = pd.read_parquet(io.BytesIO(stack.read(f"demand/leaderboard/{LAST}.parquet")))
     assert set(board["unique_id"]) == set(RESPONDENTS)
     for respondent in RESPONDENTS:
         champion = resources["mlflow"].get_version_by_alias(model_name(respondent), "champion")
         assert champion is not None
-        assert (
-            champion.tags["model"]
-            == board[(board["unique_id"] == respondent) & (board["rank"] == 1)]["model"].iloc[0]
-        )
+        best = board[(board["unique_id"] == respondent) & (board["rank"] == 1)]
+        assert champion.tags["model"] == best["model"].iloc[0]

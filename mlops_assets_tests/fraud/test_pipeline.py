@@ -253,48 +253,17 @@ def test_user_file_with_a_missing_column_fails_before_writing(
 
 
 @pytest.mark.stack
-def test_whole_group_on_the_stack_profile(
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    aws_env,
-    redis_url: str,
-    postgres_database,
-    mlflow_server: str,
-) -> None:
+def test_whole_group_on_the_stack_profile(stack_profile) -> None:
     """S3 through moto's server, Redis online store, Feast SQL registry and MLflow server on
     PostgreSQL: the same pipeline, the same numbers."""
-    from mlops_assets_tests.conftest import REPO_ROOT
-
-    prefix = f"s3://{aws_env.bucket}/fraud-stack-{tmp_path.name}"
-    env = {
-        "MLOPS_PROFILE": "stack",
-        "MLOPS_HOME": str(tmp_path),
-        "MLOPS_FEAST_REPO": str(REPO_ROOT / "feature_repo"),
-        "MLOPS_DATA_ROOT": prefix,
-        "MLOPS_S3_BUCKET": aws_env.bucket,
-        "MLOPS_REDIS_URL": redis_url,
-        "MLOPS_FEAST_REGISTRY": postgres_database("feast_fraud"),
-        "MLOPS_POSTGRES_URL": postgres_database("mlops_fraud"),
-        "MLFLOW_TRACKING_URI": mlflow_server,
-    }
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    settings = load_settings()
-    from mlops_assets.core.profiles import check_stack
-
-    check_stack(settings, force=True)
-    resources = resources_for(settings)
+    stack = stack_profile("fraud")
+    resources = resources_for(stack.settings)
 
     assert _run_bronze_to_feast(resources, FIRST, LAST).success
     run = _run_training(resources)
     assert run.success, [e.message for e in run.all_events if e.is_failure]
 
-    client = aws_env.client()
-    base = prefix.removeprefix(f"s3://{aws_env.bucket}/")
-    keys = {
-        o["Key"].removeprefix(base + "/")
-        for o in client.list_objects_v2(Bucket=aws_env.bucket, Prefix=base)["Contents"]
-    }
+    keys = stack.keys()
     assert f"fraud/scores/{LAST}.parquet" in keys
     assert f"fraud/training_set/dt={LAST}/_CURRENT" in keys
 
