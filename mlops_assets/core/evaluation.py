@@ -507,3 +507,57 @@ def calibration_bins(
     positives = np.bincount(index, weights=labels, minlength=len(edges) - 1)
     filled = counts > 0
     return sums[filled] / counts[filled], positives[filled] / counts[filled], counts[filled]
+
+
+# --- regression ----------------------------------------------------------------------------------
+
+
+def regression_metrics(y_true: ArrayLike, y_pred: ArrayLike) -> dict[str, float]:
+    """``rmse``, ``mae``, ``mape`` (percent, over the rows whose truth is not 0) and ``r2``.
+
+    Raises ValueError on lengths that differ, an empty input or a non-finite value: a metric of a
+    model that predicted NaN is not a number to promote on.
+    """
+    import numpy as np
+
+    truth = np.asarray(y_true, dtype=float)
+    pred = np.asarray(y_pred, dtype=float)
+    if truth.shape != pred.shape or truth.ndim != 1:
+        raise ValueError(
+            f"y_true and y_pred must be 1-D of one length: {truth.shape} vs {pred.shape}"
+        )
+    if not len(truth):
+        raise ValueError("no rows to evaluate")
+    if not (np.isfinite(truth).all() and np.isfinite(pred).all()):
+        raise ValueError("y_true and y_pred must be finite (a NaN prediction is not scorable)")
+    error = pred - truth
+    nonzero = truth != 0
+    total = float(((truth - truth.mean()) ** 2).sum())
+    return {
+        "rmse": float(np.sqrt((error**2).mean())),
+        "mae": float(np.abs(error).mean()),
+        "mape": float(np.abs(error[nonzero] / truth[nonzero]).mean() * 100)
+        if nonzero.any()
+        else math.nan,
+        "r2": 1.0 - float((error**2).sum()) / total if total > 0 else math.nan,
+    }
+
+
+def residual_figure(y_true: ArrayLike, y_pred: ArrayLike, *, title: str = "Residuals") -> Figure:
+    """Predicted against actual (with the diagonal) and the histogram of residuals."""
+    import numpy as np
+
+    truth = np.asarray(y_true, dtype=float)
+    pred = np.asarray(y_pred, dtype=float)
+    figure = _new_figure(figsize=(9, 3.6))
+    scatter, histogram = figure.subplots(1, 2)
+    scatter.scatter(truth, pred, s=4, alpha=0.4)
+    low, high = float(min(truth.min(), pred.min())), float(max(truth.max(), pred.max()))
+    scatter.plot([low, high], [low, high], color="black", linewidth=0.8)
+    scatter.set_xlabel("actual")
+    scatter.set_ylabel("predicted")
+    histogram.hist(pred - truth, bins=50)
+    histogram.set_xlabel("predicted - actual")
+    histogram.set_ylabel("rows")
+    figure.suptitle(title)
+    return figure

@@ -51,6 +51,8 @@ CANDIDATE = "candidate"
 CHAMPION = "champion"
 
 # Run tags that tie an MLflow run to the Dagster materialization that produced it.
+# MLflow's own tag for nested runs.
+TAG_PARENT_RUN_ID = "mlflow.parentRunId"
 TAG_RUN_ID = "dagster.run_id"
 TAG_JOB_NAME = "dagster.job_name"
 TAG_ASSET_KEY = "dagster.asset_key"
@@ -438,14 +440,19 @@ class MlflowTracking(dg.ConfigurableResource):
         run_name: str | None = None,
         asset_key: dg.AssetKey | None = None,
         tags: Mapping[str, str] | None = None,
+        parent: TrackedRun | None = None,
     ) -> Iterator[TrackedRun]:
         """Open the MLflow run of this materialization; it ends FINISHED, or FAILED on an error.
 
-        ``asset_key`` is needed only in a multi-asset. An exception of the body ends the run as
-        FAILED (KILLED when the step is interrupted) and is re-raised unchanged.
+        ``asset_key`` is needed only in a multi-asset. ``parent`` makes it a nested run (e.g. one
+        trial of a tuning study under the study's run), shown under its parent in the MLflow UI.
+        An exception of the body ends the run as FAILED (KILLED when the step is interrupted) and
+        is re-raised unchanged.
         """
         key = asset_key or context.asset_key
         run_tags = {TAG_USE_CASE: use_case, **lineage_tags(context, key), **(tags or {})}
+        if parent is not None:
+            run_tags[TAG_PARENT_RUN_ID] = parent.run_id
         if run_name is None:
             partition = run_tags.get(TAG_PARTITION_KEY) or run_tags.get(TAG_PARTITION_RANGE)
             run_name = key.to_user_string() + (f" {partition}" if partition else "")

@@ -17,6 +17,8 @@ from mlops_assets.core.evaluation import (
     chronological_split,
     classification_metrics,
     pr_curve_figure,
+    regression_metrics,
+    residual_figure,
 )
 
 # --- chronological_split -------------------------------------------------------------------------
@@ -268,3 +270,42 @@ def _png(figure) -> bytes:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=40)
     return buffer.getvalue()
+
+
+# --- regression ---------------------------------------------------------------------------------
+
+
+def test_regression_metrics_on_a_hand_made_example() -> None:
+    metrics = regression_metrics([100.0, 200.0, 300.0, 0.0], [110.0, 190.0, 330.0, 10.0])
+    assert metrics["rmse"] == pytest.approx(math.sqrt((100 + 100 + 900 + 100) / 4))
+    assert metrics["mae"] == pytest.approx(15.0)
+    # MAPE skips the row whose truth is 0: (10% + 5% + 10%) / 3.
+    assert metrics["mape"] == pytest.approx(25 / 3)
+    assert metrics["r2"] == pytest.approx(1 - 1200 / 50_000)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.floats(1, 1e6), min_size=2, max_size=50))
+def test_perfect_predictions_score_zero_error(values: list[float]) -> None:
+    metrics = regression_metrics(values, values)
+    assert metrics["rmse"] == 0 and metrics["mae"] == 0 and metrics["mape"] == 0
+    assert math.isnan(metrics["r2"]) or metrics["r2"] == 1.0
+
+
+@pytest.mark.parametrize(
+    ("truth", "pred", "match"),
+    [
+        ([1.0, 2.0], [1.0], "one length"),
+        ([], [], "no rows"),
+        ([1.0, 2.0], [1.0, math.nan], "finite"),
+    ],
+)
+def test_regression_metrics_refuse_what_cannot_be_scored(truth, pred, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        regression_metrics(truth, pred)
+
+
+def test_residual_figure_has_both_panels() -> None:
+    figure = residual_figure([1.0, 2.0, 3.0], [1.5, 1.5, 3.5], title="t")
+    assert len(figure.axes) == 2
+    assert figure.axes[0].get_xlabel() == "actual"

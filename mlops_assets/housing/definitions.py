@@ -1,0 +1,37 @@
+"""The housing use case for Dagster: its assets, checks and job, and the demo step of
+`mlops demo`."""
+
+import dagster as dg
+
+from mlops_assets.housing.assets import (
+    champion,
+    encoders,
+    features,
+    holdout_report,
+    model,
+    raw,
+    splits,
+)
+from mlops_assets.housing.checks import housing_checks
+from mlops_assets.use_cases import DemoStep
+
+ASSETS = [raw, splits, encoders, features, model, holdout_report, champion]
+
+housing_training = dg.define_asset_job(
+    "housing_training",
+    selection=dg.AssetSelection.groups("housing"),
+    description="Every housing asset: sales, chronological splits, encoders, features, the tuned "
+    "model, its holdout report and the promotion gate.",
+)
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=housing_checks, jobs=[housing_training])
+
+# What `mlops demo` runs: the whole group on the default 30,000 generated sales, with a short
+# study (the default is 20 trials).
+demo = [
+    DemoStep(
+        select="housing/raw,housing/splits,housing/encoders,housing/features,housing/model,"
+        "housing/holdout_report,housing/champion",
+        config={"ops": {"housing__model": {"config": {"n_trials": 8}}}},
+    )
+]

@@ -1,0 +1,54 @@
+"""The housing use case's data contracts.
+
+``raw``: one row per home sale, keyed by ``sale_id``. ``price`` (USD) is the target; everything
+else is known when a home is listed, so a buyer-facing API can send it. Categorical columns are
+text; the encoders (:mod:`mlops_assets.housing.encoding`) turn them into numbers fitted on the
+training period only.
+
+Pure definitions, no Dagster; the Arrow schema is built on first use, so the code location does not
+pay for pyarrow at load.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+USE_CASE = "housing"
+
+KEY = "sale_id"
+DATE = "sale_date"
+TARGET = "price"
+CATEGORICAL = ("city", "zipcode", "property_type")
+NUMERIC = ("beds", "baths", "living_area_sqft", "lot_sqft", "year_built", "condition")
+# What a request to the model carries: every column a seller knows, nothing about the price.
+FEATURE_INPUTS = (DATE, *CATEGORICAL, *NUMERIC)
+RAW_COLUMNS = (KEY, *FEATURE_INPUTS, TARGET)
+
+PROPERTY_TYPES = ("single_family", "condo", "townhouse", "multi_family")
+FIRST_YEAR, LAST_YEAR = 2012, 2023
+
+
+@cache
+def raw_schema() -> pa.Schema:
+    import pyarrow as pa
+
+    return pa.schema(
+        [
+            (KEY, pa.string()),
+            (DATE, pa.date32()),
+            ("city", pa.string()),
+            ("zipcode", pa.string()),
+            ("property_type", pa.string()),
+            ("beds", pa.int64()),
+            ("baths", pa.float64()),
+            ("living_area_sqft", pa.float64()),
+            ("lot_sqft", pa.float64()),
+            ("year_built", pa.int64()),
+            ("condition", pa.int64()),
+            (TARGET, pa.float64()),
+        ]
+    )

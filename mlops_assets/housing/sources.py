@@ -1,0 +1,649 @@
+"""Where the housing use case's raw data comes from: a synthetic generator, or the user's file.
+
+**The generator** (:func:`generate_sales`) plays home sales from 2012-01-01 to 2023-12-31 in a fixed
+world of nine cities (see :data:`CITIES`): a few expensive coastal ones, a few mid-priced, two
+cheap, and one small town with only a handful of sales a year. Each city has its own zipcodes, each
+with its own premium, its mix of property types (condos are common where land is dear), its housing
+stock (old in Boston, new in Phoenix) and its lot sizes. A sale's price is
+
+    city level x zipcode premium x (living area / 1,800)^0.8 x type x condition x age
+    x lot x market trend x lognormal noise (12%)
+
+rounded to the nearest 1,000 USD. The market trend is the same everywhere: about +4%/yr from 2012
+to 2019, a boom of about +25% from mid-2020 to mid-2022, then flat to slightly down to the end
+of 2023. Sales are spread
+evenly over the years with more of them in spring and summer. Rare categories are built in (the
+small town, and one zipcode in each of three cities, with fewer than 30 sales in the default 30k),
+so that downstream encoders must handle rare and unseen values. Everything is drawn from one
+``numpy`` stream seeded from ``GeneratorConfig.seed`` alone: the same config gives the same bytes.
+
+**The file source** (:func:`read_sales_csv`) reads a user's CSV (or parquet) file with the columns
+of :func:`mlops_assets.housing.schema.raw_schema` and coerces it to that schema, failing with a
+:class:`HousingContractError` that names the file, the column, the count and a few sample rows
+when a column is missing or a value cannot be converted. Nulls, duplicates and out-of-range values
+are not judged here: the downstream checks report them.
+
+Pure code: no Dagster import; numpy, pandas and pyarrow are imported inside the functions, so that
+importing this module (which the code location does at load) costs nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mlops_assets.housing import schema
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pyarrow as pa
+
+# --------------------------------------------------------------------------------------------------
+# The world the generator plays in
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class City:
+    """A city of the synthetic world.
+
+    ``level`` is the price (USD, January 2012) of a typical home: a 1,800 sqft single-family house
+    in average condition (3), about 20 years old, in a zipcode of premium 1. ``share`` is the
+    city's weight in the sales volume; ``zipcodes`` maps each zipcode to ``(weight within the city,
+    price premium)``; ``type_mix`` weighs :data:`schema.PROPERTY_TYPES`; ``built`` is the mean
+    year of construction of its houses (condos are newer); ``lot_scale`` scales lot sizes.
+    """
+
+    name: str
+    level: float
+    share: float
+    zipcodes: dict[str, tuple[float, float]]
+    type_mix: tuple[float, float, float, float]
+    built: float
+    lot_scale: float
+
+
+#: The cities, in a fixed order (the generator indexes them). Shares are weights, not fractions.
+CITIES: tuple[City, ...] = (
+    City("San Francisco", 1_100_000, 0.12, {
+        "94110": (1.2, 1.00), "94114": (0.9, 1.20), "94117": (0.9, 1.10),
+        "94121": (0.8, 0.95), "94123": (0.7, 1.35), "94124": (0.8, 0.72),
+    }, (0.30, 0.45, 0.15, 0.10), 1942, 0.45),
+    City("Boston", 650_000, 0.12, {
+        "02108": (0.6, 1.35), "02116": (1.0, 1.30), "02127": (1.0, 1.05), "02130": (1.2, 1.00),
+        "02124": (1.2, 0.78), "02136": (0.9, 0.82), "02199": (0.025, 1.60),
+    }, (0.30, 0.40, 0.10, 0.20), 1932, 0.60),
+    City("Seattle", 520_000, 0.13, {
+        "98103": (1.2, 1.05), "98105": (0.9, 1.15), "98112": (0.6, 1.40), "98118": (1.0, 0.80),
+        "98126": (0.8, 0.85), "98199": (0.6, 1.15), "98134": (0.015, 0.90),
+    }, (0.50, 0.30, 0.15, 0.05), 1965, 0.80),
+    City("Denver", 330_000, 0.14, {
+        "80202": (0.6, 1.15), "80204": (0.8, 0.95), "80205": (1.0, 1.00), "80206": (0.7, 1.30),
+        "80211": (0.9, 1.10), "80219": (1.1, 0.78), "80220": (0.9, 1.05), "80249": (0.7, 0.82),
+    }, (0.60, 0.20, 0.15, 0.05), 1970, 1.00),
+    City("Austin", 300_000, 0.15, {
+        "78701": (0.5, 1.30), "78704": (1.0, 1.25), "78745": (1.2, 0.90), "78748": (0.9, 0.85),
+        "78753": (1.0, 0.75), "78759": (0.9, 1.05),
+    }, (0.65, 0.15, 0.15, 0.05), 1992, 1.20),
+    City("Phoenix", 210_000, 0.16, {
+        "85003": (0.5, 1.10), "85016": (0.9, 1.25), "85018": (0.7, 1.40), "85032": (1.0, 0.95),
+        "85033": (1.2, 0.72), "85041": (1.1, 0.80), "85044": (0.9, 1.05),
+    }, (0.75, 0.10, 0.12, 0.03), 1988, 1.10),
+    City("Columbus", 160_000, 0.10, {
+        "43201": (0.9, 1.15), "43206": (0.8, 1.10), "43211": (0.9, 0.75), "43214": (0.9, 1.05),
+        "43229": (1.0, 0.88),
+    }, (0.75, 0.08, 0.10, 0.07), 1963, 1.20),
+    City("Cleveland", 120_000, 0.08, {
+        "44102": (1.0, 0.92), "44105": (0.9, 0.75), "44109": (1.0, 0.88), "44113": (0.6, 1.35),
+        "44135": (0.8, 0.98), "44127": (0.02, 0.70),
+    }, (0.75, 0.05, 0.05, 0.15), 1945, 1.00),
+    # The small town: ~20 sales in the default 30k, a category every encoder must survive.
+    City("Provincetown", 700_000, 0.0007, {"02657": (1.0, 1.00)},
+         (0.50, 0.50, 0.00, 0.00), 1940, 1.30),
+)  # fmt: skip
+
+# Per property type (schema order: single_family, condo, townhouse, multi_family): median living
+# area (sqft), price factor, median lot (sqft, before the city's scale; condos have none).
+_TYPE_AREA = (2_000.0, 1_050.0, 1_550.0, 2_700.0)
+_TYPE_FACTOR = (1.00, 0.85, 0.92, 0.95)
+_TYPE_LOT = (6_500.0, float("nan"), 2_000.0, 5_000.0)
+_TYPE_BUILT_SHIFT = (0.0, 25.0, 15.0, -10.0)  # condos and townhouses are newer stock
+_CONDO = schema.PROPERTY_TYPES.index("condo")
+_AREA_SIGMA = 0.35
+_AREA_RANGE = (350.0, 8_000.0)
+_AREA_ELASTICITY = 0.8
+_LOT_SIGMA = 0.5
+_LOT_ELASTICITY = 0.06
+_BUILT_SIGMA = 25.0
+_OLDEST = 1900
+# Condition 1..5: price factors, and the thresholds on a latent N(0, 1) (older homes score lower)
+# that give roughly 4/14/50/24/8 % of sales.
+_CONDITION_FACTOR = (0.75, 0.88, 1.00, 1.07, 1.15)
+_CONDITION_CUTS = (-1.75, -1.0, 0.35, 1.4)
+_CONDITION_AGE_SLOPE = 0.012  # per year away from 40 years old
+_NOISE_SIGMA = 0.12
+# More sales in spring and summer (January .. December).
+_MONTH_WEIGHTS = (0.60, 0.65, 0.90, 1.10, 1.25, 1.30, 1.25, 1.15, 1.00, 0.90, 0.75, 0.70)
+# The market: log-linear between knots (date, index); the index is 1 in January 2012.
+_TREND_KNOTS = (
+    ("2012-01-01", 1.0),
+    ("2020-01-01", 1.04**8),  # steady ~4%/yr appreciation
+    ("2020-07-01", 1.04**8 * 1.02),  # a pause in the spring of 2020
+    ("2022-06-30", 1.04**8 * 1.02 * 1.23),  # the boom: ~+25% in all
+    ("2023-12-31", 1.04**8 * 1.02 * 1.23 * 0.97),  # flat to slightly down
+)
+_REFERENCE_AREA = 1_800.0
+_ID_DIGITS = 7
+_STREAM = 0x40A5E  # SeedSequence salt of the generator's stream
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """How many sales to generate and the seed that fixes every draw.
+
+    ``n_sales`` is exact (at most 9,999,999: ids carry 7 digits); ``seed`` is any integer.
+    """
+
+    n_sales: int = 30_000
+    seed: int = 42
+
+    def __post_init__(self) -> None:
+        if isinstance(self.n_sales, bool) or not isinstance(self.n_sales, int):
+            raise TypeError(f"n_sales must be an int, got {type(self.n_sales).__name__}")
+        if not 1 <= self.n_sales < 10**_ID_DIGITS:
+            raise ValueError(f"n_sales must be in [1, {10**_ID_DIGITS - 1}], got {self.n_sales}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+
+
+def generate_sales(config: GeneratorConfig | None = None) -> pa.Table:
+    """``config.n_sales`` home sales between 2012-01-01 and 2023-12-31.
+
+    The table follows ``schema.raw_schema()`` exactly and is sorted by ``(sale_date, sale_id)``;
+    ``sale_id`` is ``S`` and 7 digits, numbered from ``S0000001`` in date order. Condos have a null
+    ``lot_sqft``; no other value is null. The same config always gives the same table.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    config = config or GeneratorConfig()
+    n = config.n_sales
+    rng = np.random.default_rng(np.random.SeedSequence([config.seed % 2**64, _STREAM]))
+    # Every draw below happens whatever the values, so the stream stays aligned.
+
+    # When: a day of the period, weighted by its month.
+    days = np.arange(
+        np.datetime64(f"{schema.FIRST_YEAR}-01-01"),
+        np.datetime64(f"{schema.LAST_YEAR + 1}-01-01"),
+    )
+    month = days.astype("datetime64[M]").astype(np.int64) % 12
+    day = days[_draw(rng, np.asarray(_MONTH_WEIGHTS)[month], n)]
+    sale_year = day.astype("datetime64[Y]").astype(np.int64) + 1970
+
+    # Where: a city, then one of its zipcodes.
+    city = _draw(rng, np.array([c.share for c in CITIES]), n)
+    zip_u = rng.random(n)
+    zip_code = np.empty(n, dtype=np.int64)
+    premium = np.empty(n)
+    zip_names: list[str] = []
+    for k, c in enumerate(CITIES):
+        weights = np.array([w for w, _ in c.zipcodes.values()])
+        at = city == k
+        pick = _draw_at(weights, zip_u[at])
+        zip_code[at] = len(zip_names) + pick
+        premium[at] = np.array([p for _, p in c.zipcodes.values()])[pick]
+        zip_names += list(c.zipcodes)
+
+    # What: the property type (by city), its size, rooms, lot, age and condition.
+    mix = np.array([c.type_mix for c in CITIES])
+    ptype = _draw_rows(rng, mix[city])
+    area = np.asarray(_TYPE_AREA)[ptype] * np.exp(_AREA_SIGMA * rng.standard_normal(n))
+    area = np.round(np.clip(area, *_AREA_RANGE), -1)
+    beds = np.clip(np.round(0.5 + area / 700.0 + 0.6 * rng.standard_normal(n)), 1, 6).astype(
+        np.int64
+    )
+    baths = np.clip(np.round(2 * (0.55 * beds + 0.35 + 0.4 * rng.standard_normal(n))) / 2, 1, 4.5)
+    lot_scale = np.array([c.lot_scale for c in CITIES])[city]
+    lot = np.asarray(_TYPE_LOT)[ptype] * lot_scale * np.exp(_LOT_SIGMA * rng.standard_normal(n))
+    lot = np.round(np.maximum(lot, 500.0), -1)  # NaN (condos) stays NaN
+    built = (
+        np.array([c.built for c in CITIES])[city]
+        + np.asarray(_TYPE_BUILT_SHIFT)[ptype]
+        + _BUILT_SIGMA * rng.standard_normal(n)
+    )
+    # A house built "in the future" is reflected back into the past, so new builds do not pile up
+    # on the sale year.
+    age = np.clip(np.abs(sale_year - np.round(built)), 0, sale_year - _OLDEST)
+    year_built = (sale_year - age).astype(np.int64)
+    latent = rng.standard_normal(n) - _CONDITION_AGE_SLOPE * (age - 40.0)
+    condition = (np.searchsorted(np.asarray(_CONDITION_CUTS), latent) + 1).astype(np.int64)
+
+    # How much.
+    level = np.array([c.level for c in CITIES])[city]
+    lot_effect = np.where(
+        ptype == _CONDO,
+        1.0,
+        (np.nan_to_num(lot, nan=1.0) / (6_500.0 * lot_scale)) ** _LOT_ELASTICITY,
+    )
+    price = (
+        level
+        * premium
+        * (area / _REFERENCE_AREA) ** _AREA_ELASTICITY
+        * np.asarray(_TYPE_FACTOR)[ptype]
+        * np.asarray(_CONDITION_FACTOR)[condition - 1]
+        * _age_effect(age)
+        * lot_effect
+        * market_index(day)
+        * np.exp(_NOISE_SIGMA * rng.standard_normal(n))
+    )
+    price = np.maximum(np.round(price, -3), 1_000.0)
+
+    # Sorted by date, ties in a random order; ids are then numbered in that order.
+    tie = rng.permutation(n)
+    order = np.lexsort((tie, day))
+    columns: dict[str, Any] = {
+        schema.KEY: pa.array([f"S{i:0{_ID_DIGITS}d}" for i in range(1, n + 1)], pa.string()),
+        schema.DATE: pa.array(day[order].astype(np.int64).astype(np.int32), pa.date32()),
+        "city": _labels_of([c.name for c in CITIES], city[order]),
+        "zipcode": _labels_of(zip_names, zip_code[order]),
+        "property_type": _labels_of(schema.PROPERTY_TYPES, ptype[order]),
+        "beds": pa.array(beds[order], pa.int64()),
+        "baths": pa.array(baths[order], pa.float64()),
+        "living_area_sqft": pa.array(area[order], pa.float64()),
+        "lot_sqft": pa.array(lot[order], pa.float64(), from_pandas=True),  # NaN -> null
+        "year_built": pa.array(year_built[order], pa.int64()),
+        "condition": pa.array(condition[order], pa.int64()),
+        schema.TARGET: pa.array(price[order], pa.float64()),
+    }
+    raw = schema.raw_schema()
+    return pa.Table.from_arrays([columns[f.name] for f in raw], schema=raw)
+
+
+def market_index(day: np.ndarray) -> np.ndarray:
+    """The market's price index on each ``datetime64[D]`` day (1.0 on 2012-01-01)."""
+    import numpy as np
+
+    knots = np.array([np.datetime64(d) for d, _ in _TREND_KNOTS]).astype(np.int64)
+    log_index = np.log([v for _, v in _TREND_KNOTS])
+    return np.exp(np.interp(np.asarray(day, "datetime64[D]").astype(np.int64), knots, log_index))
+
+
+def _age_effect(age: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    # New homes sell at a premium that fades over ~20 years; very old (historic) homes recover a bit.
+    return 0.85 + 0.20 * np.exp(-age / 20.0) + 0.05 * (age >= 90)
+
+
+def _draw(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
+    """``n`` indices drawn with the given (unnormalised) weights."""
+    return _draw_at(weights, rng.random(n))
+
+
+def _draw_at(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    cum = np.cumsum(weights, dtype=np.float64)
+    cum /= cum[-1]
+    return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1).astype(np.int64)
+
+
+def _draw_rows(rng: np.random.Generator, weight_rows: np.ndarray) -> np.ndarray:
+    """One index per row, each row with its own (unnormalised) weights."""
+    import numpy as np
+
+    cum = np.cumsum(weight_rows, axis=1)
+    cum /= cum[:, -1:]
+    u = rng.random(len(weight_rows))
+    # Zero-weight columns share the previous cumulative value, so they are never drawn.
+    return np.minimum((u[:, None] >= cum).sum(axis=1), weight_rows.shape[1] - 1).astype(np.int64)
+
+
+def _labels_of(values: Any, codes: np.ndarray) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
+    indices = pa.array(codes.astype(np.int32, copy=False))
+    return pa.DictionaryArray.from_arrays(indices, pa.array(list(values), pa.string())).cast(
+        pa.string()
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The file source: the user's own data
+# --------------------------------------------------------------------------------------------------
+
+FILE_FORMATS = (".csv", ".parquet")
+
+# Text that means "no value" in a number or date column (pandas, R and spreadsheets write these).
+# In text columns only the empty string is null.
+_NULL_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NaT", "null", "NULL", "None", "none")
+_INT_RE = r"^[+-]?\d{1,18}(\.0*)?$"  # 18 digits always fit an int64; "3.0" is an integer
+_FLOAT_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+# An ISO date, optionally with a time of day (ignored: a sale happens on a day).
+_DATE_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
+_MAX_SAMPLES = 5
+_ZIP_DIGITS = 5
+
+
+class HousingContractError(ValueError):
+    """A user's file cannot be read as the raw housing contract.
+
+    The message names the file and every problem: the missing columns, and for each column with
+    values that cannot be converted, how many there are and up to five ``(row, text)`` samples
+    (rows count from 1, the header excluded). The same facts are attributes: ``path``,
+    ``missing_columns``, ``bad_values`` (column -> count) and ``samples`` (column -> pairs).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        problems: list[str],
+        *,
+        missing_columns: tuple[str, ...] = (),
+        bad_values: dict[str, int] | None = None,
+        samples: dict[str, list[tuple[int, str]]] | None = None,
+    ) -> None:
+        self.path = path
+        self.problems = tuple(problems)
+        self.missing_columns = tuple(missing_columns)
+        self.bad_values = dict(bad_values or {})
+        self.samples = dict(samples or {})
+        super().__init__(f"{path}: " + "; ".join(self.problems))
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A user's file coerced to ``schema.raw_schema()``: every row, in file order.
+
+    ``extra_columns`` are the file's columns that are not in the contract, in file order: dropped
+    from ``table`` and listed so the caller can say so.
+    """
+
+    table: pa.Table
+    extra_columns: list[str] = field(default_factory=list)
+
+
+def read_sales_csv(path: str | Path) -> ReadResult:
+    """Read a user's home sales (``.csv`` or ``.parquet``) and coerce them to the raw contract.
+
+    Column names must match the contract exactly; their order is free; extra columns are dropped
+    and reported. A CSV is read as text, then each column converted: ``zipcode`` and the other
+    text columns stay text as written (``"02139"`` keeps its zero), dates must be ISO
+    (``2021-06-30``, a time of day is ignored), integers may be written ``3`` or ``3.0``. Empty
+    cells (and ``NA``, ``NaN``, ``null``... in number and date columns) become nulls; whether a
+    column may hold nulls is not judged here. In a parquet file, typed columns are cast (an
+    integer ``zipcode`` is zero-padded back to 5 digits) and text columns follow the CSV rules.
+
+    Raises :class:`FileNotFoundError` when there is no such file, and :class:`HousingContractError`
+    when the suffix is neither, the file cannot be parsed, a column is missing, or values cannot
+    be converted.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in FILE_FORMATS:
+        raise HousingContractError(
+            str(p), [f"unsupported file type {p.suffix!r}: expected one of {list(FILE_FORMATS)}"]
+        )
+    if not p.is_file():
+        raise FileNotFoundError(f"no such file: {p}")
+    table = _read_parquet(p) if suffix == ".parquet" else _read_csv(p)
+    return _coerce(table, str(p))
+
+
+def _read_csv(path: Path) -> pa.Table:
+    import csv
+    import io
+
+    import pyarrow as pa
+    import pyarrow.csv as pv
+
+    data = path.read_bytes()
+    if not data.strip():
+        raise HousingContractError(str(path), ["the file is empty (not even a header row)"])
+    # Every column is read as text, so that the conversion knows exactly which values are bad
+    # (and zipcodes keep their leading zeros) instead of the reader guessing types.
+    first_line = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
+    header = next(csv.reader(io.StringIO(first_line)), [])
+    try:
+        return pv.read_csv(
+            pa.py_buffer(data),
+            convert_options=pv.ConvertOptions(
+                column_types={c: pa.string() for c in header},
+                null_values=[""],
+                strings_can_be_null=True,
+                quoted_strings_can_be_null=True,
+            ),
+        )
+    except pa.ArrowException as exc:
+        # A row with the wrong number of fields is an error, not a row silently skipped.
+        raise HousingContractError(str(path), [f"not a readable CSV file ({exc})"]) from exc
+
+
+def _read_parquet(path: Path) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise HousingContractError(str(path), [f"not a readable parquet file ({exc})"]) from exc
+
+
+def _coerce(table: pa.Table, path: str) -> ReadResult:
+    import pyarrow as pa
+
+    raw = schema.raw_schema()
+    names = table.column_names
+    problems: list[str] = []
+    repeated = sorted({c for c in names if names.count(c) > 1 and c in raw.names})
+    if repeated:
+        problems.append(f"repeated columns {_quoted(repeated)}")
+    missing = tuple(f.name for f in raw if f.name not in names)
+    if missing:
+        word = "column" if len(missing) == 1 else "columns"
+        problems.append(f"missing {word} {_quoted(missing)} (the file has {_quoted(names)})")
+    extra = [c for c in dict.fromkeys(names) if c not in raw.names]
+
+    arrays: list[pa.Array] = []
+    bad: dict[str, int] = {}
+    samples: dict[str, list[tuple[int, str]]] = {}
+    for f in raw:
+        if f.name in missing or f.name in repeated:
+            continue
+        column = table.column(f.name)
+        arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+        if pa.types.is_dictionary(arr.type):
+            arr = arr.dictionary_decode()
+        values, failed, noun = _convert(arr, f.type, zipcode=f.name == "zipcode")
+        if failed is not None:
+            rows, texts = _failures(arr, failed)
+            if rows:
+                bad[f.name] = len(rows)
+                samples[f.name] = list(zip(rows[:_MAX_SAMPLES], texts, strict=True))
+                shown = ", ".join(f"row {r} {t!r}" for r, t in samples[f.name])
+                what = noun[0] if len(rows) == 1 else noun[1]
+                verb = "is" if len(rows) == 1 else "are"
+                count = "1 value" if len(rows) == 1 else f"{len(rows)} values"
+                problems.append(f"column '{f.name}' has {count} that {verb} not {what}: {shown}")
+        arrays.append(values)
+    if problems:
+        raise HousingContractError(
+            path, problems, missing_columns=missing, bad_values=bad, samples=samples
+        )
+    return ReadResult(pa.Table.from_arrays(arrays, schema=raw), extra)
+
+
+def _convert(
+    arr: pa.Array, target: pa.DataType, *, zipcode: bool
+) -> tuple[pa.Array, pa.Array | None, tuple[str, str]]:
+    """The column as ``target``, the mask of values that could not be converted (true where a
+    non-null value failed) and the noun (singular, plural) for what they should have been."""
+    import pyarrow as pa
+
+    if pa.types.is_string(target):
+        values, failed = _to_text(arr, zipcode=zipcode)
+        noun = ("a zipcode", "zipcodes") if zipcode else ("text", "text")
+        return values, failed, noun
+    if pa.types.is_date32(target):
+        return (*_to_date(arr), ("an ISO date (YYYY-MM-DD)", "ISO dates (YYYY-MM-DD)"))
+    if pa.types.is_int64(target):
+        return (*_to_int(arr), ("an integer", "integers"))
+    if pa.types.is_float64(target):
+        return (*_to_float(arr), ("a number", "numbers"))
+    raise TypeError(f"no conversion to {target}")  # the contract holds no other type
+
+
+def _is_text(arr: pa.Array) -> bool:
+    import pyarrow as pa
+
+    return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+
+
+def _clean_text(arr: pa.Array) -> pa.Array:
+    """Text trimmed, with the null tokens as nulls."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
+    return _keep(text, pc.invert(pc.is_in(text, pa.array(_NULL_TOKENS))))
+
+
+def _keep(arr: pa.Array, ok: pa.Array) -> pa.Array:
+    """``arr`` with nulls where ``ok`` is not true."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.if_else(pc.fill_null(ok, False), arr, pa.nulls(len(arr), arr.type))
+
+
+def _nothing_converts(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pa.nulls(len(arr), target), pc.is_valid(arr)
+
+
+def _to_text(arr: pa.Array, *, zipcode: bool) -> tuple[pa.Array, pa.Array | None]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if _is_text(arr):
+        # As written ("02139" stays "02139"); an empty cell is null, as the CSV reader makes it.
+        text = arr.cast(pa.string())
+        return _keep(text, pc.not_equal(text, "")), None
+    if zipcode and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        # A zipcode stored as a number has lost its leading zeros: pad it back to 5 digits.
+        number = _nan_as_null(arr)
+        if pa.types.is_floating(arr.type):
+            ok = pc.and_(pc.is_finite(number), pc.equal(pc.floor(number), number))
+            ok = pc.and_(ok, pc.less(pc.abs(number), 2.0**53))
+        else:
+            ok = pc.is_valid(number)
+        whole = _keep(number, ok).cast(pa.int64(), safe=False)
+        ok = pc.and_(ok, pc.greater_equal(whole, 0))
+        padded = pc.utf8_lpad(_keep(whole, ok).cast(pa.string()), _ZIP_DIGITS, "0")
+        return padded, _failed(number, ok)
+    try:
+        return arr.cast(pa.string()), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        # Lists, structs, binary that is not UTF-8: nothing sensible to turn into text.
+        return _nothing_converts(arr, pa.string())
+
+
+def _to_int(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if _is_text(arr):
+        text = _clean_text(arr)
+        ok = pc.match_substring_regex(text, _INT_RE)
+        # Arrow parses neither "+5" nor "5.0" as an integer: drop the sign and the zero fraction.
+        digits = pc.replace_substring_regex(_keep(text, ok), r"^\+|\.0*$", "")
+        return digits.cast(pa.int64()), _failed(text, ok)
+    if pa.types.is_integer(arr.type):
+        if pa.types.is_uint64(arr.type):
+            ok = pc.less_equal(arr, pa.scalar(2**63 - 1, pa.uint64()))
+            return _keep(arr, ok).cast(pa.int64()), _failed(arr, ok)
+        return arr.cast(pa.int64()), _none_failed(arr)
+    if pa.types.is_floating(arr.type):
+        arr = _nan_as_null(arr)
+        ok = pc.and_(pc.is_finite(arr), pc.equal(pc.floor(arr), arr))
+        ok = pc.and_(ok, pc.less(pc.abs(arr), 2.0**63))
+        return _keep(arr, ok).cast(pa.int64()), _failed(arr, ok)
+    if pa.types.is_boolean(arr.type):
+        return arr.cast(pa.int64()), _none_failed(arr)
+    return _nothing_converts(arr, pa.int64())
+
+
+def _to_float(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if _is_text(arr):
+        text = _clean_text(arr)
+        ok = pc.match_substring_regex(text, _FLOAT_RE)
+        values = pc.replace_substring_regex(_keep(text, ok), r"^\+", "").cast(pa.float64())
+        return values, _failed(text, ok)
+    if (
+        pa.types.is_integer(arr.type)
+        or pa.types.is_floating(arr.type)
+        or pa.types.is_decimal(arr.type)
+    ):
+        values = _nan_as_null(arr.cast(pa.float64(), safe=False))
+        ok = pc.is_finite(values)  # an infinite price is as unusable as text
+        return _keep(values, ok), _failed(values, ok)
+    return _nothing_converts(arr, pa.float64())
+
+
+def _to_date(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if _is_text(arr):
+        text = _clean_text(arr)
+        day = pc.utf8_slice_codeunits(_keep(text, pc.match_substring_regex(text, _DATE_RE)), 0, 10)
+        ts = pc.strptime(day, format="%Y-%m-%d", unit="s", error_is_null=True)
+        # strptime rolls "2021-02-30" over to March: a date is valid if it prints back as written.
+        ok = pc.equal(pc.strftime(ts, format="%Y-%m-%d"), day)
+        return _keep(ts, ok).cast(pa.date32()), _failed(text, ok)
+    if pa.types.is_date(arr.type) or pa.types.is_timestamp(arr.type):
+        return arr.cast(pa.date32()), _none_failed(arr)
+    return _nothing_converts(arr, pa.date32())
+
+
+def _nan_as_null(arr: pa.Array) -> pa.Array:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if pa.types.is_floating(arr.type):
+        return _keep(arr, pc.invert(pc.is_nan(arr)))
+    return arr
+
+
+def _failed(original: pa.Array, ok: pa.Array) -> pa.Array:
+    """True where ``original`` has a value that did not convert."""
+    import pyarrow.compute as pc
+
+    return pc.and_(pc.is_valid(original), pc.invert(pc.fill_null(ok, False)))
+
+
+def _none_failed(arr: pa.Array) -> pa.Array:
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.array(np.zeros(len(arr), dtype=bool))
+
+
+def _failures(original: pa.Array, failed: pa.Array) -> tuple[list[int], list[str]]:
+    """The (1-based) rows that failed, and the text of the first few of them as written."""
+    import numpy as np
+
+    rows = np.flatnonzero(failed.to_numpy(zero_copy_only=False))
+    texts = [str(original[int(i)].as_py())[:40] for i in rows[:_MAX_SAMPLES]]
+    return [int(i) + 1 for i in rows], texts
+
+
+def _quoted(names: Any) -> str:
+    return ", ".join(f"'{n}'" for n in names)
