@@ -37,9 +37,7 @@ read.
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,8 +47,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
+from mlops_assets.core import contracts
 from mlops_assets.fraud import schema
 
 if TYPE_CHECKING:
@@ -721,35 +719,20 @@ Kind = Literal["transactions", "labels"]
 SCHEMAS: dict[str, pa.Schema] = {"transactions": schema.TRANSACTIONS, "labels": schema.LABELS}
 FILE_FORMATS = ("parquet", "csv")
 
-# Text that means "no value" in a number or time column (pandas, R and spreadsheets write these).
-# In text columns only the empty string is null: "NA" is Namibia.
-_NULL_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NaT", "null", "NULL", "None", "none")
-_INT_RE = r"^[+-]?\d{1,18}(\.0*)?$"  # 18 digits always fit an int64; "12.0" is an integer
-_FLOAT_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-_MAX_EXAMPLES = 3
 
-
-class BronzeContractError(ValueError):
+class BronzeContractError(contracts.ContractError):
     """A user's bronze file cannot be read as the contract: a column is missing or values are not
-    convertible. The message names the file, each column and how many values are bad.
+    convertible. The message names the file, each column, how many values are bad and a few
+    distinct examples.
 
     ``source`` is the file (``transactions/2024-01-03.csv``), ``columns`` the columns at fault and
-    ``bad_values`` the number of unconvertible values per column.
+    ``bad_values`` the number of unconvertible values per column; the other attributes are those of
+    :class:`mlops_assets.core.contracts.ContractError`.
     """
 
-    def __init__(
-        self,
-        source: str,
-        problems: Sequence[str],
-        *,
-        columns: Sequence[str] = (),
-        bad_values: dict[str, int] | None = None,
-    ) -> None:
-        self.source = source
-        self.problems = tuple(problems)
-        self.columns = tuple(columns)
-        self.bad_values = dict(bad_values or {})
-        super().__init__(f"{source}: " + "; ".join(self.problems))
+    @property
+    def source(self) -> str:
+        return self.path
 
 
 @dataclass(frozen=True)
@@ -801,9 +784,8 @@ def read_day_file(root: str | Path | UPath, kind: Kind, day: date) -> SourceRead
             ["both a .parquet and a .csv file exist for this day; keep only one"],
         )
     fmt, path = next(iter(found.items()))
-    source = f"{name}.{fmt}"
-    table = _read_parquet(path, source) if fmt == "parquet" else _read_csv(path, source)
-    coerced, extra = coerce_to_contract(table, SCHEMAS[kind], source)
+    table = contracts.read_table(path, fmt=fmt, source=f"{name}.{fmt}", error=BronzeContractError)
+    coerced, extra = coerce_to_contract(table, SCHEMAS[kind], f"{name}.{fmt}")
     return SourceRead(table=coerced, path=str(path), extra_columns=extra)
 
 
@@ -812,43 +794,18 @@ def coerce_to_contract(
 ) -> tuple[pa.Table, tuple[str, ...]]:
     """``table`` with exactly the columns and types of ``contract``, and the columns it dropped.
 
-    Raises :class:`BronzeContractError` (prefixed with ``source``) listing every missing column and
-    every column with values that cannot be converted.
+    The rules are those of :mod:`mlops_assets.core.contracts`. Raises :class:`BronzeContractError`
+    (prefixed with ``source``) listing every missing column and every column with values that
+    cannot be converted, with up to three distinct examples of them.
     """
-    names = table.column_names
-    problems: list[str] = []
-    at_fault: list[str] = []
-    bad: dict[str, int] = {}
-    repeated = sorted({c for c in names if names.count(c) > 1})
-    if repeated:
-        problems.append(f"repeated column names {_quoted(repeated)}")
-        at_fault += repeated
-    missing = [f.name for f in contract if f.name not in names]
-    if missing:
-        word = "column" if len(missing) == 1 else "columns"
-        problems.append(f"missing {word} {_quoted(missing)} (the file has {_quoted(names)})")
-        at_fault += missing
-    extra = tuple(c for c in dict.fromkeys(names) if c not in contract.names)
-
-    arrays = []
-    for field in contract:
-        if field.name in missing or field.name in repeated:
-            continue
-        converted, n_bad, examples, noun = _convert(table.column(field.name), field.type)
-        if n_bad:
-            bad[field.name] = n_bad
-            at_fault.append(field.name)
-            values = "value" if n_bad == 1 else "values"
-            verb = "is" if n_bad == 1 else "are"
-            what = noun[0] if n_bad == 1 else noun[1]
-            shown = ", ".join(f"'{e}'" for e in examples)
-            problems.append(
-                f"column '{field.name}' has {n_bad} {values} that {verb} not {what} (e.g. {shown})"
-            )
-        arrays.append(converted)
-    if problems:
-        raise BronzeContractError(source, problems, columns=at_fault, bad_values=bad)
-    return pa.Table.from_arrays(arrays, schema=contract), extra
+    coerced = contracts.coerce(
+        table,
+        contract,
+        source=source,
+        samples=contracts.Samples(count=3, distinct=True, rows=False),
+        error=BronzeContractError,
+    )
+    return coerced.table, coerced.extra_columns
 
 
 def _as_path(root: str | Path | UPath) -> Any:
@@ -860,196 +817,3 @@ def _as_path(root: str | Path | UPath) -> Any:
 
         return UPath(text)
     return Path(text.removeprefix("file://"))
-
-
-def _read_parquet(path: Any, source: str) -> pa.Table:
-    import pyarrow.parquet as pq
-
-    try:
-        with path.open("rb") as f:
-            return pq.read_table(f)
-    except (pa.ArrowException, OSError) as exc:
-        raise BronzeContractError(source, [f"not a readable parquet file ({exc})"]) from exc
-
-
-def _read_csv(path: Any, source: str) -> pa.Table:
-    import pyarrow.csv as pv
-
-    with path.open("rb") as f:
-        data = f.read()
-    if not data.strip():
-        raise BronzeContractError(source, ["the file is empty (not even a header row)"])
-    # Every column is read as text: the conversion below then knows exactly which values are bad,
-    # instead of the CSV reader guessing a type from the first rows or failing on the first bad one.
-    first_line = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
-    header = next(csv.reader(io.StringIO(first_line)), [])
-    try:
-        return pv.read_csv(
-            pa.py_buffer(data),
-            convert_options=pv.ConvertOptions(
-                column_types={c: pa.string() for c in header},
-                null_values=[""],
-                strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowException as exc:
-        # A row with the wrong number of fields is an error, not a row silently skipped.
-        raise BronzeContractError(source, [f"not a readable CSV file ({exc})"]) from exc
-
-
-def _convert(
-    column: pa.ChunkedArray, target: pa.DataType
-) -> tuple[pa.Array, int, list[str], tuple[str, str]]:
-    """The column as ``target``, the number of non-null values that could not be converted,
-    a few of them, and the noun (singular, plural) for what they should have been."""
-    arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-    if pa.types.is_dictionary(arr.type):
-        arr = arr.dictionary_decode()
-    if pa.types.is_timestamp(target):
-        return (*_to_timestamp(arr, target), ("a timestamp", "timestamps"))
-    if pa.types.is_integer(target):
-        info = np.iinfo(target.to_pandas_dtype())
-        span = "" if target == pa.int64() else f" in [{info.min}, {info.max}]"
-        return (*_to_integer(arr, target), (f"an integer{span}", f"integers{span}"))
-    if pa.types.is_floating(target):
-        return (*_to_float(arr, target), ("a number", "numbers"))
-    if pa.types.is_string(target):
-        return (*_to_string(arr, target), ("text", "text"))
-    raise TypeError(f"no conversion to {target}")  # the contract holds no other type
-
-
-def _is_text(arr: pa.Array) -> bool:
-    return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
-
-
-def _clean_text(arr: pa.Array) -> pa.Array:
-    """Text trimmed, with the null tokens as nulls."""
-    text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
-    return _keep(text, pc.invert(pc.is_in(text, pa.array(_NULL_TOKENS))))
-
-
-def _failures(original: pa.Array, ok: pa.Array) -> tuple[int, list[str]]:
-    """How many non-null values of ``original`` are not ``ok``, and the first few distinct ones."""
-    failed = pc.and_(pc.is_valid(original), pc.invert(pc.fill_null(ok, False)))
-    n_bad = pc.sum(failed).as_py() or 0
-    examples: list[str] = []
-    if n_bad:
-        for value in original.filter(failed).to_pylist():
-            text = str(value)
-            if text not in examples:
-                examples.append(text[:40])
-            if len(examples) == _MAX_EXAMPLES:
-                break
-    return n_bad, examples
-
-
-def _to_string(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, int, list[str]]:
-    try:
-        return arr.cast(target), 0, []
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # Lists, structs, bytes that are not UTF-8: nothing sensible to turn into text.
-        return pa.nulls(len(arr), target), len(arr) - arr.null_count, [str(arr.type)]
-
-
-def _to_integer(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, int, list[str]]:
-    info = np.iinfo(target.to_pandas_dtype())
-    arr = _nan_as_null(arr)
-    original = arr
-    if _is_text(arr):
-        original = _clean_text(arr)
-        ok = pc.match_substring_regex(original, _INT_RE)
-        # Arrow parses neither "+5" nor "5.0" as an integer: drop the sign and the zero fraction.
-        digits = pc.replace_substring_regex(_keep(original, ok), r"^\+|\.0*$", "")
-        values = digits.cast(pa.int64())
-    elif pa.types.is_uint64(arr.type):
-        ok = pc.less_equal(arr, pa.scalar(np.iinfo(np.int64).max, pa.uint64()))
-        values = _keep(arr, ok).cast(pa.int64())
-    elif pa.types.is_integer(arr.type) or pa.types.is_boolean(arr.type):
-        values = arr.cast(pa.int64())
-        ok = pc.is_valid(values)
-    elif pa.types.is_floating(arr.type):
-        ok = pc.and_(pc.is_finite(arr), pc.equal(pc.floor(arr), arr))
-        ok = pc.and_(ok, pc.less(pc.abs(arr), 2.0**63))
-        values = _keep(arr, ok).cast(pa.int64())
-    else:
-        ok = pa.array(np.zeros(len(arr), dtype=bool))
-        values = pa.nulls(len(arr), pa.int64())
-    # In the range of the target: is_fraud is an int8.
-    in_range = pc.and_(pc.greater_equal(values, info.min), pc.less_equal(values, info.max))
-    ok = pc.and_(pc.fill_null(ok, False), pc.fill_null(in_range, False))
-    n_bad, examples = _failures(original, ok)
-    return _keep(values, ok).cast(target), n_bad, examples
-
-
-def _to_float(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, int, list[str]]:
-    arr = _nan_as_null(arr)
-    original = arr
-    if _is_text(arr):
-        original = _clean_text(arr)
-        ok = pc.fill_null(pc.match_substring_regex(original, _FLOAT_RE), False)
-        values = pc.replace_substring_regex(_keep(original, ok), r"^\+", "").cast(target)
-    elif (
-        pa.types.is_integer(arr.type)
-        or pa.types.is_floating(arr.type)
-        or pa.types.is_boolean(arr.type)
-        or pa.types.is_decimal(arr.type)
-    ):
-        # Unsafe only in precision (an id-sized integer), which an amount never has.
-        values = arr.cast(target, safe=False)
-        ok = pc.is_finite(values)  # an infinite amount is as unusable as text
-    else:
-        ok = pa.array(np.zeros(len(arr), dtype=bool))
-        values = pa.nulls(len(arr), target)
-    n_bad, examples = _failures(original, ok)
-    return _keep(values, ok), n_bad, examples
-
-
-def _nan_as_null(arr: pa.Array) -> pa.Array:
-    # NaN is how pandas and numpy write "missing" in a float column: a null, as in a CSV.
-    if pa.types.is_floating(arr.type):
-        return _keep(arr, pc.invert(pc.is_nan(arr)))
-    return arr
-
-
-def _keep(values: pa.Array, ok: pa.Array) -> pa.Array:
-    """``values`` where ``ok``, null elsewhere."""
-    return pc.if_else(pc.fill_null(ok, False), values, pa.scalar(None, values.type))
-
-
-def _to_timestamp(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, int, list[str]]:
-    if pa.types.is_timestamp(arr.type):
-        # Arrow stores UTC instants whatever the zone, so a cast converts offsets; a naive column
-        # is read as UTC. ns -> us only truncates sub-microseconds (unsafe = no error on that).
-        try:
-            return arr.cast(target, safe=arr.type.unit != "ns"), 0, []
-        except pa.ArrowInvalid:  # seconds beyond the microsecond range (year 300,000)
-            return pa.nulls(len(arr), target), len(arr) - arr.null_count, _examples(arr)
-    if pa.types.is_date(arr.type):
-        return arr.cast(target), 0, []
-    if not _is_text(arr):
-        # Epoch numbers are ambiguous (seconds? milliseconds?): refuse rather than guess.
-        return pa.nulls(len(arr), target), len(arr) - arr.null_count, _examples(arr)
-    import pandas as pd
-
-    text = _clean_text(arr)
-    # ISO 8601, with "T" or a space, with or without fractions; "Z" or an offset is converted to
-    # UTC and a value without one is taken as UTC.
-    parsed = pd.to_datetime(text.to_pandas(), utc=True, format="ISO8601", errors="coerce").astype(
-        "datetime64[ns, UTC]"
-    )
-    values = pa.Array.from_pandas(parsed).cast(target, safe=False)
-    ok = pc.is_valid(values)
-    n_bad, examples = _failures(text, ok)
-    return values, n_bad, examples
-
-
-def _examples(arr: pa.Array) -> list[str]:
-    head = arr.drop_null()[:_MAX_EXAMPLES]
-    if pa.types.is_temporal(head.type):
-        # The raw number: an out-of-range time cannot even become a Python datetime.
-        head = head.view(pa.int64()) if pa.types.is_timestamp(head.type) else head.cast(pa.int64())
-    return [str(v) for v in head.to_pylist()]
-
-
-def _quoted(names: Sequence[str]) -> str:
-    return ", ".join(f"'{n}'" for n in names)

@@ -20,7 +20,8 @@ so that downstream encoders must handle rare and unseen values. Everything is dr
 **The file source** (:func:`read_sales_csv`) reads a user's CSV (or parquet) file with the columns
 of :func:`mlops_assets.housing.schema.raw_schema` and coerces it to that schema, failing with a
 :class:`HousingContractError` that names the file, the column, the count and a few sample rows
-when a column is missing or a value cannot be converted. Nulls, duplicates and out-of-range values
+when a column is missing or a value cannot be converted (the rules of
+:mod:`mlops_assets.core.contracts`; only the zipcode's are the use case's own). Nulls, duplicates and out-of-range values
 are not judged here: the downstream checks report them.
 
 Pure code: no Dagster import; numpy, pandas and pyarrow are imported inside the functions, so that
@@ -33,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mlops_assets.core import contracts
 from mlops_assets.housing import schema
 
 if TYPE_CHECKING:
@@ -316,41 +318,18 @@ def _labels_of(values: Any, codes: np.ndarray) -> pa.Array:
 
 FILE_FORMATS = (".csv", ".parquet")
 
-# Text that means "no value" in a number or date column (pandas, R and spreadsheets write these).
-# In text columns only the empty string is null.
-_NULL_TOKENS = ("", "NA", "N/A", "NaN", "nan", "NaT", "null", "NULL", "None", "none")
-_INT_RE = r"^[+-]?\d{1,18}(\.0*)?$"  # 18 digits always fit an int64; "3.0" is an integer
-_FLOAT_RE = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
-# An ISO date, optionally with a time of day (ignored: a sale happens on a day).
-_DATE_RE = r"^\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?$"
-_MAX_SAMPLES = 5
 _ZIP_DIGITS = 5
 
 
-class HousingContractError(ValueError):
+class HousingContractError(contracts.ContractError):
     """A user's file cannot be read as the raw housing contract.
 
     The message names the file and every problem: the missing columns, and for each column with
     values that cannot be converted, how many there are and up to five ``(row, text)`` samples
     (rows count from 1, the header excluded). The same facts are attributes: ``path``,
-    ``missing_columns``, ``bad_values`` (column -> count) and ``samples`` (column -> pairs).
+    ``missing_columns``, ``bad_values`` (column -> count) and ``samples`` (column -> pairs); see
+    :class:`mlops_assets.core.contracts.ContractError`.
     """
-
-    def __init__(
-        self,
-        path: str,
-        problems: list[str],
-        *,
-        missing_columns: tuple[str, ...] = (),
-        bad_values: dict[str, int] | None = None,
-        samples: dict[str, list[tuple[int, str]]] | None = None,
-    ) -> None:
-        self.path = path
-        self.problems = tuple(problems)
-        self.missing_columns = tuple(missing_columns)
-        self.bad_values = dict(bad_values or {})
-        self.samples = dict(samples or {})
-        super().__init__(f"{path}: " + "; ".join(self.problems))
 
 
 @dataclass(frozen=True)
@@ -375,275 +354,35 @@ def read_sales_csv(path: str | Path) -> ReadResult:
     cells (and ``NA``, ``NaN``, ``null``... in number and date columns) become nulls; whether a
     column may hold nulls is not judged here. In a parquet file, typed columns are cast (an
     integer ``zipcode`` is zero-padded back to 5 digits) and text columns follow the CSV rules.
+    The rules are those of :mod:`mlops_assets.core.contracts`.
 
     Raises :class:`FileNotFoundError` when there is no such file, and :class:`HousingContractError`
     when the suffix is neither, the file cannot be parsed, a column is missing, or values cannot
     be converted.
     """
-    p = Path(path)
-    suffix = p.suffix.lower()
-    if suffix not in FILE_FORMATS:
-        raise HousingContractError(
-            str(p), [f"unsupported file type {p.suffix!r}: expected one of {list(FILE_FORMATS)}"]
-        )
-    if not p.is_file():
-        raise FileNotFoundError(f"no such file: {p}")
-    table = _read_parquet(p) if suffix == ".parquet" else _read_csv(p)
-    return _coerce(table, str(p))
+    read = contracts.read_user_file(
+        Path(path),
+        schema.raw_schema(),
+        rules={"zipcode": contracts.ColumnRule(_to_zipcode, ("a zipcode", "zipcodes"))},
+        error=HousingContractError,
+    )
+    return ReadResult(read.table, list(read.extra_columns))
 
 
-def _read_csv(path: Path) -> pa.Table:
-    import csv
-    import io
-
-    import pyarrow as pa
-    import pyarrow.csv as pv
-
-    data = path.read_bytes()
-    if not data.strip():
-        raise HousingContractError(str(path), ["the file is empty (not even a header row)"])
-    # Every column is read as text, so that the conversion knows exactly which values are bad
-    # (and zipcodes keep their leading zeros) instead of the reader guessing types.
-    first_line = data.split(b"\n", 1)[0].decode("utf-8-sig", errors="replace").rstrip("\r")
-    header = next(csv.reader(io.StringIO(first_line)), [])
-    try:
-        return pv.read_csv(
-            pa.py_buffer(data),
-            convert_options=pv.ConvertOptions(
-                column_types={c: pa.string() for c in header},
-                null_values=[""],
-                strings_can_be_null=True,
-                quoted_strings_can_be_null=True,
-            ),
-        )
-    except pa.ArrowException as exc:
-        # A row with the wrong number of fields is an error, not a row silently skipped.
-        raise HousingContractError(str(path), [f"not a readable CSV file ({exc})"]) from exc
-
-
-def _read_parquet(path: Path) -> pa.Table:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        return pq.read_table(path)
-    except (pa.ArrowException, OSError) as exc:
-        raise HousingContractError(str(path), [f"not a readable parquet file ({exc})"]) from exc
-
-
-def _coerce(table: pa.Table, path: str) -> ReadResult:
-    import pyarrow as pa
-
-    raw = schema.raw_schema()
-    names = table.column_names
-    problems: list[str] = []
-    repeated = sorted({c for c in names if names.count(c) > 1 and c in raw.names})
-    if repeated:
-        problems.append(f"repeated columns {_quoted(repeated)}")
-    missing = tuple(f.name for f in raw if f.name not in names)
-    if missing:
-        word = "column" if len(missing) == 1 else "columns"
-        problems.append(f"missing {word} {_quoted(missing)} (the file has {_quoted(names)})")
-    extra = [c for c in dict.fromkeys(names) if c not in raw.names]
-
-    arrays: list[pa.Array] = []
-    bad: dict[str, int] = {}
-    samples: dict[str, list[tuple[int, str]]] = {}
-    for f in raw:
-        if f.name in missing or f.name in repeated:
-            continue
-        column = table.column(f.name)
-        arr = column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
-        if pa.types.is_dictionary(arr.type):
-            arr = arr.dictionary_decode()
-        values, failed, noun = _convert(arr, f.type, zipcode=f.name == "zipcode")
-        if failed is not None:
-            rows, texts = _failures(arr, failed)
-            if rows:
-                bad[f.name] = len(rows)
-                samples[f.name] = list(zip(rows[:_MAX_SAMPLES], texts, strict=True))
-                shown = ", ".join(f"row {r} {t!r}" for r, t in samples[f.name])
-                what = noun[0] if len(rows) == 1 else noun[1]
-                verb = "is" if len(rows) == 1 else "are"
-                count = "1 value" if len(rows) == 1 else f"{len(rows)} values"
-                problems.append(f"column '{f.name}' has {count} that {verb} not {what}: {shown}")
-        arrays.append(values)
-    if problems:
-        raise HousingContractError(
-            path, problems, missing_columns=missing, bad_values=bad, samples=samples
-        )
-    return ReadResult(pa.Table.from_arrays(arrays, schema=raw), extra)
-
-
-def _convert(
-    arr: pa.Array, target: pa.DataType, *, zipcode: bool
-) -> tuple[pa.Array, pa.Array | None, tuple[str, str]]:
-    """The column as ``target``, the mask of values that could not be converted (true where a
-    non-null value failed) and the noun (singular, plural) for what they should have been."""
-    import pyarrow as pa
-
-    if pa.types.is_string(target):
-        values, failed = _to_text(arr, zipcode=zipcode)
-        noun = ("a zipcode", "zipcodes") if zipcode else ("text", "text")
-        return values, failed, noun
-    if pa.types.is_date32(target):
-        return (*_to_date(arr), ("an ISO date (YYYY-MM-DD)", "ISO dates (YYYY-MM-DD)"))
-    if pa.types.is_int64(target):
-        return (*_to_int(arr), ("an integer", "integers"))
-    if pa.types.is_float64(target):
-        return (*_to_float(arr), ("a number", "numbers"))
-    raise TypeError(f"no conversion to {target}")  # the contract holds no other type
-
-
-def _is_text(arr: pa.Array) -> bool:
-    import pyarrow as pa
-
-    return pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
-
-
-def _clean_text(arr: pa.Array) -> pa.Array:
-    """Text trimmed, with the null tokens as nulls."""
+def _to_zipcode(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """A zipcode as text; one stored as a number has lost its leading zeros: pad it back."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    text = pc.utf8_trim_whitespace(arr.cast(pa.string()))
-    return _keep(text, pc.invert(pc.is_in(text, pa.array(_NULL_TOKENS))))
-
-
-def _keep(arr: pa.Array, ok: pa.Array) -> pa.Array:
-    """``arr`` with nulls where ``ok`` is not true."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pc.if_else(pc.fill_null(ok, False), arr, pa.nulls(len(arr), arr.type))
-
-
-def _nothing_converts(arr: pa.Array, target: pa.DataType) -> tuple[pa.Array, pa.Array]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    return pa.nulls(len(arr), target), pc.is_valid(arr)
-
-
-def _to_text(arr: pa.Array, *, zipcode: bool) -> tuple[pa.Array, pa.Array | None]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if _is_text(arr):
-        # As written ("02139" stays "02139"); an empty cell is null, as the CSV reader makes it.
-        text = arr.cast(pa.string())
-        return _keep(text, pc.not_equal(text, "")), None
-    if zipcode and (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
-        # A zipcode stored as a number has lost its leading zeros: pad it back to 5 digits.
-        number = _nan_as_null(arr)
-        if pa.types.is_floating(arr.type):
-            ok = pc.and_(pc.is_finite(number), pc.equal(pc.floor(number), number))
-            ok = pc.and_(ok, pc.less(pc.abs(number), 2.0**53))
-        else:
-            ok = pc.is_valid(number)
-        whole = _keep(number, ok).cast(pa.int64(), safe=False)
-        ok = pc.and_(ok, pc.greater_equal(whole, 0))
-        padded = pc.utf8_lpad(_keep(whole, ok).cast(pa.string()), _ZIP_DIGITS, "0")
-        return padded, _failed(number, ok)
-    try:
-        return arr.cast(pa.string()), None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # Lists, structs, binary that is not UTF-8: nothing sensible to turn into text.
-        return _nothing_converts(arr, pa.string())
-
-
-def _to_int(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if _is_text(arr):
-        text = _clean_text(arr)
-        ok = pc.match_substring_regex(text, _INT_RE)
-        # Arrow parses neither "+5" nor "5.0" as an integer: drop the sign and the zero fraction.
-        digits = pc.replace_substring_regex(_keep(text, ok), r"^\+|\.0*$", "")
-        return digits.cast(pa.int64()), _failed(text, ok)
-    if pa.types.is_integer(arr.type):
-        if pa.types.is_uint64(arr.type):
-            ok = pc.less_equal(arr, pa.scalar(2**63 - 1, pa.uint64()))
-            return _keep(arr, ok).cast(pa.int64()), _failed(arr, ok)
-        return arr.cast(pa.int64()), _none_failed(arr)
+    if not (pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type)):
+        return contracts.to_text(arr, target)
+    number = contracts.nan_as_null(arr)
     if pa.types.is_floating(arr.type):
-        arr = _nan_as_null(arr)
-        ok = pc.and_(pc.is_finite(arr), pc.equal(pc.floor(arr), arr))
-        ok = pc.and_(ok, pc.less(pc.abs(arr), 2.0**63))
-        return _keep(arr, ok).cast(pa.int64()), _failed(arr, ok)
-    if pa.types.is_boolean(arr.type):
-        return arr.cast(pa.int64()), _none_failed(arr)
-    return _nothing_converts(arr, pa.int64())
-
-
-def _to_float(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if _is_text(arr):
-        text = _clean_text(arr)
-        ok = pc.match_substring_regex(text, _FLOAT_RE)
-        values = pc.replace_substring_regex(_keep(text, ok), r"^\+", "").cast(pa.float64())
-        return values, _failed(text, ok)
-    if (
-        pa.types.is_integer(arr.type)
-        or pa.types.is_floating(arr.type)
-        or pa.types.is_decimal(arr.type)
-    ):
-        values = _nan_as_null(arr.cast(pa.float64(), safe=False))
-        ok = pc.is_finite(values)  # an infinite price is as unusable as text
-        return _keep(values, ok), _failed(values, ok)
-    return _nothing_converts(arr, pa.float64())
-
-
-def _to_date(arr: pa.Array) -> tuple[pa.Array, pa.Array]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if _is_text(arr):
-        text = _clean_text(arr)
-        day = pc.utf8_slice_codeunits(_keep(text, pc.match_substring_regex(text, _DATE_RE)), 0, 10)
-        ts = pc.strptime(day, format="%Y-%m-%d", unit="s", error_is_null=True)
-        # strptime rolls "2021-02-30" over to March: a date is valid if it prints back as written.
-        ok = pc.equal(pc.strftime(ts, format="%Y-%m-%d"), day)
-        return _keep(ts, ok).cast(pa.date32()), _failed(text, ok)
-    if pa.types.is_date(arr.type) or pa.types.is_timestamp(arr.type):
-        return arr.cast(pa.date32()), _none_failed(arr)
-    return _nothing_converts(arr, pa.date32())
-
-
-def _nan_as_null(arr: pa.Array) -> pa.Array:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    if pa.types.is_floating(arr.type):
-        return _keep(arr, pc.invert(pc.is_nan(arr)))
-    return arr
-
-
-def _failed(original: pa.Array, ok: pa.Array) -> pa.Array:
-    """True where ``original`` has a value that did not convert."""
-    import pyarrow.compute as pc
-
-    return pc.and_(pc.is_valid(original), pc.invert(pc.fill_null(ok, False)))
-
-
-def _none_failed(arr: pa.Array) -> pa.Array:
-    import numpy as np
-    import pyarrow as pa
-
-    return pa.array(np.zeros(len(arr), dtype=bool))
-
-
-def _failures(original: pa.Array, failed: pa.Array) -> tuple[list[int], list[str]]:
-    """The (1-based) rows that failed, and the text of the first few of them as written."""
-    import numpy as np
-
-    rows = np.flatnonzero(failed.to_numpy(zero_copy_only=False))
-    texts = [str(original[int(i)].as_py())[:40] for i in rows[:_MAX_SAMPLES]]
-    return [int(i) + 1 for i in rows], texts
-
-
-def _quoted(names: Any) -> str:
-    return ", ".join(f"'{n}'" for n in names)
+        ok = pc.and_(pc.is_finite(number), pc.equal(pc.floor(number), number))
+        ok = pc.and_(ok, pc.less(pc.abs(number), 2.0**53))
+    else:
+        ok = pc.is_valid(number)
+    whole = contracts.keep(number, ok).cast(pa.int64(), safe=False)
+    ok = pc.and_(ok, pc.greater_equal(whole, 0))
+    padded = pc.utf8_lpad(contracts.keep(whole, ok).cast(target), _ZIP_DIGITS, "0")
+    return padded, contracts.failed(number, ok)

@@ -19,6 +19,7 @@ from mlops_assets.demand.checks import demand_checks
 from mlops_assets.demand.definitions import ASSETS, demand_daily_schedule
 from mlops_assets.demand.definitions import defs as demand_defs
 from mlops_assets_tests.demand.fake_eia import FakeEia
+from mlops_assets_tests.fixtures.runs import check_verdicts, failures, materialized, metadata
 
 FIRST, LAST = "2024-05-01", "2024-05-28"
 RESPONDENTS = ["CISO", "NYIS"]
@@ -68,30 +69,6 @@ def _model(resources: dict, day: str = LAST, keys: list[str] = MODELLING, backte
     )
 
 
-def _checks(result: dg.ExecuteInProcessResult) -> dict[str, bool]:
-    return {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
-
-
-def _materialized(result: dg.ExecuteInProcessResult) -> set[str]:
-    return {e.asset_key.to_user_string() for e in result.get_asset_materialization_events()}
-
-
-def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
-    # A ranged run records one materialization per partition, all with the step's metadata.
-    event = next(
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey.from_user_string(key)
-    )
-    return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
-
-
-def _failures(result: dg.ExecuteInProcessResult) -> str:
-    return "\n".join(
-        e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure
-    )
-
-
 @pytest.fixture
 def resources(local_home: Path) -> dict:
     return resources_for(load_settings())
@@ -99,8 +76,8 @@ def resources(local_home: Path) -> dict:
 
 def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_home: Path) -> None:
     ingest = _ingest(resources)
-    assert ingest.success, _failures(ingest)
-    assert _checks(ingest) == {
+    assert ingest.success, failures(ingest)
+    assert check_verdicts(ingest) == {
         "values_are_numbers": True,
         "no_missing_hours": True,
         "no_duplicate_hours": True,
@@ -111,10 +88,10 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
     assert (days[0], days[-1], len(days)) == (FIRST, LAST, 28)
     day = pl.read_parquet(data / "clean" / f"{LAST}.parquet")
     assert day.columns == ["unique_id", "ds", "y"] and day.height == 2 * 24
-    assert _metadata(ingest, "demand/clean")["status"] == "valid"
+    assert metadata(ingest, "demand/clean")["status"] == "valid"
 
     run = _model(resources)
-    assert run.success, _failures(run)
+    assert run.success, failures(run)
     cv = pd.read_parquet(data / "cv_results" / f"{LAST}.parquet")
     assert len(cv) == len(RESPONDENTS) * len(MODELS) * 2 * 24
     assert (cv["ds"] > cv["cutoff"]).all()
@@ -155,11 +132,11 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
     }
     forecast_bytes = (data / "forecasts" / f"{LAST}.parquet").read_bytes()
     again = _model(resources)
-    assert again.success, _failures(again)
+    assert again.success, failures(again)
     for name, content in before.items():
         assert (data / name / f"{LAST}.parquet").read_bytes() == content, name
     assert (data / "forecasts" / f"{LAST}.parquet").read_bytes() == forecast_bytes
-    assert _metadata(again, "demand/champion")["promoted"] == 0
+    assert metadata(again, "demand/champion")["promoted"] == 0
     for respondent in RESPONDENTS:
         name = model_name(respondent)
         assert (
@@ -186,9 +163,9 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
             }
         },
     )
-    checks = _checks(broken)
+    checks = check_verdicts(broken)
     assert checks["no_missing_hours"] is False and checks["no_duplicate_hours"] is False
-    assert _materialized(broken) == {"demand/clean"}
+    assert materialized(broken) == {"demand/clean"}
     [missing] = [
         e for e in broken.get_asset_check_evaluations() if e.check_name == "no_missing_hours"
     ]
@@ -197,7 +174,7 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
 
     later = _model(resources, keys=["demand/cv_results"])
     assert not later.success
-    assert "not fit to train on" in _failures(later)
+    assert "not fit to train on" in failures(later)
     assert (data / "cv_results" / f"{LAST}.parquet").read_bytes() == before["cv_results"]
 
 
@@ -205,7 +182,7 @@ def test_a_better_model_takes_over_and_forecasts_follow_it(resources: dict, loca
     assert _ingest(resources).success
     baseline_only = {**BACKTEST, "models": ["seasonal_naive"]}
     first = _model(resources, backtest=baseline_only)
-    assert first.success, _failures(first)
+    assert first.success, failures(first)
     tracking = resources["mlflow"]
     name = model_name("CISO")
     before = tracking.get_version_by_alias(name, "champion")
@@ -214,8 +191,8 @@ def test_a_better_model_takes_over_and_forecasts_follow_it(resources: dict, loca
     # The gradient-boosting model joins; the backtest re-scores the serving seasonal naive on the
     # same windows. It wins clearly on CISO and loses on NYIS: one alias moves, the other stays.
     challenger = _model(resources, backtest={**BACKTEST, "models": ["gbm"]})
-    assert challenger.success, _failures(challenger)
-    assert set(_metadata(challenger, "demand/cv_results")["models"]) == {"seasonal_naive", "gbm"}
+    assert challenger.success, failures(challenger)
+    assert set(metadata(challenger, "demand/cv_results")["models"]) == {"seasonal_naive", "gbm"}
     board = pd.read_parquet(local_home / ".data" / "demand" / "leaderboard" / f"{LAST}.parquet")
     rmse = board.set_index(["unique_id", "model"])["rmse_mean"]
     assert rmse["CISO", "gbm"] < 0.99 * rmse["CISO", "seasonal_naive"]
@@ -237,7 +214,7 @@ def test_a_better_model_takes_over_and_forecasts_follow_it(resources: dict, loca
         partition_key=LAST,
         run_config={"ops": {"demand__forecasts": {"config": {**FORECAST, "horizon": 36}}}},
     )
-    assert longer.success, _failures(longer)
+    assert longer.success, failures(longer)
     forecasts = pd.read_parquet(local_home / ".data" / "demand" / "forecasts" / f"{LAST}.parquet")
     assert forecasts.groupby("unique_id").size().to_dict() == {"CISO": 36, "NYIS": 36}
     served = forecasts.groupby("unique_id")["model"].unique().map(list).to_dict()
@@ -249,7 +226,7 @@ def test_backtest_needs_every_day_of_its_window(resources: dict) -> None:
     assert _ingest(resources, "2024-05-20", LAST).success
     run = _model(resources, keys=["demand/cv_results"])
     assert not run.success
-    message = _failures(run)
+    message = failures(run)
     assert "2024-05-01" in message and "materialize" in message
 
 
@@ -263,8 +240,8 @@ def test_eia_source_through_dagster_keeps_bad_values_out_of_clean(
         )
         eia = {"source": "eia", "eia_base_url": fake.base_url, "page_size": 30}
         good = _ingest(resources, "2024-05-01", "2024-05-02", **eia)
-        assert good.success, _failures(good)
-        assert all(_checks(good).values())
+        assert good.success, failures(good)
+        assert all(check_verdicts(good).values())
         assert len(fake.requests) == 4  # 96 rows in pages of 30
         clean = pl.read_parquet(local_home / ".data" / "demand" / "clean" / "2024-05-02.parquet")
         assert clean.height == 48
@@ -274,7 +251,7 @@ def test_eia_source_through_dagster_keeps_bad_values_out_of_clean(
         check = {e.check_name: e for e in bad.get_asset_check_evaluations()}["values_are_numbers"]
         assert check.passed is False
         assert "NYIS" in str(check.metadata) and "2024-05-02T07:00Z" in str(check.metadata)
-        assert _materialized(bad) == {"demand/raw"}  # clean did not run on it
+        assert materialized(bad) == {"demand/raw"}  # clean did not run on it
         assert pl.read_parquet(
             local_home / ".data" / "demand" / "clean" / "2024-05-02.parquet"
         ).equals(clean)
@@ -292,7 +269,7 @@ def test_ingest_step_retries_outages_but_not_a_rejected_key(
         eia = {"source": "eia", "eia_base_url": fake.base_url, "request_retries": 0}
         fake.fail_next(503, times=2)
         recovered = _ingest(resources, "2024-05-01", "2024-05-01", assets=fast_retries, **eia)
-        assert recovered.success, _failures(recovered)
+        assert recovered.success, failures(recovered)
         restarts = [e for e in recovered.all_events if e.event_type_value == "STEP_RESTARTED"]
         assert len(restarts) == 2
         raw = local_home / ".data" / "demand" / "raw" / "2024-05-01.parquet"
@@ -303,14 +280,14 @@ def test_ingest_step_retries_outages_but_not_a_rejected_key(
         down = _ingest(resources, "2024-05-01", "2024-05-01", assets=fast_retries, **eia)
         assert not down.success
         assert len([e for e in down.all_events if e.event_type_value == "STEP_RESTARTED"]) == 3
-        assert "500" in _failures(down)
+        assert "500" in failures(down)
         assert not raw.exists()
 
         monkeypatch.setenv("EIA_API_KEY", "wrong-key")
         fake.requests.clear()
         rejected = _ingest(resources, "2024-05-01", "2024-05-01", assets=fast_retries, **eia)
         assert not rejected.success
-        assert "EIA_API_KEY" in _failures(rejected) and "wrong-key" not in _failures(rejected)
+        assert "EIA_API_KEY" in failures(rejected) and "wrong-key" not in failures(rejected)
         assert len(fake.requests) == 1  # no retry of a rejected key
         assert not raw.exists()
 
@@ -342,7 +319,7 @@ def test_whole_group_on_the_stack_profile(stack_profile) -> None:
 
     assert _ingest(resources).success
     run = _model(resources, backtest=backtest)
-    assert run.success, _failures(run)
+    assert run.success, failures(run)
 
     assert {f"demand/clean/{FIRST}.parquet", f"demand/forecasts/{LAST}.parquet"} <= stack.keys()
     board = pd.read_parquet(io.BytesIO(stack.read(f"demand/leaderboard/{LAST}.parquet")))

@@ -16,6 +16,7 @@ from mlops_assets.definitions import resources_for
 from mlops_assets.housing import schema
 from mlops_assets.housing.assets import MODEL_NAME, chronology_problems
 from mlops_assets.housing.definitions import ASSETS, housing_checks
+from mlops_assets_tests.fixtures.runs import failures, metadata
 
 ALL = [
     "housing/raw",
@@ -43,21 +44,6 @@ def _materialize(keys=ALL, ops=SMALL, **kwargs) -> dg.ExecuteInProcessResult:
     )
 
 
-def _metadata(result: dg.ExecuteInProcessResult, key: str) -> dict:
-    event = next(
-        e
-        for e in result.get_asset_materialization_events()
-        if e.asset_key == dg.AssetKey.from_user_string(key)
-    )
-    return {k: v.value for k, v in event.step_materialization_data.materialization.metadata.items()}
-
-
-def _failures(result: dg.ExecuteInProcessResult) -> str:
-    return "\n".join(
-        e.step_failure_data.error.to_string() for e in result.all_events if e.is_step_failure
-    )
-
-
 @pytest.fixture
 def resources(local_home: Path) -> dict:
     return resources_for(load_settings())
@@ -65,7 +51,7 @@ def resources(local_home: Path) -> dict:
 
 def test_whole_group_tunes_bundles_and_promotes(resources: dict, local_home: Path) -> None:
     run = _materialize(resources=resources)
-    assert run.success, _failures(run)
+    assert run.success, failures(run)
     checks = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
     assert checks == {
         "sales_meet_expectations": True,
@@ -99,7 +85,7 @@ def test_whole_group_tunes_bundles_and_promotes(resources: dict, local_home: Pat
     report = pd.read_parquet(data / "holdout_report.parquet")
     holdout = splits[splits["split"] == "holdout"]
     assert len(report) == len(holdout)
-    metrics = _metadata(run, "housing/holdout_report")
+    metrics = metadata(run, "housing/holdout_report")
     assert metrics["candidate/r2"] > 0.5
     assert metrics["candidate/mape"] < 30
 
@@ -129,10 +115,10 @@ def test_whole_group_tunes_bundles_and_promotes(resources: dict, local_home: Pat
     again = _materialize(
         ["housing/model", "housing/holdout_report", "housing/champion"], resources=resources
     )
-    assert again.success, _failures(again)
-    second = _metadata(again, "housing/holdout_report")
+    assert again.success, failures(again)
+    second = metadata(again, "housing/holdout_report")
     assert second["candidate/rmse"] == pytest.approx(metrics["candidate/rmse"], rel=1e-12)
-    decision = _metadata(again, "housing/champion")
+    decision = metadata(again, "housing/champion")
     assert decision["promotion/decision"] == "kept"
     assert tracking.get_version_by_alias(MODEL_NAME, "champion").version == champion.version
 
@@ -164,7 +150,7 @@ def test_a_bad_csv_fails_before_anything_is_built(resources: dict, local_home: P
         resources=resources,
     )
     assert not run.success
-    message = _failures(run)
+    message = failures(run)
     assert "beds" in message and "three" in message
     assert not (local_home / ".data" / "housing" / "raw.parquet").exists()
 
