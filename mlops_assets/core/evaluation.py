@@ -53,20 +53,28 @@ class PromotionRule:
 
     ``min_improvement`` is absolute, in the metric's units (0.005 of PR-AUC, 2 MW of RMSE): a
     candidate that is better only by noise does not replace a champion that serves well.
+    ``min_relative_improvement`` is a share of the champion's value (0.01: better by more than
+    1%), for metrics whose scale depends on the data (the RMSE of a big region's demand, of
+    house prices); the larger of the two margins applies.
     """
 
     metric: str
     higher_is_better: bool
     min_improvement: float = 0.0
     guardrails: tuple[Guardrail, ...] = ()
+    min_relative_improvement: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.metric:
             raise ValueError("a promotion rule needs a metric name")
-        if not math.isfinite(self.min_improvement) or self.min_improvement < 0:
-            raise ValueError(
-                f"min_improvement must be a finite number >= 0, not {self.min_improvement}"
-            )
+        for name in ("min_improvement", "min_relative_improvement"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, not {value}")
+
+    def margin(self, champion_value: float) -> float:
+        """What a candidate must win by against a champion scoring ``champion_value``."""
+        return max(self.min_improvement, self.min_relative_improvement * abs(champion_value))
 
 
 @dataclass(frozen=True)
@@ -152,11 +160,9 @@ def decide_promotion(
     versus = f"{metric} {candidate_value:.6g} vs champion v{champion_version} {champion_value:.6g}"
     if gain <= 0:
         return decision(False, f"{versus}: not better ({direction} is better)")
-    if gain <= rule.min_improvement:
-        return decision(
-            False,
-            f"{versus}: better by {gain:.6g}, within the margin of {rule.min_improvement:.6g}",
-        )
+    margin = rule.margin(champion_value)
+    if gain <= margin:
+        return decision(False, f"{versus}: better by {gain:.6g}, within the margin of {margin:.6g}")
     for guard in rule.guardrails:
         ours = _finite_or_none(candidate_metrics.get(guard.metric))
         theirs = _finite_or_none(champion_metrics.get(guard.metric))

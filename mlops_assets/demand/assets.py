@@ -576,13 +576,10 @@ def champion(
         if current is not None:
             row = board[board["model"] == current.tags.get("model")]
             champion_metrics = _row_metrics(row.iloc[0]) if len(row) else None
-        margin = (
-            champion_metrics["rmse_mean"] * config.min_rmse_gain_pct / 100
-            if champion_metrics
-            else 0.0
-        )
         rule = evaluation.PromotionRule(
-            metric="rmse_mean", higher_is_better=False, min_improvement=margin
+            metric="rmse_mean",
+            higher_is_better=False,
+            min_relative_improvement=config.min_rmse_gain_pct / 100,
         )
         decision = mlflow.promote(
             name,

@@ -461,16 +461,17 @@ def champion(
             champion_version=candidate,
         )
     else:
-        champion_metrics = scored.get("champion")
-        margin = (
-            champion_metrics["rmse"] * config.min_rmse_gain_pct / 100 if champion_metrics else 0
+        rule = evaluation.PromotionRule(
+            metric="rmse",
+            higher_is_better=False,
+            min_relative_improvement=config.min_rmse_gain_pct / 100,
         )
         decision = mlflow.promote(
             MODEL_NAME,
             candidate,
-            evaluation.PromotionRule(metric="rmse", higher_is_better=False, min_improvement=margin),
+            rule,
             candidate_metrics=scored["candidate"],
-            champion_metrics=champion_metrics,
+            champion_metrics=scored.get("champion"),
         )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     return dg.MaterializeResult(

@@ -153,3 +153,18 @@ def test_gate_moves_champion_only_for_a_better_candidate(
     champion = tracking.get_version_by_alias(name, CHAMPION)
     assert str(champion.version) == v3
     assert "better by 0.1" in champion.tags["champion.reason"]
+
+
+def test_a_relative_margin_scales_with_the_champion() -> None:
+    rule = PromotionRule(metric="rmse", higher_is_better=False, min_relative_improvement=0.01)
+    assert rule.margin(2_000.0) == pytest.approx(20.0)
+    kept = decide_promotion(rule, {"rmse": 1_985.0}, {"rmse": 2_000.0}, has_champion=True)
+    assert not kept.promote and "within the margin of 20" in kept.reason
+    won = decide_promotion(rule, {"rmse": 1_975.0}, {"rmse": 2_000.0}, has_champion=True)
+    assert won.promote
+    both = PromotionRule(
+        metric="rmse", higher_is_better=False, min_improvement=50, min_relative_improvement=0.01
+    )
+    assert both.margin(2_000.0) == 50
+    with pytest.raises(ValueError, match="min_relative_improvement"):
+        PromotionRule(metric="rmse", higher_is_better=False, min_relative_improvement=-0.1)
