@@ -671,6 +671,19 @@ class MlflowTracking(dg.ConfigurableResource):
             with _global_tracking_uri(self.tracking_uri):
                 return loaders[flavor](uri)
 
+    def download_model(self, name: str, version: str | int, destination: Path) -> Path:
+        """Copy the files of model ``name`` version ``version`` into the local folder
+        ``destination``; returns the folder holding the ``MLmodel`` file."""
+        import mlflow.artifacts
+
+        with self._mlflow_errors(f"download model {name} v{version}", registry=True):
+            uri = self.client.get_model_version_download_uri(name, str(version))
+            with _global_tracking_uri(self.tracking_uri):
+                local = mlflow.artifacts.download_artifacts(
+                    artifact_uri=uri, dst_path=str(destination)
+                )
+        return Path(local)
+
     # --- links and metadata ---------------------------------------------------------------------
 
     def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
