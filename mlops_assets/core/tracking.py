@@ -615,10 +615,21 @@ class MlflowTracking(dg.ConfigurableResource):
         kept as tags on the candidate version (``promotion.decision``, ``promotion.reason``)
         whether or not it was promoted, and as ``champion.reason`` on the new champion.
         """
-        from mlops_assets.core.evaluation import decide_promotion
+        from mlops_assets.core.evaluation import PromotionDecision, decide_promotion
 
         version = str(version)
         current = self.champion(name)
+        if current is not None and str(current.version) == version:
+            # Re-running the gate on the version that serves decides nothing and records nothing.
+            value = (candidate_metrics or {}).get(rule.metric)
+            return PromotionDecision(
+                promote=False,
+                reason=f"candidate v{version} already is the champion",
+                metric=rule.metric,
+                candidate_value=value,
+                champion_value=value,
+                champion_version=version,
+            )
         with self._mlflow_errors(f"read the metrics of model {name!r}", registry=True):
             if candidate_metrics is None:
                 candidate_metrics = self._version_metrics(name, version)

@@ -556,23 +556,13 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
         min_improvement=config.min_pr_auc_gain,
         guardrails=(evaluation.Guardrail("recall_at_precision", True, config.max_recall_loss),),
     )
-    if current is not None and current.version == candidate.version:
-        decision = evaluation.PromotionDecision(
-            promote=False,
-            reason=f"candidate v{candidate.version} already is the champion",
-            metric="pr_auc",
-            candidate_value=metrics["candidate"]["pr_auc"],
-            champion_value=metrics["candidate"]["pr_auc"],
-            champion_version=str(current.version),
-        )
-    else:
-        decision = mlflow.promote(
-            MODEL_NAME,
-            candidate.version,
-            rule,
-            candidate_metrics=metrics["candidate"],
-            champion_metrics=metrics.get("champion"),
-        )
+    decision = mlflow.promote(
+        MODEL_NAME,
+        candidate.version,
+        rule,
+        candidate_metrics=metrics["candidate"],
+        champion_metrics=metrics.get("champion"),
+    )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     figure = evaluation.pr_curve_figure(
         curves={who: (y, s) for who, s in scores.items()},

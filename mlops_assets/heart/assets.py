@@ -245,23 +245,13 @@ def champion(
     rule = evaluation.PromotionRule(
         metric="roc_auc", higher_is_better=True, min_improvement=config.min_roc_auc_gain
     )
-    if current is not None and current.version == candidate.version:
-        decision = evaluation.PromotionDecision(
-            promote=False,
-            reason=f"candidate v{candidate.version} already is the champion",
-            metric="roc_auc",
-            candidate_value=metrics["candidate"]["roc_auc"],
-            champion_value=metrics["candidate"]["roc_auc"],
-            champion_version=str(current.version),
-        )
-    else:
-        decision = mlflow.promote(
-            MODEL_NAME,
-            candidate.version,
-            rule,
-            candidate_metrics=metrics["candidate"],
-            champion_metrics=metrics.get("champion"),
-        )
+    decision = mlflow.promote(
+        MODEL_NAME,
+        candidate.version,
+        rule,
+        candidate_metrics=metrics["candidate"],
+        champion_metrics=metrics.get("champion"),
+    )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     return dg.MaterializeResult(
         metadata={

@@ -450,29 +450,18 @@ def champion(
         if f"predicted_{who}" in holdout_report
     }
     candidate = str(holdout_report["model_version_candidate"].iloc[0])
-    current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-    if current is not None and str(current.version) == candidate:
-        decision = evaluation.PromotionDecision(
-            promote=False,
-            reason=f"candidate v{candidate} already is the champion",
-            metric="rmse",
-            candidate_value=scored["candidate"]["rmse"],
-            champion_value=scored["candidate"]["rmse"],
-            champion_version=candidate,
-        )
-    else:
-        rule = evaluation.PromotionRule(
-            metric="rmse",
-            higher_is_better=False,
-            min_relative_improvement=config.min_rmse_gain_pct / 100,
-        )
-        decision = mlflow.promote(
-            MODEL_NAME,
-            candidate,
-            rule,
-            candidate_metrics=scored["candidate"],
-            champion_metrics=scored.get("champion"),
-        )
+    rule = evaluation.PromotionRule(
+        metric="rmse",
+        higher_is_better=False,
+        min_relative_improvement=config.min_rmse_gain_pct / 100,
+    )
+    decision = mlflow.promote(
+        MODEL_NAME,
+        candidate,
+        rule,
+        candidate_metrics=scored["candidate"],
+        champion_metrics=scored.get("champion"),
+    )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     return dg.MaterializeResult(
         metadata={

@@ -154,6 +154,12 @@ def test_gate_moves_champion_only_for_a_better_candidate(
     assert str(champion.version) == v3
     assert "better by 0.1" in champion.tags["champion.reason"]
 
+    # The gate run again on the version that serves keeps it and rewrites none of its tags.
+    again = tracking.promote(name, v3, AUC, candidate_metrics={"roc_auc": 0.90})
+    assert not again.promote and again.reason == f"candidate v{v3} already is the champion"
+    assert again.champion_value == again.candidate_value == pytest.approx(0.90)
+    assert tracking.client.get_model_version(name, v3).tags["promotion.decision"] == "promoted"
+
 
 def test_a_relative_margin_scales_with_the_champion() -> None:
     rule = PromotionRule(metric="rmse", higher_is_better=False, min_relative_improvement=0.01)
