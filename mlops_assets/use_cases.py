@@ -20,7 +20,7 @@ from types import ModuleType
 import dagster as dg
 
 # Names of the use-case packages, in the order the demo runs them.
-USE_CASES: tuple[str, ...] = ("fraud", "demand", "housing", "heart")
+USE_CASES: tuple[str, ...] = ("fraud", "demand", "housing", "heart", "athletes")
 
 
 @dataclass(frozen=True)

@@ -102,14 +102,18 @@ def _current_location() -> OfflineLocation:
     return location
 
 
-def offline_source_path(use_case: str, asset: str) -> str:
+def offline_source_path(use_case: str, asset: str, *, partition: str | None = None) -> str:
     """The folder of parquet files that holds asset ``[use_case, asset]`` for the active profile.
 
     ``offline_source_path("fraud", "card_features")`` is ``<data_root>/fraud/card_features/``: a
     local folder or an ``s3://bucket/...`` prefix, the same place the parquet IO manager writes the
     asset (asset keys mirror storage paths). The trailing slash says "every parquet file in here".
+    With ``partition``, the one file of that partition instead:
+    ``<data_root>/<use_case>/<asset>/<partition>.parquet``.
     """
     root = _current_location().data_root.rstrip("/")
+    if partition is not None:
+        return f"{root}/{use_case}/{asset}/{partition}.parquet"
     return f"{root}/{use_case}/{asset}/"
 
 
@@ -121,6 +125,7 @@ def offline_file_source(
     created_timestamp_column: str = "",
     description: str = "",
     field_mapping: Mapping[str, str] | None = None,
+    partition: str | None = None,
 ) -> FileSource:
     """A Feast ``FileSource`` over asset ``[use_case, asset]`` for the active profile.
 
@@ -128,15 +133,21 @@ def offline_file_source(
     profiles. On S3 it also carries the endpoint (MinIO, moto) as ``s3_endpoint_override``, which
     Feast's file offline store hands to s3fs/pyarrow: the registered source is then self-contained
     and a reader without ``AWS_ENDPOINT_URL`` in its environment still finds the bucket.
+
+    With ``partition``, the source is the one file of that partition of the asset
+    (:func:`offline_source_path`), named ``<use_case>__<asset>__<partition>`` and tagged with it.
     """
     from feast import FileSource
     from feast.data_format import ParquetFormat
 
     location = _current_location()
     on_s3 = location.data_root.startswith("s3://")
+    tags = {"use_case": use_case, "asset_key": f"{use_case}/{asset}"}
+    if partition is not None:
+        tags["partition"] = partition
     return FileSource(
-        name=f"{use_case}__{asset}",
-        path=offline_source_path(use_case, asset),
+        name=f"{use_case}__{asset}" + (f"__{partition}" if partition is not None else ""),
+        path=offline_source_path(use_case, asset, partition=partition),
         file_format=ParquetFormat(),
         timestamp_field=timestamp_field,
         created_timestamp_column=created_timestamp_column,
@@ -145,7 +156,7 @@ def offline_file_source(
         if on_s3 and location.s3_endpoint_url
         else None,
         description=description,
-        tags={"use_case": use_case, "asset_key": f"{use_case}/{asset}"},
+        tags=tags,
     )
 
 

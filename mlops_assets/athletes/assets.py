@@ -1,0 +1,332 @@
+"""Athlete total lift as assets: raw → clean → features (v1, v2) → feature_store → models →
+champion.
+
+`features` and `models` are partitioned by feature version (static partitions `v1`, `v2`).
+Within a version, `models` is a graph: one mapped step per point of the random-forest grid, so
+the multiprocess executor trains grid points in parallel (the in-process executor, used by the
+demo, runs them one after another). Every grid point is its own MLflow run with its parameters,
+validation scores, residual plot and CodeCarbon emissions; `champion` picks the best point over
+both versions and puts it through the promotion gate.
+"""
+
+# No `from __future__ import annotations`: Dagster reads the annotations of `context` and inputs.
+from datetime import UTC, datetime
+from typing import Literal
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_assets.athletes import schema
+from mlops_assets.core.feature_store import FeastFeatureStore
+from mlops_assets.core.io_managers import frame_input
+from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
+
+GROUP = schema.USE_CASE
+MODEL_NAME = "athletes_total_lift"
+VERSIONS = dg.StaticPartitionsDefinition(["v1", "v2"])
+# The time the feature snapshots describe: the dataset is one registration snapshot, not a stream.
+SNAPSHOT_TS = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def athletes_key(name: str) -> dg.AssetKey:
+    """The key of athletes asset `name`: `athletes/<name>`."""
+    return dg.AssetKey([schema.USE_CASE, name])
+
+
+class RawConfig(dg.Config):
+    """Where the athletes come from."""
+
+    source: Literal["generator", "csv"] = Field(
+        default="generator",
+        description="'generator': deterministic synthetic athletes with a share of junk; "
+        "'csv': your athletes.csv in the CrossFit Games layout.",
+    )
+    path: str = Field(default="", description="With source='csv': the file to read.")
+    n_athletes: int = Field(default=5000, gt=0, description="Generator: number of athletes.")
+    seed: int = Field(default=42, description="Generator: seed.")
+
+
+@dg.asset(key=athletes_key("raw"), group_name=GROUP, kinds={"parquet"})
+def raw(context: dg.AssetExecutionContext, config: RawConfig):
+    """Registered athletes as the CrossFit Games data has them: identity, body measures,
+    benchmark workouts, the four lifts and survey answers, junk included (bronze)."""
+    from mlops_assets.athletes import sources
+
+    if config.source == "generator":
+        return sources.generate_athletes(
+            sources.GeneratorConfig(n_athletes=config.n_athletes, seed=config.seed)
+        )
+    if not config.path:
+        raise dg.Failure("source='csv' needs `path` (the athletes file to read)")
+    try:
+        return sources.read_athletes_csv(config.path)
+    except (sources.AthletesContractError, FileNotFoundError) as exc:
+        raise dg.Failure(f"athletes/raw: {exc}") from exc
+
+
+@dg.asset(
+    key=athletes_key("clean"),
+    group_name=GROUP,
+    ins={"raw": frame_input(athletes_key("raw"), load_as="pandas")},
+    kinds={"pandas", "parquet"},
+)
+def clean(context: dg.AssetExecutionContext, raw):
+    """The athletes a model may learn from: identity columns dropped, rows breaking a stated
+    rule removed (impossible body measures and lifts, unanswered survey), and the target
+    `total_lift` = deadlift + clean and jerk + snatch + back squat, in pounds."""
+    from mlops_assets.athletes import cleaning
+    from mlops_assets.core import reporting
+
+    frame, report = cleaning.clean(raw)
+    removed = [{"rule": k, "removed": v} for k, v in report["removed"].items()]
+    context.add_output_metadata(
+        {
+            "rows_in": report["rows_in"],
+            "rows_out": report["rows_out"],
+            "removed_by_rule": dg.MetadataValue.md(
+                reporting.markdown_table(removed, ["rule", "removed"])
+            ),
+        }
+    )
+    return frame
+
+
+@dg.asset(
+    key=athletes_key("features"),
+    group_name=GROUP,
+    partitions_def=VERSIONS,
+    ins={"clean": frame_input(athletes_key("clean"), load_as="pandas")},
+    kinds={"pandas", "parquet"},
+)
+def features(context: dg.AssetExecutionContext, clean):
+    """One feature version per partition, one row per athlete keyed by its stable
+    `athlete_id`: v1 the body (age, height, weight, sex), v2 adds BMI, benchmark workouts and
+    training background. The lifts are never features: they are the target."""
+    from mlops_assets.athletes import features as versions
+
+    frame = versions.build_features(clean, context.partition_key, event_ts=SNAPSHOT_TS)
+    context.add_output_metadata({"features": list(versions.FEATURES[context.partition_key])})
+    return frame
+
+
+@dg.asset(
+    key=athletes_key("feature_store"),
+    group_name=GROUP,
+    deps=[athletes_key("features")],
+    # Feast's file registry is rewritten without a lock: never two applies at once.
+    pool="feast_registry",
+    kinds={"feast"},
+)
+def athletes_feature_store(
+    context: dg.AssetExecutionContext, feature_store: FeastFeatureStore
+) -> dg.MaterializeResult:
+    """Both feature versions registered in Feast (`feast apply`: entity `athlete`, views
+    `athlete_features_v1` and `athlete_features_v2`) and loaded into the online store."""
+    applied = feature_store.apply(use_case=schema.USE_CASE)
+    views = feature_store.materialize(
+        SNAPSHOT_TS.replace(year=SNAPSHOT_TS.year - 1), SNAPSHOT_TS, use_case=schema.USE_CASE
+    )
+    return dg.MaterializeResult(metadata={"applied": applied, "materialized_views": views})
+
+
+# -- the grid ---------------------------------------------------------------------------------
+
+
+class GridConfig(dg.Config):
+    """The random-forest grid: every forest size with every depth (0 = unlimited)."""
+
+    n_estimators: list[int] = Field(default=[50, 150], description="Forest sizes.")
+    max_depths: list[int] = Field(default=[6, 12, 0], description="Tree depths; 0 = no limit.")
+    validation_share: float = Field(default=0.2, gt=0, lt=0.5)
+    seed: int = 0
+
+
+# Step outputs between the grid's ops are one-row frames, so the parquet IO manager stores them
+# like everything else (on disk or S3), and the multiprocess executor can pass them between
+# processes.
+
+
+@dg.op(out=dg.DynamicOut())
+def grid_points(context: dg.OpExecutionContext, config: GridConfig):
+    """Every point of the grid, one mapped step each."""
+    import pandas as pd
+
+    from mlops_assets.athletes.training import GridPoint
+
+    for trees in config.n_estimators:
+        for depth in config.max_depths:
+            point = GridPoint(n_estimators=trees, max_depth=depth or None)
+            yield dg.DynamicOutput(
+                pd.DataFrame(
+                    [
+                        {
+                            "n_estimators": trees,
+                            "max_depth": depth,
+                            "validation_share": config.validation_share,
+                            "seed": config.seed,
+                        }
+                    ]
+                ),
+                mapping_key=point.key,
+            )
+
+
+@dg.op(required_resource_keys={"mlflow"})
+def train_grid_point(context: dg.OpExecutionContext, features, point):
+    """Train, score and measure one grid point on the partition's feature version; log it as
+    an MLflow run (params, validation RMSE/MAE/R², residual plot, emissions, the model)."""
+    import pandas as pd
+
+    from mlops_assets.athletes import features as versions
+    from mlops_assets.athletes.training import GridPoint
+    from mlops_assets.athletes.training import train_grid_point as train
+    from mlops_assets.core import evaluation
+
+    # Column by column: a row of mixed types would come back as floats.
+    point = {column: point[column].iloc[0].item() for column in point.columns}
+    version = context.partition_key
+    grid = GridPoint(
+        n_estimators=int(point["n_estimators"]), max_depth=int(point["max_depth"]) or None
+    )
+    columns = list(versions.FEATURES[version])
+    result = train(
+        features,
+        columns,
+        schema.TARGET,
+        grid,
+        validation_share=float(point["validation_share"]),
+        seed=int(point["seed"]),
+    )
+    mlflow: MlflowTracking = context.resources.mlflow
+    with mlflow.start_run(
+        context,
+        use_case=schema.USE_CASE,
+        asset_key=athletes_key("models"),
+        run_name=f"{version}-{grid.key}",
+        tags={"feature_version": version, "grid_point": grid.key},
+    ) as run:
+        run.log_params({"feature_version": version, **point, "features": ",".join(columns)})
+        run.log_metrics({**{f"val_{k}": v for k, v in result.metrics.items()}, **result.emissions})
+        run.log_figure(
+            evaluation.residual_figure(
+                result.validation["actual"],
+                result.validation["predicted"],
+                title=f"{version} {grid.key}: validation athletes",
+            ),
+            "plots/residuals.png",
+        )
+        info = run.log_model(
+            result.model, name="model", input_example=features[columns].head(5), flavor="sklearn"
+        )
+    context.log.info(
+        f"{version} {grid.key}: val_rmse={result.metrics['rmse']:.2f} lb, "
+        f"{result.emissions['emissions_kg'] * 1e6:.3f} mg CO2eq"
+    )
+    return pd.DataFrame(
+        [
+            {
+                "feature_version": version,
+                "grid_point": grid.key,
+                "n_estimators": grid.n_estimators,
+                "max_depth": grid.max_depth or 0,
+                **{f"val_{k}": v for k, v in result.metrics.items()},
+                **result.emissions,
+                "mlflow_run_id": run.run_id,
+                "model_uri": info.model_uri,
+            }
+        ]
+    )
+
+
+@dg.op
+def grid_table(context: dg.OpExecutionContext, results: list):
+    """The grid's results, one row per point, best validation RMSE first."""
+    import pandas as pd
+
+    from mlops_assets.core import reporting
+
+    table = pd.concat(results, ignore_index=True).sort_values(
+        ["val_rmse", "grid_point"], ignore_index=True
+    )
+    shown = ["grid_point", "val_rmse", "val_mae", "val_r2", "emissions_kg", "duration_s"]
+    context.add_output_metadata(
+        {
+            "best_grid_point": str(table["grid_point"].iloc[0]),
+            "best_val_rmse": float(table["val_rmse"].iloc[0]),
+            "grid": dg.MetadataValue.md(
+                reporting.markdown_table(table[shown].round(6).to_dict("records"), shown)
+            ),
+            "total_emissions_kg": float(table["emissions_kg"].sum()),
+        }
+    )
+    return table
+
+
+@dg.graph_asset(
+    key=athletes_key("models"),
+    group_name=GROUP,
+    partitions_def=VERSIONS,
+    ins={"features": frame_input(athletes_key("features"), load_as="pandas")},
+    kinds={"sklearn", "mlflow", "codecarbon"},
+)
+def models(features):
+    """The random-forest grid (forest sizes x depths) on the partition's feature version, one
+    MLflow run per grid point with validation RMSE/MAE/R², a residual plot and CodeCarbon
+    emissions; the table of every point, best first."""
+    results = grid_points().map(lambda point: train_grid_point(features, point))
+    return grid_table(results.collect())
+
+
+class ChampionConfig(dg.Config):
+    """The promotion gate."""
+
+    min_rmse_gain_pct: float = Field(
+        default=1.0,
+        ge=0,
+        description="The best grid point's validation RMSE must beat the champion's by more "
+        "than this percentage of it.",
+    )
+
+
+@dg.asset(
+    key=athletes_key("champion"),
+    group_name=GROUP,
+    ins={"models": frame_input(athletes_key("models"), load_as="pandas")},
+    kinds={"mlflow"},
+)
+def champion(
+    context: dg.AssetExecutionContext, config: ChampionConfig, mlflow: MlflowTracking, models
+) -> dg.MaterializeResult:
+    """The best grid point over both feature versions by validation RMSE, registered as
+    `athletes_total_lift@candidate` and promoted to `champion` if it beats the current one by
+    the margin; the whole grid (validation RMSE against emissions) as metadata."""
+    from mlops_assets.core import evaluation, reporting
+
+    table = models.sort_values(["val_rmse", "feature_version", "grid_point"], ignore_index=True)
+    best = table.iloc[0]
+    version = mlflow.register(
+        str(best["model_uri"]),
+        MODEL_NAME,
+        alias=CANDIDATE,
+        tags={"feature_version": best["feature_version"], "grid_point": best["grid_point"]},
+    )
+    rule = evaluation.PromotionRule(
+        metric="val_rmse",
+        higher_is_better=False,
+        min_relative_improvement=config.min_rmse_gain_pct / 100,
+    )
+    decision = mlflow.promote(MODEL_NAME, version.version, rule)
+    serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
+    shown = ["feature_version", "grid_point", "val_rmse", "val_r2", "emissions_kg", "energy_kwh"]
+    return dg.MaterializeResult(
+        metadata={
+            **decision.as_metadata(),
+            "candidate": f"v{version.version} {best['feature_version']} {best['grid_point']}",
+            "champion_version": str(serving.version) if serving else None,
+            "comparison": dg.MetadataValue.md(
+                reporting.markdown_table(table[shown].round(6).to_dict("records"), shown)
+            ),
+            "grid_points": len(table),
+            "total_emissions_kg": float(table["emissions_kg"].sum()),
+        }
+    )
