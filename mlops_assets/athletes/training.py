@@ -71,6 +71,8 @@ def train_grid_point(
 ) -> GridResult:
     """Fit a random forest (missing values imputed by the median of the training athletes) on
     the training athletes and score it on the validation athletes: RMSE, MAE and R² in pounds."""
+    import logging
+
     from codecarbon import OfflineEmissionsTracker
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.impute import SimpleImputer
@@ -91,6 +93,9 @@ def train_grid_point(
             n_jobs=1,
         ),
     )
+    # CodeCarbon logs its start-up at INFO before `log_level` applies; the run log has no use
+    # for it.
+    logging.getLogger("codecarbon").setLevel(logging.ERROR)
     tracker = OfflineEmissionsTracker(
         country_iso_code=COUNTRY,
         save_to_file=False,
