@@ -1,6 +1,7 @@
 """The athletes pipeline on the local profile: cleaning, both feature versions in Feast, the
 random-forest grid as mapped steps with emissions in MLflow, and the champion pick."""
 
+import io
 from pathlib import Path
 
 import dagster as dg
@@ -88,3 +89,39 @@ def test_grid_over_both_versions_picks_a_champion(resources: dict, local_home: P
         ["athlete_features_v2:weight"], [{"athlete_id": athlete}]
     )
     assert online["weight"][0] is not None
+
+
+@pytest.mark.stack
+def test_grid_and_feature_store_on_the_stack_profile(stack_profile) -> None:
+    """Features as S3 objects read by Feast's SQL registry and Redis online store, grid runs on
+    the MLflow server: the same pipeline on the stack profile."""
+    stack = stack_profile("athletes")
+    resources = resources_for(stack.settings)
+    grid = {"n_estimators": [10], "max_depths": [4]}
+    first = _materialize(
+        ["athletes/raw", "athletes/clean"],
+        resources=resources,
+        run_config={"ops": {"athletes__raw": {"config": {"n_athletes": 800}}}},
+    )
+    assert first.success, failures(first)
+    for version in ("v1", "v2"):
+        run = _materialize(
+            ["athletes/features", "athletes/models"],
+            resources=resources,
+            partition_key=version,
+            run_config={"ops": {"athletes__models": {"ops": {"grid_points": {"config": grid}}}}},
+        )
+        assert run.success, failures(run)
+    final = _materialize(["athletes/feature_store", "athletes/champion"], resources=resources)
+    assert final.success, failures(final)
+
+    assert {"athletes/features/v1.parquet", "athletes/features/v2.parquet"} <= stack.keys()
+    champion = resources["mlflow"].get_version_by_alias(MODEL_NAME, "champion")
+    assert champion is not None
+    run = resources["mlflow"].client.get_run(champion.run_id)
+    assert run.data.metrics["emissions_kg"] > 0
+    features = pd.read_parquet(io.BytesIO(stack.read("athletes/features/v1.parquet")))
+    online = resources["feature_store"].get_online_features(
+        ["athlete_features_v1:height"], [{"athlete_id": int(features["athlete_id"].iloc[0])}]
+    )
+    assert online["height"][0] == pytest.approx(float(features["height"].iloc[0]))
