@@ -226,8 +226,9 @@ def clean(context: dg.AssetExecutionContext, raw) -> dg.MaterializeResult:
     try:
         for day, table in by_day.items():
             start = _day_start(day)
-            cleaned[day], report = cleaning.to_clean(table)
-            reports[day] = _day_report(cleaned[day], report, start)
+            cleaned[day], reports[day] = cleaning.to_clean(
+                table, start=start, end=start + timedelta(days=1)
+            )
     except cleaning.CleanError as exc:
         raise dg.Failure(f"demand/clean: {exc}") from exc
     io: ParquetIOManager = context.resources.io_manager
@@ -245,22 +246,6 @@ def clean(context: dg.AssetExecutionContext, raw) -> dg.MaterializeResult:
         },
         data_version=result.data_version,
     )
-
-
-def _day_report(table: "pa.Table", parse_report: dict, start: datetime) -> dict[str, Any]:
-    """The integrity report of one clean day, with gaps counted over the whole UTC day."""
-    import polars as pl
-
-    from mlops_assets.demand import cleaning
-
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    report = cleaning.integrity_report(frame, start=start, end=start + timedelta(days=1))
-    report["null_values"] = parse_report["null_values"]
-    report["null_samples"] = parse_report["null_samples"]
-    if report["null_values"]:
-        report["status"] = "invalid"
-    return report
 
 
 def _report_summary(reports: dict[str, dict]) -> dict[str, Any]:

@@ -105,8 +105,11 @@ def non_numeric_values(raw: pa.Table) -> tuple[int, list[dict[str, Any]]]:
     return junk.height, _samples(junk)
 
 
-def to_clean(raw: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
-    """The clean table of ``raw`` and its integrity report (see :func:`integrity_report`)."""
+def to_clean(
+    raw: pa.Table, *, start: datetime | None = None, end: datetime | None = None
+) -> tuple[pa.Table, dict[str, Any]]:
+    """The clean table of ``raw`` and its integrity report (see :func:`integrity_report`; gaps
+    are counted over ``[start, end)`` when given, e.g. a partition's day)."""
     import polars as pl
 
     parsed = parse_raw(raw)
@@ -114,7 +117,9 @@ def to_clean(raw: pa.Table) -> tuple[pa.Table, dict[str, Any]]:
     clean = kept.select(
         pl.col("respondent").alias("unique_id"), pl.col("period").alias("ds"), "y"
     ).sort("unique_id", "ds", maintain_order=True)
-    report = integrity_report(clean, nulls=parsed.filter(pl.col("y").is_null()))
+    report = integrity_report(
+        clean, nulls=parsed.filter(pl.col("y").is_null()), start=start, end=end
+    )
     return clean.to_arrow().cast(schema.clean_schema()), report
 
 

@@ -386,7 +386,8 @@ def holdout_report(context: dg.AssetExecutionContext, mlflow: MlflowTracking, sp
     if models["candidate"] is None:
         raise dg.Failure(f"{MODEL_NAME} has no '{CANDIDATE}': materialize housing/model first")
     champion_version = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-    if champion_version is not None:
+    # A candidate that already serves is scored once; the gate keeps it without a comparison.
+    if champion_version is not None and champion_version.version != models["candidate"].version:
         models["champion"] = champion_version
     frame = holdout[[schema.KEY, schema.DATE, schema.TARGET]].copy()
     metadata, table = {}, []
