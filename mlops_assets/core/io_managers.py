@@ -54,6 +54,11 @@ class ParquetIOManager(dg.UPathIOManager):
         )
         _record_data_version(context, digest)
 
+    @property
+    def root(self) -> UPath:
+        """The root every asset path is under (a folder, or ``s3://bucket/prefix``)."""
+        return self._base_path
+
     def partition_path(self, asset_key: dg.AssetKey, partition_key: str) -> UPath:
         """Where this IO manager keeps ``partition_key`` of ``asset_key`` (what inputs read)."""
         folder = self._base_path.joinpath(*asset_key.path)

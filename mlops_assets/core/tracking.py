@@ -668,7 +668,17 @@ class MlflowTracking(dg.ConfigurableResource):
             raise TrackingError(
                 f"model {name!r} has no alias {alias!r}", tracking_uri=self.tracking_uri
             )
-        with self._mlflow_errors(f"load model {name}@{alias} (v{version.version})", registry=True):
+        return self.load_model_version(name, version.version, flavor=flavor)
+
+    def load_model_version(
+        self, name: str, version: str | int, *, flavor: Flavor = "sklearn"
+    ) -> Any:
+        """Version ``version`` of model ``name``, in ``flavor``.
+
+        Loading a version, not an alias, is what a server that resolved the alias itself needs:
+        the alias may move between the look-up and the download.
+        """
+        with self._mlflow_errors(f"load model {name} v{version}", registry=True):
             import mlflow.pyfunc
             import mlflow.sklearn
             import mlflow.xgboost
@@ -678,7 +688,7 @@ class MlflowTracking(dg.ConfigurableResource):
                 "xgboost": mlflow.xgboost.load_model,
                 "pyfunc": mlflow.pyfunc.load_model,
             }
-            uri = self.client.get_model_version_download_uri(name, str(version.version))
+            uri = self.client.get_model_version_download_uri(name, str(version))
             with _global_tracking_uri(self.tracking_uri):
                 return loaders[flavor](uri)
 
