@@ -80,6 +80,13 @@ XGBOOST_DEFAULTS: dict[str, Any] = {
 
 def _as_float(frame: pd.DataFrame) -> pd.DataFrame:
     """Numbers as float64 with NaN for missing: JSON payloads bring None, parquet brings pd.NA."""
+    if all(isinstance(dtype, np.dtype) and dtype.kind in "biuf" for dtype in frame.dtypes):
+        # Fast path, same values: plain numpy numbers need no parsing, and one block conversion
+        # instead of a Series per column was ~40% of a one-row predict (the online latency budget).
+        # copy=True: the result must never share memory with the caller's frame.
+        return pd.DataFrame(
+            frame.to_numpy(dtype="float64", copy=True), columns=frame.columns, index=frame.index
+        )
     out = {}
     for column in frame.columns:
         try:
