@@ -2,6 +2,7 @@
 
     mlops demo     materialize every asset of every use case on the active profile
     mlops dev      start the Dagster UI and daemon (``dagster dev``) for the active profile
+    mlops serve    start the prediction API (FastAPI + uvicorn) over the champions
     mlops check    print the resolved settings; on the stack profile, check every service
     mlops env      print the environment (DAGSTER_HOME, ...) as ``export`` lines, for ``eval``
 
@@ -101,6 +102,21 @@ def _reset_signals() -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
+def serve(settings: Settings, host: str | None, port: int | None) -> int:
+    """Run the prediction API in the foreground until SIGINT/SIGTERM, which drain it: the request
+    log is flushed, sealed and shipped before the process exits."""
+    import dataclasses
+
+    from mlops_assets.serving.app import serve as run_api
+    from mlops_assets.serving.config import ServingConfig
+
+    # uvicorn installs its own SIGINT/SIGTERM handlers (even where a shell left them ignored):
+    # both shut it down gracefully, through the app's lifespan.
+    config = ServingConfig.from_env(settings.home)
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    return run_api(settings, dataclasses.replace(config, **overrides))
+
+
 def check(settings: Settings) -> int:
     for name, value in sorted(settings.as_env().items()):
         print(f"{name}={value}")
@@ -116,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("demo", help="materialize every asset of every use case")
     dev_parser = sub.add_parser("dev", help="start the Dagster UI and daemon")
     dev_parser.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    serve_parser = sub.add_parser("serve", help="start the prediction API")
+    serve_parser.add_argument("--host", help="address to bind (MLOPS_SERVING_HOST, 127.0.0.1)")
+    serve_parser.add_argument("--port", type=int, help="port (MLOPS_SERVING_PORT, 8000)")
     sub.add_parser("check", help="print the settings and check the stack's services")
     sub.add_parser("env", help="print export lines for the profile's environment")
     args = parser.parse_args(argv)
@@ -126,6 +145,8 @@ def main(argv: list[str] | None = None) -> int:
             return demo(settings)
         if args.command == "dev":
             return dev(settings, args.dagster_args)
+        if args.command == "serve":
+            return serve(settings, args.host, args.port)
         if args.command == "check":
             return check(settings)
         exports = {**settings.as_env(), "DAGSTER_HOME": str(dagster_home(settings))}

@@ -1,4 +1,5 @@
-"""The code location: every use case plus the resources of the active profile.
+"""The code location: every use case, the prediction API's log and monitoring, and the
+resources of the active profile.
 
 ``MLOPS_PROFILE`` (``local`` by default, or ``stack``) picks where data, runs, models and features
 live; see :mod:`mlops_assets.core.profiles`. Heavy libraries (MLflow, Feast, GX, scikit-learn) are
@@ -13,6 +14,7 @@ from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import ParquetIOManagerResource
 from mlops_assets.core.profiles import Settings, check_stack, load_settings
 from mlops_assets.core.tracking import MlflowTracking
+from mlops_assets.serving import definitions as serving
 from mlops_assets.use_cases import use_case_definitions
 
 
@@ -32,6 +34,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         check_stack(settings)
     return dg.Definitions.merge(
         *use_case_definitions(),
+        serving.defs,
         dg.Definitions(resources=resources_for(settings)),
     )
 

@@ -1,0 +1,108 @@
+"""The API's request log as Dagster assets: the log itself (a source the API writes) and the
+monitoring table built from it, one UTC day per partition."""
+
+import dagster as dg
+from pydantic import Field
+
+from mlops_assets.core.io_managers import ParquetIOManager
+
+GROUP = "serving"
+# Log days are wall-clock days of the API; the first one the platform could have served.
+DAILY = dg.DailyPartitionsDefinition(start_date="2025-01-01", timezone="UTC")
+PREDICTIONS_LOG = dg.AssetKey(["serving", "predictions_log"])
+MONITORING = dg.AssetKey(["serving", "prediction_monitoring"])
+
+
+@dg.observable_source_asset(
+    key=PREDICTIONS_LOG,
+    partitions_def=DAILY,
+    group_name=GROUP,
+    required_resource_keys={"io_manager"},
+    description="Every request the prediction API answered or refused, with the model version, "
+    "the features the model saw and the latency. Written by the API (`mlops serve`): appended to "
+    "a local write-ahead log before each response, then shipped in batches to "
+    "`<data root>/serving/predictions_log/<day>/<segment>.parquet`.",
+)
+def predictions_log(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
+    """Observe which days have log batches; a day's data version is a hash of its batch files
+    (names and sizes), so it changes whenever a batch lands."""
+    from mlops_assets.serving.request_log import day_fingerprints
+
+    io: ParquetIOManager = context.resources.io_manager
+    versions = day_fingerprints(io.root)
+    return dg.DataVersionsByPartition(
+        {day: dg.DataVersion(version) for day, version in versions.items()}
+    )
+
+
+class MonitoringConfig(dg.Config):
+    latency_budget_ms: dict[str, float] = Field(
+        default_factory=lambda: {"fraud": 10.0},
+        description="p99 latency budget per use case (DESIGN section 7); use cases not named "
+        "are not checked.",
+    )
+
+
+@dg.asset(
+    key=MONITORING,
+    partitions_def=DAILY,
+    group_name=GROUP,
+    deps=[PREDICTIONS_LOG],
+    kinds={"polars"},
+    check_specs=[
+        dg.AssetCheckSpec(
+            "no_server_errors",
+            asset=MONITORING,
+            description="No request of the day failed with a 5xx.",
+        ),
+        dg.AssetCheckSpec(
+            "latency_within_budget",
+            asset=MONITORING,
+            description="Every hour's p99 latency is within its use case's budget.",
+        ),
+    ],
+)
+def prediction_monitoring(context: dg.AssetExecutionContext, config: MonitoringConfig):
+    """Per use case, model version and hour of the day: requests, refusals, failures, latency
+    percentiles, the distribution of the predictions and how often an online feature was missing."""
+    from mlops_assets.core import reporting
+    from mlops_assets.serving.monitoring import day_summary, monitoring_table
+    from mlops_assets.serving.request_log import read_day
+
+    day = context.partition_key
+    io: ParquetIOManager = context.resources.io_manager
+    log = read_day(io.root, day)
+    table = monitoring_table(log)
+    summary = day_summary(table)
+    failures = int(table["server_errors"].sum()) if table.height else 0
+    over_budget = [
+        f"{row['use_case']} {row['hour']:%H}:00 p99 {row['latency_p99_ms']:.1f} ms"
+        for row in table.iter_rows(named=True)
+        if row["use_case"] in config.latency_budget_ms
+        and row["model_version"] is not None
+        and row["latency_p99_ms"] > config.latency_budget_ms[row["use_case"]]
+    ]
+    yield dg.Output(
+        table,
+        metadata={
+            "log_rows": log.num_rows,
+            "requests_by_use_case": {u: int(s["requests"]) for u, s in summary.items()},
+            "preview": dg.MetadataValue.md(
+                reporting.markdown_table(table.head(24).to_dicts(), list(table.columns))
+            )
+            if table.height
+            else "no requests were logged on this day",
+        },
+    )
+    yield dg.AssetCheckResult(
+        check_name="no_server_errors",
+        passed=failures == 0,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"server_errors": failures},
+    )
+    yield dg.AssetCheckResult(
+        check_name="latency_within_budget",
+        passed=not over_budget,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={"hours_over_budget": "; ".join(over_budget) or "none"},
+    )

@@ -1,0 +1,185 @@
+"""Test support for the prediction API: real models in a real registry, real online features, and
+the API itself in its own process (``mlops serve``), as a user starts it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mlops_assets.fraud import schema as fraud_schema
+from mlops_assets_tests.fixtures.services import free_port, wait_for_port
+from mlops_assets_tests.fraud.test_training import make_training_set
+
+REPO = Path(__file__).resolve().parents[2]
+FRAUD_REQUEST = {
+    "tx_id": "t-1",
+    "card_id": 3,
+    "merchant_id": 5,
+    "amount": 120.5,
+    "merchant_category": "electronics",
+    "channel": "ecom",
+    "country": "FR",
+    "event_ts": "2026-11-22T02:14:00Z",
+}
+
+
+def fit_fraud_pipeline(kind: str = "logreg", *, seed: int = 0, **params: Any) -> Any:
+    """A fraud pipeline fitted on synthetic labelled transactions (the real training code)."""
+    from mlops_assets.fraud import training
+
+    frame = make_training_set(1500, seed=seed)
+    pipeline = training.build_pipeline(kind, seed=seed, classifier_params=params or None)
+    return pipeline.fit(frame[training.MODEL_INPUT_COLUMNS], frame[training.LABEL])
+
+
+def register(
+    tracking: Any,
+    name: str,
+    model: Any,
+    *,
+    flavor: str = "sklearn",
+    run_tags: Mapping[str, str] | None = None,
+    version_tags: Mapping[str, str] | None = None,
+    alias: str | None = "champion",
+) -> str:
+    """Log ``model`` in a run of experiment ``serving-tests`` and register it; returns the version."""
+    import mlflow
+
+    from mlops_assets.core.tracking import _global_tracking_uri, default_pip_requirements
+
+    tracking.ensure_backend()
+    with _global_tracking_uri(tracking.tracking_uri):
+        mlflow.set_experiment("serving-tests")
+        with mlflow.start_run(tags=dict(run_tags or {})):
+            log_model = mlflow.sklearn.log_model if flavor == "sklearn" else mlflow.pyfunc.log_model
+            # cloudpickle, as TrackedRun.log_model does: skops refuses the pipeline's own functions.
+            kwargs = (
+                {"sk_model": model, "serialization_format": "cloudpickle"}
+                if flavor == "sklearn"
+                else {"python_model": model}
+            )
+            info = log_model(
+                name="model",
+                pip_requirements=default_pip_requirements(flavor, model),  # type: ignore[arg-type]
+                **kwargs,
+            )
+    version = tracking.register(info, name, alias=alias, tags=version_tags)
+    return str(version.version)
+
+
+def online_rows(
+    n_cards: int = 50, n_merchants: int = 20, *, seed: int = 0
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Latest card and merchant snapshots, stamped now, in the fraud views' schemas."""
+    rng = np.random.default_rng(seed)
+    now = pd.Timestamp.now(tz="UTC").floor("s")
+
+    def frame(key: str, n: int, columns: list[str]) -> pd.DataFrame:
+        out = pd.DataFrame({key: np.arange(n, dtype="int64"), "event_ts": [now] * n})
+        for column in columns:
+            if any(m in column for m in ("_tx_count_", "_distinct_merchants_", "_fraud_count_")):
+                out[column] = rng.poisson(2.0, n).astype("int64")
+            else:
+                out[column] = rng.lognormal(3.0, 0.5, n)
+        return out
+
+    return (
+        frame("card_id", n_cards, fraud_schema.card_feature_columns()),
+        frame("merchant_id", n_merchants, fraud_schema.merchant_feature_columns()),
+    )
+
+
+def write_online_features(feature_store: Any, cards: pd.DataFrame, merchants: pd.DataFrame) -> None:
+    """Register the fraud views and write the snapshots into the online store directly (what
+    ``fraud/feature_store`` materializes from the silver snapshots)."""
+    feature_store.apply(use_case="fraud")
+    store = feature_store.get_store()
+    store.write_to_online_store("card_features", cards)
+    store.write_to_online_store("merchant_features", merchants)
+
+
+@dataclass
+class ApiProcess:
+    """``mlops serve`` in a child process (its own session, so a kill reaches only it)."""
+
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+    def stop_gracefully(self) -> None:
+        """SIGTERM, as an orchestrator stops it: uvicorn drains, runs the app's shutdown (the
+        request log is shipped) and re-raises the signal, so the exit status is -SIGTERM."""
+        code = self.stop(signal.SIGTERM)
+        output = self.output()
+        assert code in (0, -signal.SIGTERM), output
+        assert "Application shutdown complete" in output, output
+
+
+def start_api(
+    env: Mapping[str, str], log_path: Path, *, port: int | None = None, timeout: float = 120
+) -> ApiProcess:
+    """Start ``python -m mlops_assets.cli serve`` with ``env`` and wait until ``/health`` answers."""
+    import httpx
+
+    port = port or free_port()
+    out = log_path.open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlops_assets.cli", "serve", "--port", str(port)],
+        env={**os.environ, **env},
+        cwd=REPO,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    api = ApiProcess(proc, port, log_path)
+    try:
+        wait_for_port("127.0.0.1", port, timeout, proc)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{api.url}/health", timeout=2).status_code == 200:
+                    return api
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"/health did not answer:\n{api.output()}")
+    except BaseException:
+        api.stop(signal.SIGKILL)
+        raise RuntimeError(f"the API did not start:\n{api.output()}") from None
+
+
+def wait_until(predicate: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value is not None and value is not False:
+            return value
+        time.sleep(0.05)
+    raise TimeoutError(f"timed out after {timeout} s waiting for {what}")
+
+
+def dumps(payload: Any) -> str:
+    return json.dumps(payload)
