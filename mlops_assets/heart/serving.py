@@ -1,0 +1,180 @@
+"""The heart API: the probability of heart disease of one patient, from the 13 clinical inputs
+of the UCI layout.
+
+The champion (``heart_disease@champion``) is the whole scikit-learn Pipeline of
+:mod:`mlops_assets.heart.training`: its first step is
+:func:`~mlops_assets.heart.features.engineer_features` itself, so the six engineered features are
+computed by the model from the raw request, as in training. The endpoint calls that same function
+once more only to log the values the model saw with the request.
+
+Missing values: the real UCI files leave ``ca`` (vessels coloured by fluoroscopy) and ``thal``
+(thallium scan) blank (``?``) for some patients, because those tests were not done. Both are
+nullable here: a null is imputed by the pipeline as it was in training (``ca`` by the training
+median, ``thal`` by its most frequent code). They are required keys all the same, so that "not
+measured" is a statement of the client, never a forgotten field. Every other input is required and
+checked against the physiological ranges of :data:`mlops_assets.heart.schema.RANGES`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from mlops_assets.heart import schema
+from mlops_assets.heart.features import ENGINEERED
+from mlops_assets.heart.training import DECISION_THRESHOLD
+from mlops_assets.serving.endpoints import Endpoint, Prediction, Services
+
+MODEL_NAME = "heart_disease"  # as registered by mlops_assets.heart.assets
+
+LABELS = {0: "no disease", 1: "disease"}
+
+_R = schema.RANGES
+
+
+class HeartRequest(BaseModel):
+    """One patient's clinical inputs, coded as in the UCI heart-disease data."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "age": 63,
+                    "sex": 1,
+                    "cp": 4,
+                    "trestbps": 145,
+                    "chol": 233,
+                    "fbs": 1,
+                    "restecg": 2,
+                    "thalach": 150,
+                    "exang": 0,
+                    "oldpeak": 2.3,
+                    "slope": 3,
+                    "ca": 0,
+                    "thal": 6,
+                }
+            ]
+        },
+    )
+
+    age: float = Field(ge=_R["age"][0], le=_R["age"][1], description="Age, in years.")
+    sex: int = Field(ge=_R["sex"][0], le=_R["sex"][1], description="Sex: 1 = male, 0 = female.")
+    cp: int = Field(
+        ge=_R["cp"][0],
+        le=_R["cp"][1],
+        description="Chest-pain type: 1 typical angina, 2 atypical angina, 3 non-anginal pain, "
+        "4 asymptomatic.",
+    )
+    trestbps: float = Field(
+        ge=_R["trestbps"][0],
+        le=_R["trestbps"][1],
+        description="Resting blood pressure on admission, in mm Hg.",
+    )
+    chol: float = Field(
+        ge=_R["chol"][0], le=_R["chol"][1], description="Serum cholesterol, in mg/dl."
+    )
+    fbs: int = Field(
+        ge=_R["fbs"][0], le=_R["fbs"][1], description="Fasting blood sugar > 120 mg/dl: 1 or 0."
+    )
+    restecg: int = Field(
+        ge=_R["restecg"][0],
+        le=_R["restecg"][1],
+        description="Resting ECG: 0 normal, 1 ST-T wave abnormality, 2 left ventricular "
+        "hypertrophy.",
+    )
+    thalach: float = Field(
+        ge=_R["thalach"][0],
+        le=_R["thalach"][1],
+        description="Maximum heart rate reached in the exercise test, in beats per minute.",
+    )
+    exang: int = Field(
+        ge=_R["exang"][0], le=_R["exang"][1], description="Exercise-induced angina: 1 or 0."
+    )
+    oldpeak: float = Field(
+        ge=_R["oldpeak"][0],
+        le=_R["oldpeak"][1],
+        allow_inf_nan=False,
+        description="ST depression induced by exercise relative to rest, in mm.",
+    )
+    slope: int = Field(
+        ge=_R["slope"][0],
+        le=_R["slope"][1],
+        description="Slope of the peak exercise ST segment: 1 upsloping, 2 flat, 3 downsloping.",
+    )
+    ca: int | None = Field(
+        ge=_R["ca"][0],
+        le=_R["ca"][1],
+        description="Major vessels (0-3) coloured by fluoroscopy; null when not measured "
+        "(imputed by the model with the training median).",
+    )
+    thal: Literal[schema.THAL_CODES] | None = Field(  # type: ignore[valid-type]
+        description="Thallium scan: 3 normal, 6 fixed defect, 7 reversible defect; null when not "
+        "measured (imputed by the model with the most frequent training code).",
+    )
+
+
+def _frame(request: HeartRequest) -> Any:
+    """The request as the one-row frame the pipeline was trained on: the 13 inputs in the
+    schema's order, float64, NaN where not measured."""
+    import pandas as pd
+
+    row = request.model_dump()
+    return pd.DataFrame(
+        [[math.nan if row[c] is None else float(row[c]) for c in schema.INPUTS]],
+        columns=list(schema.INPUTS),
+        dtype="float64",
+    )
+
+
+def _engineered(frame: Any) -> dict[str, Any]:
+    """The six engineered values of the one row, from the shared function (JSON-ready: None for
+    a missing value)."""
+    from mlops_assets.heart.features import engineer_features
+
+    row = engineer_features(frame).iloc[0]
+    out: dict[str, Any] = {}
+    for name in ENGINEERED:
+        value = row[name]
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            out[name] = None
+        else:
+            out[name] = value if isinstance(value, str) else float(value)
+    return out
+
+
+def predict(pipeline: Any, request: HeartRequest, services: Services) -> Prediction:
+    """P(heart disease) of one patient by the champion pipeline, reported as a disease at
+    :data:`~mlops_assets.heart.training.DECISION_THRESHOLD` (the threshold of the training
+    metrics)."""
+    from mlops_assets.heart.training import score
+
+    frame = _frame(request)
+    probability = float(score(pipeline, frame)[0])
+    prediction = int(probability >= DECISION_THRESHOLD)
+    body = {
+        "probability": probability,
+        "prediction": prediction,
+        "label": LABELS[prediction],
+        "threshold": DECISION_THRESHOLD,
+    }
+    return Prediction(body=body, value=probability, features=_engineered(frame))
+
+
+ENDPOINT = Endpoint(
+    use_case=schema.USE_CASE,
+    model_name=MODEL_NAME,
+    request=HeartRequest,
+    predict=predict,
+    flavor="sklearn",
+    summary="The probability that a patient has heart disease, from the 13 clinical inputs of "
+    "the UCI layout.",
+    response_example={
+        "probability": 0.71,
+        "prediction": 1,
+        "label": "disease",
+        "threshold": DECISION_THRESHOLD,
+    },
+)
