@@ -1,0 +1,79 @@
+"""Online feature statuses, the same on Feast's SQLite and Redis stores."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mlops_assets_tests.conftest import REPO_ROOT
+from mlops_assets_tests.serving.support import online_rows, write_online_features
+
+
+@pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.stack)])
+def reader(request: pytest.FixtureRequest, tmp_path: Path):
+    from mlops_assets.core.feature_store import FeastFeatureStore, clear_caches
+    from mlops_assets.serving.online import FeastOnlineReader
+
+    redis_url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    store = FeastFeatureStore(
+        repo_path=str(REPO_ROOT / "feature_repo"),
+        registry=str(tmp_path / "registry.db"),
+        online_store=request.param,
+        online_store_path=str(tmp_path / "online.db"),
+        redis_url=redis_url,
+        data_root=str(tmp_path / "data"),
+    )
+    cards, merchants = online_rows(4, 4)
+    # Card 1's snapshot is 40 days old (the views' TTL is 30 days); card 2 never had a 1-day
+    # mean (an empty window): null.
+    cards.loc[cards.card_id == 1, "event_ts"] = cards.event_ts.iloc[0] - pd.Timedelta(days=40)
+    cards["card_amount_mean_1d"] = cards["card_amount_mean_1d"].astype("float64")
+    cards.loc[cards.card_id == 2, "card_amount_mean_1d"] = np.nan
+    write_online_features(store, cards, merchants)
+    reader = FeastOnlineReader(store)
+    reader.warm_up()
+    yield reader, cards
+    clear_caches()
+
+
+REFS = ["card_features:card_tx_count_1d", "card_features:card_amount_mean_1d"]
+
+
+def test_a_present_row_gives_its_values(reader) -> None:
+    online, cards = reader
+    row = online.read(REFS, {"card_id": 0})
+    expected = cards.loc[cards.card_id == 0].iloc[0]
+    assert row.status == {"card_tx_count_1d": "PRESENT", "card_amount_mean_1d": "PRESENT"}
+    assert row.values["card_tx_count_1d"] == expected["card_tx_count_1d"]
+    assert row.values["card_amount_mean_1d"] == pytest.approx(expected["card_amount_mean_1d"])
+    assert row.missing() == []
+
+
+def test_a_key_never_written_is_not_found(reader) -> None:
+    online, _ = reader
+    row = online.read(REFS, {"card_id": 12345})
+    assert set(row.status.values()) == {"NOT_FOUND"}
+    assert set(row.values.values()) == {None}
+
+
+def test_a_snapshot_older_than_the_ttl_is_outside_max_age(reader) -> None:
+    online, _ = reader
+    row = online.read(REFS, {"card_id": 1})
+    assert set(row.status.values()) == {"OUTSIDE_MAX_AGE"}
+    assert set(row.values.values()) == {None}
+    # Measured from a time when the snapshot was fresh, it is present.
+    then = time.time() - 39 * 86400
+    assert set(online.read(REFS, {"card_id": 1}, now=then).status.values()) == {"PRESENT"}
+
+
+def test_a_null_feature_is_null_value(reader) -> None:
+    online, _ = reader
+    row = online.read(REFS, {"card_id": 2})
+    assert row.status["card_tx_count_1d"] == "PRESENT"
+    assert row.status["card_amount_mean_1d"] == "NULL_VALUE"
+    assert row.values["card_amount_mean_1d"] is None
+    assert row.missing() == ["card_amount_mean_1d"]
