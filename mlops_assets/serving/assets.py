@@ -87,7 +87,8 @@ def prediction_monitoring(context: dg.AssetExecutionContext, config: MonitoringC
         metadata={
             "log_rows": log.num_rows,
             "requests_by_use_case": {u: int(s["requests"]) for u, s in summary.items()},
-            "preview": dg.MetadataValue.md(
+            # Not "preview": the IO manager writes that key after the asset and would replace it.
+            "by_hour": dg.MetadataValue.md(
                 reporting.markdown_table(table.head(24).to_dicts(), list(table.columns))
             )
             if table.height

@@ -154,6 +154,9 @@ class Champions:
                 except Exception as exc:
                     names = self._state.known.get(use_case, [])
                     self._set_error(endpoint.model_name, f"listing models failed: {exc}")
+                else:
+                    if endpoint.model_names is not None:  # the listing's error is over
+                        self._clear_error(endpoint.model_name)
                 known[use_case] = sorted(names)
                 for name in names:
                     change = self._refresh_one(endpoint, name)

@@ -6,6 +6,7 @@ Where models, features and the asset store live comes from the active profile
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -64,6 +65,10 @@ class ServingConfig:
                 value = kind(text)
             except ValueError:
                 raise ProfileError(f"{ENV_VARS[name]}={text!r} is not a number") from None
+            # float() takes "nan" and "inf", which pass the minimum: a NaN poll period spins on
+            # the registry, an infinite one kills the poller thread (Event.wait overflows).
+            if not math.isfinite(value):
+                raise ProfileError(f"{ENV_VARS[name]}={text!r} is not a finite number")
             if value < minimum:
                 raise ProfileError(f"{ENV_VARS[name]}={text!r} must be at least {minimum}")
             return value
@@ -76,7 +81,7 @@ class ServingConfig:
         use_cases = tuple(u.strip() for u in raw("use_cases", "").split(",") if u.strip())
         return cls(
             host=raw("host", cls.host),
-            port=int(number("port", cls.port, int, 1)),
+            port=_port(int(number("port", cls.port, int, 1))),
             use_cases=use_cases,
             poll_s=number("poll_s", cls.poll_s, float, 0.05),
             log_dir=raw("log_dir", str(Path(home) / ".serving" / "request-log")),
@@ -85,3 +90,9 @@ class ServingConfig:
             max_body_bytes=int(number("max_body_bytes", cls.max_body_bytes, int, 256)),
             unknown_entities=policy,
         )
+
+
+def _port(port: int) -> int:
+    if port > 65535:
+        raise ProfileError(f"{ENV_VARS['port']}={port} is not a TCP port (1-65535)")
+    return port

@@ -71,7 +71,16 @@ def monitoring_table(log: pa.Table | pl.DataFrame) -> pl.DataFrame:
                 "error_rate"
             )
         )
-        .sort(["use_case", "model_name", "model_version", "hour"], nulls_last=True)
+        # Versions are numbers in text: "10" after "9".
+        .sort(
+            [
+                "use_case",
+                "model_name",
+                pl.col("model_version").cast(pl.Int64, strict=False),
+                "hour",
+            ],
+            nulls_last=True,
+        )
     )
     return out.select(MONITORING_COLUMNS)
 
