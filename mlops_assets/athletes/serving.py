@@ -33,6 +33,7 @@ from mlops_assets.serving.endpoints import (
     Prediction,
     RequestError,
     Services,
+    logged_features,
 )
 
 MODEL_NAME = "athletes_total_lift"  # as registered by mlops_assets.athletes.assets
@@ -136,8 +137,7 @@ def predict(model: AthletesModel, request: AthleteRequest, services: Services) -
         "feature_version": model.version,
         "missing_features": missing,
     }
-    logged = {name: None if math.isnan(v) else v for name, v in values.items()}
-    return Prediction(body=body, value=lift, features=logged)
+    return Prediction(body=body, value=lift, features=logged_features(values))
 
 
 ENDPOINT = Endpoint(

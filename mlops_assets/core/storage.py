@@ -79,7 +79,7 @@ def atomic_write(path: UPath | Path, write: Callable[[Path], None]) -> None:
         finally:
             with contextlib.suppress(FileNotFoundError):
                 tmp.unlink()
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return
 
     # Object stores have no rename; an upload is already all-or-nothing, so stage locally and PUT.
@@ -94,8 +94,9 @@ def _fs_path(path: UPath) -> str:
     return path.path
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Make the rename itself durable: without this a crash can forget it even after os.replace.
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in ``folder`` durable: without this a crash can forget it
+    even after ``os.replace``."""
     fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -43,6 +43,7 @@ from mlops_assets.serving.endpoints import (
     Prediction,
     RequestError,
     Services,
+    logged_features,
 )
 
 MODEL_NAME = "fraud_classifier"
@@ -207,8 +208,7 @@ def predict(model: FraudModel, request: FraudRequest, services: Services) -> Pre
     }
     if unseen:
         body["unseen_categories"] = unseen
-    logged = {name: (None if math.isnan(v) else v) for name, v in features.items()}
-    return Prediction(body=body, value=probability, features=logged)
+    return Prediction(body=body, value=probability, features=logged_features(features))
 
 
 def _split(row: FeatureRow, names: frozenset[str]) -> FeatureRow:

@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.core.storage import TEMP_PREFIX, _fsync_dir, atomic_write, is_local, sha256_file
+from mlops_assets.core.storage import TEMP_PREFIX, atomic_write, fsync_dir, is_local, sha256_file
 from mlops_assets.heart.features import AGE_GROUPS, ENGINEERED
 from mlops_assets.heart.schema import CATEGORICAL_INPUTS, INPUTS, RANGES, TARGET, THAL_CODES
 from mlops_assets.heart.training import DECISION_THRESHOLD
@@ -145,7 +145,7 @@ def build_package(
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         return manifest
 
     with tempfile.TemporaryDirectory(prefix="heart-package-") as tmp:

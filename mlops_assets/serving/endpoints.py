@@ -52,6 +52,12 @@ class Prediction:
     features: Mapping[str, Any] | None = None
 
 
+def logged_features(values: Mapping[str, float]) -> dict[str, float | None]:
+    """Feature values as :attr:`Prediction.features` keeps them: a missing value (NaN, what the
+    models are fed) as None, so that the log says "missing" rather than a number."""
+    return {name: None if value != value else value for name, value in values.items()}
+
+
 class RequestError(Exception):
     """Input the request model cannot refuse by its types alone (a card the online store does not
     know, a value out of the model's domain): answered with ``status`` (a 4xx) and a message that

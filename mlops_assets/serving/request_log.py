@@ -72,23 +72,7 @@ PREDICTIONS_LOG_COLUMNS: tuple[str, ...] = (
 )
 
 # What the app passes to `append`; the three JSON-able values become the `*_json` text columns.
-RECORD_KEYS: frozenset[str] = frozenset(
-    {
-        "request_id",
-        "ts",
-        "use_case",
-        "model_name",
-        "model_version",
-        "status",
-        "latency_ms",
-        "prediction",
-        "features_missing",
-        "error",
-        "request",
-        "response",
-        "features",
-    }
-)
+RECORD_KEYS: frozenset[str] = frozenset(c.removesuffix("_json") for c in PREDICTIONS_LOG_COLUMNS)
 _STRING_KEYS = ("request_id", "use_case", "model_name", "model_version", "error")
 _FLOAT_KEYS = ("latency_ms", "prediction")
 _JSON_KEYS = ("request", "response", "features")
@@ -329,15 +313,6 @@ def _day_tables(data: bytes) -> dict[str, pa.Table]:
 
 
 # -- Files -------------------------------------------------------------------------------------
-
-
-def _fsync_dir(folder: Path) -> None:
-    # A rename or a new file is durable only once its folder is flushed too.
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _same_file(fd: int, path: Path) -> bool:
@@ -712,7 +687,7 @@ class RequestLog:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             if self.fsync:
-                _fsync_dir(self.folder)
+                storage.fsync_dir(self.folder)
         except BaseException:
             os.close(fd)
             raise
@@ -736,7 +711,7 @@ class RequestLog:
             fd, self._fd, self._active, self._size = self._fd, None, None, 0
         try:
             if self.fsync:
-                _fsync_dir(self.folder)
+                storage.fsync_dir(self.folder)
         finally:
             os.close(fd)
         return sealed
@@ -778,7 +753,7 @@ class RequestLog:
         sealed = _sealed_name(path)
         os.rename(path, sealed)
         if self.fsync:
-            _fsync_dir(self.folder)
+            storage.fsync_dir(self.folder)
         logger.info("sealed %s, left open by a process that is gone", sealed.name)
 
     # -- shipping ---------------------------------------------------------------------------
@@ -821,7 +796,7 @@ class RequestLog:
         target = folder / path.name
         os.replace(path, target)
         if self.fsync:
-            _fsync_dir(self.folder)
+            storage.fsync_dir(self.folder)
         where = f"line {corrupt.line}" if corrupt.line is not None else "its rows"
         logger.error(
             "request log segment %s is corrupt at %s (%s): moved to %s, not shipped; "
