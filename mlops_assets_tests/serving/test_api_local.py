@@ -175,6 +175,9 @@ def test_bad_input_is_a_4xx_naming_the_field(
     detail = response.json()["detail"]
     assert any(field in [str(p) for p in d["loc"]] for d in detail), detail
     assert all(d["msg"] for d in detail)
+    # The champion was chosen before the input was refused: the answer names it.
+    assert response.json()["model_name"] == "fraud_classifier"
+    assert response.json()["model_version"] == "1"
 
 
 def test_a_missing_field_is_named(api: ApiProcess) -> None:
