@@ -304,7 +304,7 @@ def create_app(
             use_case,
             started,
             422,
-            {"detail": detail},
+            {"detail": detail, **_model_fields(loaded)},
             request_body=_jsonable_body(exc.body),
             loaded=loaded,
             error=message,
@@ -327,7 +327,7 @@ def create_app(
             if app.state.online is None:
                 problems["online_store"] = "not configured"
             else:
-                why = await run_in_threadpool(app.state.online.ping)
+                why = await run_in_threadpool(getattr(app.state.online, "ping", lambda: None))
                 if why:
                     problems["online_store"] = why
         request_log = app.state.request_log
@@ -427,11 +427,7 @@ def _predict_route(
                 use_case,
                 started,
                 exc.status,
-                {
-                    "detail": exc.detail(),
-                    "model_name": loaded.info.name,
-                    "model_version": loaded.info.version,
-                },
+                {"detail": exc.detail(), **_model_fields(loaded)},
                 loaded=loaded,
                 error=exc.message,
                 **common,
@@ -471,6 +467,13 @@ def _predict_route(
     predict.__annotations__ = {"request": Request, "body": endpoint.request, "return": JSONResponse}
     predict.__name__ = f"predict_{use_case}"
     return predict
+
+
+def _model_fields(loaded: LoadedModel | None) -> dict[str, str]:
+    """The model an answer comes from (every answer after a model was chosen names it)."""
+    if loaded is None:
+        return {}
+    return {"model_name": loaded.info.name, "model_version": loaded.info.version}
 
 
 def _jsonable_body(body: Any) -> Any:

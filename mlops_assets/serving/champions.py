@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The longest wait before a version that failed to load is tried again.
+MAX_BACKOFF_S = 300.0
+
 # Run tags that tell where a model came from (core/tracking.py writes them).
 _LINEAGE_PREFIXES = ("dagster.", "training_set.", "mlops.")
 
@@ -93,6 +96,8 @@ class Champions:
         self._refresh_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # (name, version) -> (failed attempts, monotonic time of the next attempt)
+        self._backoff: dict[tuple[str, str], tuple[int, float]] = {}
         self.swaps = 0
 
     # -- reading (any thread, lock-free) -------------------------------------------------------
@@ -179,13 +184,28 @@ class Champions:
         if current is not None and current.info.version == str(version.version):
             self._clear_error(name)
             return None
+        key = (name, str(version.version))
+        attempts, next_try = self._backoff.get(key, (0, 0.0))
+        if time.monotonic() < next_try:
+            return None
         try:
             loaded = self._load(endpoint, name, version)
         except Exception as exc:
+            # A version that cannot be loaded is retried (the cause may be passing: a storage
+            # hiccup), but ever less often: doubling from one poll period up to MAX_BACKOFF_S.
+            delay = min(self._poll_s * 2**attempts, MAX_BACKOFF_S)
+            self._backoff[key] = (attempts + 1, time.monotonic() + delay)
             message = f"v{version.version} could not be loaded: {type(exc).__name__}: {exc}"
-            log.error("%s: %s; still serving %s", name, message, _v(current))
+            log.error(
+                "%s: %s; still serving %s; next attempt in %.0f s",
+                name,
+                message,
+                _v(current),
+                delay,
+            )
             self._set_error(name, message)
             return None
+        self._backoff.pop(key, None)
         self._state.models = {**self._state.models, name: loaded}
         self._clear_error(name)
         self.swaps += current is not None

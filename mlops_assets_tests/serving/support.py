@@ -183,3 +183,37 @@ def wait_until(predicate: Any, timeout: float, what: str) -> Any:
 
 def dumps(payload: Any) -> str:
     return json.dumps(payload)
+
+
+def register_pyfunc(
+    tracking: Any,
+    name: str,
+    python_model: Any,
+    *,
+    signature: Any = None,
+    input_example: Any = None,
+    pip_requirements: list[str] | None = None,
+    run_tags: Mapping[str, str] | None = None,
+    version_tags: Mapping[str, str] | None = None,
+    alias: str | None = "champion",
+) -> str:
+    """Log a custom ``PythonModel`` with the signature its asset logs, and register it; returns the
+    version. ``register`` logs no signature, and a pyfunc drops the ``params`` its signature does
+    not declare: a demand forecaster logged that way would ignore the request's horizon."""
+    import mlflow
+
+    from mlops_assets.core.tracking import _global_tracking_uri, default_pip_requirements
+
+    tracking.ensure_backend()
+    with _global_tracking_uri(tracking.tracking_uri):
+        mlflow.set_experiment("serving-tests")
+        with mlflow.start_run(tags=dict(run_tags or {})):
+            info = mlflow.pyfunc.log_model(
+                name="model",
+                python_model=python_model,
+                signature=signature,
+                input_example=input_example,
+                pip_requirements=pip_requirements or default_pip_requirements("pyfunc"),
+            )
+    version = tracking.register(info, name, alias=alias, tags=version_tags)
+    return str(version.version)

@@ -3,6 +3,7 @@ cannot be served, and never seen half-built by a request."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import dataclass, field
@@ -175,9 +176,30 @@ def test_an_alias_move_swaps_in_the_new_version(tracking: FakeTracking) -> None:
     assert new.endpoint.predict(new.model, Ask(x=3), Services(online=None)).value == 6.0
 
 
-def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tracking: FakeTracking) -> None:
+class Clock:
+    """``time.monotonic`` of the champions module, moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    from mlops_assets.serving import champions
+
+    fake = Clock()
+    monkeypatch.setattr(champions.time, "monotonic", fake)
+    return fake
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
+    tracking: FakeTracking, clock: Clock
+) -> None:
     tracking.set_alias(NAME, "1")
-    champions = champions_of(tracking)
+    champions = champions_of(tracking, poll_s=10.0)
     champions.refresh()
 
     tracking.broken[(NAME, "2")] = OSError("artifact store unreachable")
@@ -189,10 +211,37 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(tracking: FakeT
     assert champions.swaps == 0
     assert champions.error(NAME) == "v2 could not be loaded: OSError: artifact store unreachable"
 
-    # Fixed in the registry: the next refresh loads it and the error goes.
+    # Fixed in the registry: once its back-off has passed, it loads and the error goes.
     del tracking.broken[(NAME, "2")]
+    assert champions.refresh() == []  # within the back-off: not tried again yet
+    clock.now += 10.0
     assert champions.refresh() == [f"{NAME}: v1 -> v2"]
     assert champions.error(NAME) is None
+
+
+def test_a_version_that_keeps_failing_is_retried_ever_less_often(
+    tracking: FakeTracking, clock: Clock
+) -> None:
+    from mlops_assets.serving.champions import MAX_BACKOFF_S
+
+    tracking.set_alias(NAME, "1")
+    champions = champions_of(tracking, poll_s=10.0)
+    champions.refresh()
+    tracking.broken[(NAME, "2")] = OSError("artifact store unreachable")
+    tracking.set_alias(NAME, "2")
+
+    attempts_at: list[float] = []
+    start = clock.now
+    while clock.now < start + 1000:
+        before = len(tracking.loads)
+        champions.refresh()
+        if len(tracking.loads) > before:
+            attempts_at.append(clock.now - start)
+        clock.now += 5.0
+    gaps = [b - a for a, b in itertools.pairwise(attempts_at)]
+    assert gaps[:5] == [10.0, 20.0, 40.0, 80.0, 160.0]
+    assert max(gaps) == MAX_BACKOFF_S
+    assert champions.get(NAME).info.version == "1"  # type: ignore[union-attr]
 
 
 def test_a_version_that_prepare_refuses_leaves_the_old_one_serving(
