@@ -23,6 +23,7 @@ from __future__ import annotations
 import gc
 import importlib
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -285,7 +286,8 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
         started = getattr(request.state, "started", time.perf_counter())
-        detail = jsonable_encoder(exc.errors(), exclude={"url"})
+        # JSON has no NaN or Infinity, but Python's reader takes them: echo them as text.
+        detail = _json_safe(jsonable_encoder(exc.errors(), exclude={"url"}))
         path = request.url.path
         if not path.startswith(PREDICT_PREFIX):
             return JSONResponse({"detail": detail}, status_code=422)
@@ -467,6 +469,17 @@ def _predict_route(
     predict.__annotations__ = {"request": Request, "body": endpoint.request, "return": JSONResponse}
     predict.__name__ = f"predict_{use_case}"
     return predict
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as its text ("nan", "inf")."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def _model_fields(loaded: LoadedModel | None) -> dict[str, str]:

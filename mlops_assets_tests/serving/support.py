@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from hypothesis import strategies as st
 
 from mlops_assets.fraud import schema as fraud_schema
 from mlops_assets_tests.fixtures.services import free_port, wait_for_port
@@ -217,3 +218,37 @@ def register_pyfunc(
             )
     version = tracking.register(info, name, alias=alias, tags=version_tags)
     return str(version.version)
+
+
+# -- hostile payloads -----------------------------------------------------------------------
+
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=30),
+    st.sampled_from(["", "NaN", "1e999", "2024-02-30", "2024-05-01T00:00:00Z", "-1", "0x10"]),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=10), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@st.composite
+def mangled(draw: st.DrawFn, example: dict[str, Any]) -> Any:
+    """The example request with fields dropped, retyped or added, or any JSON value at all."""
+    if draw(st.integers(0, 9)) == 0:
+        return draw(json_values)
+    payload = dict(example)
+    for key in draw(st.lists(st.sampled_from(sorted(example)), max_size=3, unique=True)):
+        if draw(st.booleans()):
+            payload.pop(key)
+        else:
+            payload[key] = draw(json_values)
+    payload.update(draw(st.dictionaries(st.text(max_size=8), json_scalars, max_size=2)))
+    return payload

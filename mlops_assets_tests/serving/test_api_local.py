@@ -15,12 +15,14 @@ from typing import Any
 import httpx
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
 
 from mlops_assets_tests.conftest import REPO_ROOT
 from mlops_assets_tests.serving.support import (
     FRAUD_REQUEST,
     ApiProcess,
     fit_fraud_pipeline,
+    mangled,
     online_rows,
     register,
     start_api,
@@ -204,6 +206,16 @@ def test_malformed_and_oversized_bodies_and_unknown_use_cases(api: ApiProcess) -
     assert unknown.status_code == 404
     assert unknown.json()["detail"][0]["loc"] == ["path", "use_case"]
     assert "fraud" in unknown.json()["detail"][0]["msg"]
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+@given(payload=mangled(FRAUD_REQUEST))
+def test_no_user_input_gets_a_500(api: ApiProcess, payload: Any) -> None:
+    """Whatever JSON a client sends, the answer is a score or a 4xx that says what is wrong."""
+    response = predict(api, payload)
+    assert response.status_code < 500, (payload, response.text)
+    if response.status_code >= 400:
+        assert all(d["msg"] for d in response.json()["detail"]), response.text
 
 
 def test_every_request_lands_in_the_log_with_its_outcome(env: Env, api: ApiProcess) -> None:

@@ -10,6 +10,7 @@ the last test stops the app and reads back every request the module sent from th
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import httpx
 import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
 
 from mlops_assets.athletes import features as athlete_features
 from mlops_assets.athletes import schema as athletes_schema
@@ -34,7 +36,7 @@ from mlops_assets_tests.athletes import test_serving as athletes_tests
 from mlops_assets_tests.conftest import REPO_ROOT
 from mlops_assets_tests.demand import test_serving as demand_tests
 from mlops_assets_tests.housing import test_serving as housing_tests
-from mlops_assets_tests.serving.support import register, register_pyfunc, wait_until
+from mlops_assets_tests.serving.support import mangled, register, register_pyfunc, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -512,6 +514,39 @@ def test_a_new_champion_that_cannot_be_prepared_leaves_the_previous_one_serving(
 
 
 # --- the request log (stops the app: last) -------------------------------------------------------
+
+
+@pytest.mark.parametrize("use_case", ["heart", "housing", "athletes", "demand"])
+def test_no_user_input_gets_a_500(api: Api, heart_champion: None, use_case: str) -> None:
+    """Whatever JSON a client sends, the answer is a prediction or a 4xx that says what is wrong."""
+    example = {
+        "heart": HEART_EXAMPLE,
+        "housing": HOUSING_EXAMPLE,
+        "athletes": ATHLETE_EXAMPLE,
+        "demand": DEMAND_EXAMPLE,
+    }[use_case]
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(payload=mangled(example))
+    def check(payload: Any) -> None:
+        response = api.client.post(f"/predict/{use_case}", json=payload)
+        assert response.status_code < 500, (payload, response.text)
+        body = response.json()
+        if response.status_code >= 400:
+            assert body["detail"] and all(d["msg"] for d in body["detail"]), body
+
+    check()
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity"])
+def test_non_finite_json_numbers_are_refused(api: Api, heart_champion: None, token: bytes) -> None:
+    """Python's JSON reader accepts NaN and Infinity; no model may see them."""
+    body = json.dumps({**HEART_EXAMPLE, "oldpeak": 0.0}).encode().replace(b"0.0", token, 1)
+    response = api.client.post(
+        "/predict/heart", content=body, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"][0]["loc"] == ["body", "oldpeak"]
 
 
 def test_every_request_is_in_the_request_log_with_its_status(api: Api) -> None:
