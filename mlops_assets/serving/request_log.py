@@ -255,10 +255,26 @@ def _normalize(record: Mapping[str, Any], *, default_ts: bool) -> dict[str, Any]
     return row
 
 
+def _wal_row(record: Mapping[str, Any], *, default_ts: bool) -> dict[str, Any]:
+    """The record as one flat WAL object: exactly the Parquet columns, ``ts`` as UTC ISO text with
+    a ``Z``, the three JSON-able values already as canonical JSON text."""
+    row = _normalize(record, default_ts=default_ts)
+    flat = {key: row[key] for key in PREDICTIONS_LOG_COLUMNS if key in row}
+    flat["ts"] = row["ts"].replace("+00:00", "Z")
+    for key in _JSON_KEYS:
+        flat[f"{key}_json"] = canonical_json(row[key])
+    return flat
+
+
 def encode_record(record: Mapping[str, Any]) -> bytes:
-    """One WAL line (newline-terminated JSON) for ``record``; ValueError if it is malformed."""
-    row = _normalize(record, default_ts=True)
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False)
+    """One WAL line (newline-terminated JSON) for ``record``; ValueError if it is malformed.
+
+    The line is flat and holds exactly the Parquet columns, so that shipping a segment is one
+    call to Arrow's JSON reader, in C and without the GIL: a Python loop over the lines of a
+    minute of traffic held the GIL for about half a second and stalled the API's event loop.
+    """
+    row = _wal_row(record, default_ts=True)
+    text = json.dumps(row, sort_keys=True, separators=(",", ":"), allow_nan=False)
     # json.dumps escapes control characters, so the line holds no newline but its last byte.
     return text.encode() + b"\n"
 
@@ -270,46 +286,77 @@ class _CorruptSegment(Exception):
         self.reason = reason
 
 
+_REQUIRED = ("ts", "features_missing")
+
+
 def _day_tables(data: bytes) -> dict[str, pa.Table]:
     """A sealed segment's rows as one table per UTC day, rows sorted by (``ts``, ``request_id``).
 
     Raises _CorruptSegment naming the first line that is not a record this module wrote.
     """
-    import pyarrow as pa
+    import io
 
-    lines = data.split(b"\n")
-    if lines[-1]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+
+    if data and not data.endswith(b"\n"):
         # Sealed segments end with a newline: recovery cuts a torn tail before sealing.
-        raise _CorruptSegment(len(lines), "last line has no newline")
-    by_day: dict[str, list[dict[str, Any]]] = {}
-    for number, raw in enumerate(lines[:-1], start=1):
+        raise _CorruptSegment(data.count(b"\n") + 1, "last line has no newline")
+    if not data.strip():
+        return {}
+    schema = predictions_log_schema()
+    try:
+        table = pj.read_json(
+            io.BytesIO(data),
+            # One block for the whole segment: a block must hold the longest line (a demand
+            # request carries weeks of history).
+            read_options=pj.ReadOptions(use_threads=False, block_size=max(1 << 20, len(data))),
+            parse_options=pj.ParseOptions(
+                explicit_schema=schema, unexpected_field_behavior="error"
+            ),
+        )
+        if any(table[c].null_count for c in _REQUIRED):
+            raise ValueError(f"a line lacks one of {list(_REQUIRED)}")
+        table = table.select(list(PREDICTIONS_LOG_COLUMNS)).cast(schema)
+    except (pa.ArrowException, ValueError) as exc:
+        line, reason = _first_bad_line(data)
+        raise _CorruptSegment(line, reason or str(exc)) from exc
+
+    days = pc.strftime(table["ts"], format="%Y-%m-%d")
+    tables: dict[str, pa.Table] = {}
+    for day in sorted(pc.unique(days).to_pylist()):
+        part = table.filter(pc.equal(days, day))
+        # A stable sort on a total key: the same segment always gives the same bytes. Rows
+        # without a request_id go last, where Arrow's sort (read_day) puts nulls.
+        order = pc.sort_indices(
+            part,
+            sort_keys=[("ts", "ascending", "at_end"), ("request_id", "ascending", "at_end")],
+        )
+        tables[day] = part.take(order)
+    return tables
+
+
+def _first_bad_line(data: bytes) -> tuple[int | None, str | None]:
+    """The number and fault of the first line that is not a WAL record (the slow path, only for
+    a segment Arrow refused)."""
+    columns = set(PREDICTIONS_LOG_COLUMNS)
+    for number, raw in enumerate(data.split(b"\n")[:-1], start=1):
         if not raw.strip():
             continue
         try:
             obj = json.loads(raw)
-            if not isinstance(obj, dict) or set(obj) != RECORD_KEYS:
+            if not isinstance(obj, dict) or set(obj) != columns:
                 raise ValueError("not a request log record (fields differ)")
-            row = _normalize(obj, default_ts=False)
+            record = {k: v for k, v in obj.items() if not k.endswith("_json")}
+            _normalize(record, default_ts=False)
+            for key in _JSON_KEYS:
+                text = obj[f"{key}_json"]
+                if text is not None and not isinstance(text, str):
+                    raise ValueError(f"{key}_json is not JSON text")
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise _CorruptSegment(number, str(exc)) from exc
-        ts = datetime.fromisoformat(row["ts"])
-        parquet_row = {key: row[key] for key in PREDICTIONS_LOG_COLUMNS if key in row}
-        parquet_row["ts"] = ts
-        for key in _JSON_KEYS:
-            parquet_row[f"{key}_json"] = canonical_json(row[key])
-        by_day.setdefault(ts.date().isoformat(), []).append(parquet_row)
-
-    schema = predictions_log_schema()
-    tables: dict[str, pa.Table] = {}
-    for day, rows in by_day.items():
-        # A stable sort on a total key: the same segment always gives the same bytes.
-        # Rows without a request_id go last, where Arrow's sort (read_day) puts nulls.
-        rows.sort(key=lambda r: (r["ts"], r["request_id"] is None, r["request_id"] or ""))
-        try:
-            tables[day] = pa.Table.from_pylist(rows, schema=schema)
-        except (pa.ArrowException, ValueError, TypeError) as exc:
-            raise _CorruptSegment(None, f"rows of {day} do not fit the schema: {exc}") from exc
-    return tables
+            return number, str(exc)
+    return None, None
 
 
 # -- Files -------------------------------------------------------------------------------------
