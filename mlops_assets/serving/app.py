@@ -24,6 +24,7 @@ import gc
 import importlib
 import logging
 import math
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -150,6 +151,10 @@ def create_app(
         from mlops_assets.serving.request_log import RequestLog
 
         nonlocal tracking, online
+        # OpenMP (XGBoost's runtime) busy-waits between calls by default: its spinning threads
+        # take the cores the event loop needs. It reads this once, when the model's library
+        # loads, so it must be set before the first champion does.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         if tracking is None:
             from mlops_assets.core.tracking import (
                 MlflowTracking,
