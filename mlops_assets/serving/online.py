@@ -25,20 +25,29 @@ from mlops_assets.serving.endpoints import FeatureRow
 if TYPE_CHECKING:
     from mlops_assets.core.feature_store import FeastFeatureStore
 
-_STATUS_NAMES = {0: "INVALID", 1: "PRESENT", 2: "NULL_VALUE", 3: "NOT_FOUND", 4: "OUTSIDE_MAX_AGE"}
-
 
 class FeastOnlineReader:
-    """Reads one entity row's latest feature values through the project's Feast resource."""
+    """Reads one entity row's latest feature values through the project's Feast resource.
+
+    Reads go through Feast's provider (``Provider.online_read``, one call per feature view),
+    not ``FeatureStore.get_online_features``: the same store and key layout, without the response
+    assembly that took ~0.8 ms of Python per request (the provider's read of both fraud views
+    takes ~0.3 ms on Redis), most of the API's latency budget.
+    """
 
     def __init__(self, feature_store: FeastFeatureStore) -> None:
         self._resource = feature_store
-        self._ttl_s: dict[str, float | None] = {}
+        self._views: dict[str, Any] = {}
+        self._provider: Any = None
 
     def warm_up(self) -> None:
-        """Build the Feast store and read the views' TTLs now, not on the first request."""
-        for view in self._resource.get_store().list_feature_views(allow_cache=True):
-            self._ttl_s[view.name] = _seconds(view.ttl)
+        """Build the Feast store and provider and read the views now, not on the first request."""
+        from feast.infra.provider import get_provider
+
+        store = self._resource.get_store()
+        self._provider = get_provider(store.config)
+        for view in store.list_feature_views(allow_cache=True):
+            self._views[view.name] = view
 
     def ping(self) -> str | None:
         """None when the online store answers, else why not (for ``GET /ready``)."""
@@ -53,45 +62,64 @@ class FeastOnlineReader:
             return f"{type(exc).__name__}: {exc}"
         return None
 
-    def _ttl(self, view: str) -> float | None:
-        if view not in self._ttl_s:
-            fv = self._resource.get_store().get_feature_view(view, allow_registry_cache=True)
-            self._ttl_s[view] = _seconds(fv.ttl)
-        return self._ttl_s[view]
+    def _view(self, name: str) -> Any:
+        view = self._views.get(name)
+        if view is None:
+            view = self._resource.get_store().get_feature_view(name, allow_registry_cache=True)
+            self._views[name] = view
+        return view
 
     def read(
         self, features: Sequence[str], entity: Mapping[str, Any], *, now: float | None = None
     ) -> FeatureRow:
         """The latest values of ``features`` (``"view:feature"``) for one entity row; ``now``
         (epoch seconds, default the clock) is what the TTL is measured against."""
-        from feast.type_map import feast_value_type_to_python_type
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
-        view_of = {ref.split(":", 1)[1]: ref.split(":", 1)[0] for ref in features}
-        response = self._resource.get_store().get_online_features(
-            features=list(features), entity_rows=[dict(entity)]
-        )
+        if self._provider is None:
+            self.warm_up()
         now = time.time() if now is None else now
+        by_view: dict[str, list[str]] = {}
+        for ref in features:
+            view_name, _, feature = ref.partition(":")
+            by_view.setdefault(view_name, []).append(feature)
+        config = self._resource.get_store().config
         values: dict[str, Any] = {}
         status: dict[str, str] = {}
-        proto = response.proto
-        for name, result in zip(proto.metadata.feature_names.val, proto.results, strict=True):
-            if name in entity:
-                continue
-            value = result.values[0]
-            stamp = result.event_timestamps[0]
-            written_at = stamp.seconds + stamp.nanos / 1e9
-            has_value = value.WhichOneof("val") is not None
-            code = _STATUS_NAMES.get(int(result.statuses[0]), "INVALID")
-            if code == "PRESENT":
-                ttl = self._ttl(view_of[name]) if name in view_of else None
-                if not has_value and written_at == 0:
+        for view_name, names in by_view.items():
+            view = self._view(view_name)
+            columns = view.entity_columns
+            key = EntityKey(
+                join_keys=[c.name for c in columns],
+                entity_values=[
+                    python_values_to_proto_values([entity[c.name]], c.dtype.to_value_type())[0]
+                    for c in columns
+                ],
+            )
+            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
+            ((written, protos),) = self._provider.online_read(
+                config=config, table=view, entity_keys=[key], requested_features=list(names)
+            )
+            protos = protos or {}
+            # Feast's Redis store answers a key never written with the epoch and no values.
+            never_written = written is not None and written.timestamp() == 0
+            if never_written and not any(p.WhichOneof("val") for p in protos.values() if p):
+                written = None
+            ttl = _seconds(view.ttl)
+            for name in names:
+                proto = protos.get(name)
+                has_value = proto is not None and proto.WhichOneof("val") is not None
+                if written is None:
                     code = "NOT_FOUND"
-                elif ttl and written_at < now - ttl:
+                elif ttl and written.timestamp() < now - ttl:
                     code = "OUTSIDE_MAX_AGE"
                 elif not has_value:
                     code = "NULL_VALUE"
-            status[name] = code
-            values[name] = feast_value_type_to_python_type(value) if code == "PRESENT" else None
+                else:
+                    code = "PRESENT"
+                status[name] = code
+                values[name] = feast_value_type_to_python_type(proto) if code == "PRESENT" else None
         return FeatureRow(values=values, status=status)
 
 
