@@ -42,7 +42,7 @@ from starlette.concurrency import run_in_threadpool
 from mlops_assets.core.profiles import Settings, load_settings
 from mlops_assets.serving.champions import Champions, LoadedModel
 from mlops_assets.serving.config import ServingConfig
-from mlops_assets.serving.endpoints import Endpoint, RequestError, Services
+from mlops_assets.serving.endpoints import Endpoint, RequestError, Services, error_detail
 from mlops_assets.use_cases import USE_CASES
 
 log = logging.getLogger(__name__)
@@ -113,7 +113,7 @@ class _BodyLimit:
 
     async def _refuse(self, scope: dict, send: Callable, size: int, started: float) -> None:
         message = f"the request body ({size} bytes or more) is larger than the limit of {self.limit} bytes"
-        payload = {"detail": [{"loc": ["body"], "msg": message, "type": "too_large"}]}
+        payload = error_detail(["body"], message, "too_large")
         response = JSONResponse(payload, status_code=413)
         await self.on_refused(scope, 413, payload, message, started)
         await response(scope, _no_receive, send)
@@ -188,7 +188,6 @@ def create_app(
         app.state.services = Services(
             online=online, options={"unknown_entities": config.unknown_entities}
         )
-        app.state.online = online
         champions.start_polling()
         # Everything loaded so far (MLflow, Feast, the models) lives as long as the process: move
         # it out of the garbage collector's generations, so that a full collection does not scan
@@ -260,7 +259,7 @@ def create_app(
         except Exception as exc:
             log.error("request log write failed: %s", exc)
             message = "the request log cannot be written, so no prediction is acknowledged"
-            payload = {"detail": [{"loc": [], "msg": message, "type": "unavailable"}]}
+            payload = error_detail([], message, "unavailable")
             status = 503
         return JSONResponse(payload, status_code=status, headers={_REQUEST_ID_HEADER: request_id})
 
@@ -331,10 +330,11 @@ def create_app(
                 if champions.get(name) is None:
                     problems[name] = champions.error(name) or "not loaded"
         if any(e.needs_online_features for e in served.values()):
-            if app.state.online is None:
+            online_reader = app.state.services.online
+            if online_reader is None:
                 problems["online_store"] = "not configured"
             else:
-                why = await run_in_threadpool(getattr(app.state.online, "ping", lambda: None))
+                why = await run_in_threadpool(getattr(online_reader, "ping", lambda: None))
                 if why:
                     problems["online_store"] = why
         request_log = app.state.request_log
@@ -360,6 +360,7 @@ def create_app(
             tags=["predictions"],
             summary=endpoint.summary or f"Predict with the {use_case} champion",
             name=f"predict_{use_case}",
+            responses=_example_response(endpoint),
         )
 
     @app.post(PREDICT_PREFIX + "{use_case}", tags=["predictions"], include_in_schema=False)
@@ -372,7 +373,7 @@ def create_app(
             use_case,
             started,
             404,
-            {"detail": [{"loc": ["path", "use_case"], "msg": message, "type": "not_found"}]},
+            error_detail(["path", "use_case"], message, "not_found"),
             request_body=None,
             error=message,
         )
@@ -407,7 +408,7 @@ def _predict_route(
                     use_case,
                     started,
                     404,
-                    {"detail": [{"loc": ["body", field], "msg": message, "type": "not_found"}]},
+                    error_detail(["body", field], message, "not_found"),
                     error=message,
                     **common,
                 )
@@ -418,7 +419,7 @@ def _predict_route(
                 use_case,
                 started,
                 503,
-                {"detail": [{"loc": [], "msg": message, "type": "no_champion"}]},
+                error_detail([], message, "no_champion"),
                 error=message,
                 **common,
             )
@@ -447,7 +448,7 @@ def _predict_route(
                 use_case,
                 started,
                 500,
-                {"detail": [{"loc": [], "msg": message, "type": "internal_error"}]},
+                error_detail([], message, "internal_error"),
                 loaded=loaded,
                 error=f"{type(exc).__name__}: {exc}",
                 **common,
@@ -474,6 +475,23 @@ def _predict_route(
     predict.__annotations__ = {"request": Request, "body": endpoint.request, "return": JSONResponse}
     predict.__name__ = f"predict_{use_case}"
     return predict
+
+
+def _example_response(endpoint: Endpoint) -> dict[int | str, dict[str, Any]] | None:
+    """The endpoint's example answer, for the OpenAPI docs."""
+    if not endpoint.response_example:
+        return None
+    example = {
+        "use_case": endpoint.use_case,
+        # A keyed endpoint's name is a template: show it filled with the example's key.
+        "model_name": endpoint.model_name.format(
+            key=str(endpoint.response_example.get(endpoint.model_key or "", "")).lower()
+        ),
+        "model_version": "1",
+        **endpoint.response_example,
+    }
+    content = {"application/json": {"example": example}}
+    return {200: {"description": "The prediction", "content": content}}
 
 
 def _json_safe(value: Any) -> Any:

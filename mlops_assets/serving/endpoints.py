@@ -58,6 +58,11 @@ def logged_features(values: Mapping[str, float]) -> dict[str, float | None]:
     return {name: None if value != value else value for name, value in values.items()}
 
 
+def error_detail(loc: list[str], message: str, kind: str) -> dict[str, list[dict[str, Any]]]:
+    """An error answer in FastAPI's validation-error shape: ``{"detail": [{"loc", "msg", "type"}]}``."""
+    return {"detail": [{"loc": loc, "msg": message, "type": kind}]}
+
+
 class RequestError(Exception):
     """Input the request model cannot refuse by its types alone (a card the online store does not
     know, a value out of the model's domain): answered with ``status`` (a 4xx) and a message that
@@ -74,7 +79,7 @@ class RequestError(Exception):
 
     def detail(self) -> list[dict[str, Any]]:
         loc = ["body", self.field] if self.field else ["body"]
-        return [{"loc": loc, "msg": self.message, "type": self.kind}]
+        return error_detail(loc, self.message, self.kind)["detail"]
 
 
 @dataclass(frozen=True)

@@ -412,6 +412,19 @@ def test_models_lists_every_champion_with_its_run_and_input_schema(api: Api) -> 
 # --- refused requests --------------------------------------------------------------------------
 
 
+def test_the_docs_show_each_use_cases_request_and_example_answer(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for use_case in ("heart", "housing", "athletes", "demand"):
+        post = spec["paths"][f"/predict/{use_case}"]["post"]
+        assert "requestBody" in post
+        example = post["responses"]["200"]["content"]["application/json"]["example"]
+        assert example["use_case"] == use_case
+    demand = spec["paths"]["/predict/demand"]["post"]["responses"]["200"]
+    assert demand["content"]["application/json"]["example"]["model_name"] == (
+        "demand_forecaster_ciso"
+    )
+
+
 def _hours_later(point: dict[str, Any], hours: int) -> dict[str, Any]:
     ds = datetime.fromisoformat(point["ds"].replace("Z", "+00:00")) + timedelta(hours=hours)
     return {**point, "ds": ds.isoformat().replace("+00:00", "Z")}
