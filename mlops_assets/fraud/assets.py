@@ -16,6 +16,15 @@ from pydantic import Field
 
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import ParquetIOManager, frame_input
+from mlops_assets.core.policies import (
+    FEAST_REGISTRY_POOL,
+    NETWORK_RETRY,
+    TRAINING_POOL,
+    daily_freshness,
+    data_error,
+    weekly_freshness,
+)
+from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.fraud import schema
 
@@ -111,6 +120,8 @@ class BronzeConfig(dg.Config):
             description="Every transaction's `event_ts` falls inside its UTC day partition.",
         )
     ],
+    # Single run: a range is read (or generated) in one step and each day written by it, so a
+    # 30-day backfill is one run, and a malformed file fails it before any day is written.
     backfill_policy=dg.BackfillPolicy.single_run(),
     required_resource_keys={"io_manager"},
 )
@@ -193,6 +204,8 @@ def _feature_days(
     key=fraud_key("card_features"),
     partitions_def=DAILY,
     group_name=GROUP,
+    # Single run: a range is computed in one step that reads the shared history once and
+    # writes each day itself (`write_partitions`), so a 30-day backfill is one run, not 30.
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={"transactions": frame_input(fraud_key("transactions"), partition_mapping=_history)},
     required_resource_keys={"io_manager"},
@@ -212,6 +225,8 @@ def card_features(context: dg.AssetExecutionContext, transactions) -> dg.Materia
     key=fraud_key("merchant_features"),
     partitions_def=DAILY,
     group_name=GROUP,
+    # Single run: a range is computed in one step that reads the shared history once and
+    # writes each day itself (`write_partitions`), so a 30-day backfill is one run, not 30.
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={
         "transactions": frame_input(fraud_key("transactions"), partition_mapping=_label_history),
@@ -238,9 +253,14 @@ def merchant_features(
     partitions_def=DAILY,
     group_name=GROUP,
     deps=[fraud_key("card_features"), fraud_key("merchant_features")],
+    # One run loads a whole range into the online store (Feast materializes an interval).
     backfill_policy=dg.BackfillPolicy.single_run(),
     # Feast's file registry is rewritten without a lock: never two applies at once.
-    pool="feast_registry",
+    pool=FEAST_REGISTRY_POOL,
+    # The registry (PostgreSQL) and the online store (Redis) are across the network.
+    retry_policy=NETWORK_RETRY,
+    # Serving reads these snapshots: the daily ingestion must keep them within a day.
+    freshness_policy=daily_freshness(),
     kinds={"feast"},
 )
 def fraud_feature_store(
@@ -318,6 +338,9 @@ def training_window(day: str, config: TrainingSetConfig) -> list[str]:
         ),
         dg.AssetCheckSpec("fraud_share_within_bounds", asset=fraud_key("training_set")),
     ],
+    # One run per day: each day's set is its own versioned dataset with pointers, written by a
+    # run whose id names its folder.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     kinds={"polars", "parquet"},
 )
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig):
@@ -433,6 +456,10 @@ class ModelConfig(dg.Config):
     group_name=GROUP,
     deps=[fraud_key("training_set")],
     required_resource_keys={"io_manager", "mlflow"},
+    # One run per day: each day registers its own model version in MLflow.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    pool=TRAINING_POOL,
+    retry_policy=NETWORK_RETRY,
     kinds={"mlflow", "sklearn", "xgboost"},
 )
 def model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.MaterializeResult:
@@ -522,6 +549,10 @@ class ChampionConfig(dg.Config):
     group_name=GROUP,
     deps=[fraud_key("model")],
     required_resource_keys={"io_manager", "mlflow"},
+    # Promotions are decided one day after the other, in order, never as a batch.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    retry_policy=NETWORK_RETRY,
+    freshness_policy=weekly_freshness(),
     kinds={"mlflow"},
 )
 def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.MaterializeResult:
@@ -540,7 +571,7 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
     y = holdout["is_fraud"].to_numpy()
     candidate = mlflow.get_version_by_alias(MODEL_NAME, CANDIDATE)
     if candidate is None:
-        raise dg.Failure(f"{MODEL_NAME} has no '{CANDIDATE}': materialize fraud/model first")
+        raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize fraud/model first")
     current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
 
     scores = {"candidate": training.score(mlflow.load_model(MODEL_NAME, CANDIDATE), holdout)}
@@ -598,6 +629,13 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
     },
     # Scores use whichever model is champion when they run.
     deps=[dg.AssetDep(fraud_key("champion"), partition_mapping=dg.LastPartitionMapping())],
+    # The IO manager stores one partition per output: one run per day.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    retry_policy=NETWORK_RETRY,
+    # Keeps itself up to date: the latest day is scored as soon as its transactions and features
+    # land, and again when fraud/champion is materialized. A champion moved outside Dagster (a
+    # rollback in the MLflow UI) is caught by the `fraud_rescore_on_champion_change` sensor.
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"polars", "parquet"},
 )
 def scores(
@@ -616,10 +654,13 @@ def scores(
 
     version = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     if version is None:
-        raise dg.Failure(f"{MODEL_NAME} has no champion yet: materialize fraud/champion first")
+        raise data_error(f"{MODEL_NAME} has no champion yet: materialize fraud/champion first")
     frames = {"card_features": card_features, "merchant_features": merchant_features}
     joined, _ = _join_snapshots(feature_store, transactions, frames)
-    probability = training.score(mlflow.load_model(MODEL_NAME, CHAMPION), joined.to_pandas())
+    # By version, not alias: the alias may move between the look-up and the download, and the
+    # rows must name the model that scored them.
+    loaded = mlflow.load_model_version(MODEL_NAME, version.version)
+    probability = training.score(loaded, joined.to_pandas())
     out = joined.select("tx_id", "event_ts", "card_id", "merchant_id", "amount").with_columns(
         pl.Series("fraud_probability", probability, dtype=pl.Float64),
         pl.lit(MODEL_NAME).alias("model_name"),
@@ -628,6 +669,7 @@ def scores(
     context.add_output_metadata(
         {
             "model_version": str(version.version),
+            **champion_versions_metadata({MODEL_NAME: str(version.version)}),
             "mean_probability": float(out["fraud_probability"].mean() or 0.0),
             "share_above_0_5": float((out["fraud_probability"] > 0.5).mean() or 0.0),
         }

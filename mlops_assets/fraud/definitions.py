@@ -1,12 +1,16 @@
-"""The fraud use case for Dagster: its assets, checks and job, and the demo steps of `mlops demo`."""
+"""The fraud use case for Dagster: its assets, checks, jobs, schedules and sensor, and the demo
+steps of `mlops demo`."""
 
 import dagster as dg
 
+from mlops_assets.core.policies import last_complete_day, scheduled_run_tags
+from mlops_assets.core.sensors import rescore_on_champion_change
 from mlops_assets.fraud.assets import (
     bronze,
     card_features,
     champion,
     fraud_feature_store,
+    fraud_key,
     merchant_features,
     model,
     scores,
@@ -33,7 +37,67 @@ fraud_daily = dg.define_asset_job(
     "champion and scores.",
 )
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=fraud_checks, jobs=[fraud_daily])
+INGESTION = [
+    fraud_key(name)
+    for name in ("transactions", "labels", "card_features", "merchant_features", "feature_store")
+]
+RETRAINING = [fraud_key(name) for name in ("training_set", "model", "champion")]
+
+fraud_ingestion = dg.define_asset_job(
+    "fraud_ingestion",
+    selection=dg.AssetSelection.assets(*INGESTION),
+    description="One day of payments and labels, the card and merchant snapshots, and their load "
+    "into Feast's online store.",
+    tags=scheduled_run_tags("ingestion"),
+)
+
+fraud_retraining = dg.define_asset_job(
+    "fraud_retraining",
+    selection=dg.AssetSelection.assets(*RETRAINING),
+    description="The training set of a day's window, the candidate models and the promotion gate.",
+    tags=scheduled_run_tags("retraining"),
+)
+
+# 01:00 UTC: the day that just ended is complete. Running by default: the API serves these
+# snapshots, so a deployment without this schedule serves ever older features.
+fraud_ingestion_schedule = dg.build_schedule_from_partitioned_job(
+    fraud_ingestion,
+    name="fraud_daily_ingestion",
+    hour_of_day=1,
+    minute_of_hour=0,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+@dg.schedule(
+    name="fraud_weekly_retraining",
+    job=fraud_retraining,
+    # Mondays 03:00 UTC, two hours after the ingestion of Sunday.
+    cron_schedule="0 3 * * 1",
+    execution_timezone="UTC",
+    # Running by default: only the promotion gate moves the champion, so a retraining that
+    # finds nothing better changes nothing that serves.
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Retrains on the window ending the day before and lets the promotion gate decide.",
+)
+def fraud_weekly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    day = last_complete_day(context.scheduled_execution_time)
+    return dg.RunRequest(run_key=day, partition_key=day)
+
+
+# A champion moved outside a run (a rollback in the MLflow UI) leaves the latest scores made by
+# another model; fraud/scores' own automation condition handles promotions made by Dagster.
+fraud_rescore = rescore_on_champion_change(
+    name="fraud_rescore_on_champion_change", target=fraud_key("scores")
+)
+
+defs = dg.Definitions(
+    assets=ASSETS,
+    asset_checks=fraud_checks,
+    jobs=[fraud_daily, fraud_ingestion, fraud_retraining],
+    schedules=[fraud_ingestion_schedule, fraud_weekly_retraining],
+    sensors=[fraud_rescore],
+)
 
 # What `mlops demo` runs: three weeks of bronze and features in one single-run backfill, then
 # the training set, models, champion and scores of the last day. Small volumes keep it quick.

@@ -1,0 +1,85 @@
+"""How the graph behaves in production: what is retried, what may run at once, how fresh assets
+must be, and which runs a schedule or backfill tags. Written once; the use cases pick from here.
+
+Failures fall in two kinds, and only one is worth retrying:
+
+* **Outages** of a service reached over the network (the MLflow server, Feast's registry and
+  online store, a source API) pass on their own. Steps that call such a service carry
+  :data:`NETWORK_RETRY`. Parquet reads and writes on S3 need no policy of ours: s3fs and botocore
+  already retry throttling and dropped connections below the IO manager.
+* **Data errors** (a missing champion, a malformed file, a failed check) fail the same way every
+  time. They are raised as :func:`data_error`, which Dagster does not retry, so a bad input fails
+  in seconds instead of after minutes of back-off.
+
+Run retries (``run_retries`` in both ``dagster.yaml``) only cover a run whose worker died (a
+killed container, a lost node): ``retry_on_asset_or_op_failure: false`` leaves step failures to
+the step policies, so one failure is never retried at two levels.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+#: Step retries for work that calls a service over the network: 3 more attempts after 10, 20 and
+#: 40 s (±50 % jitter, so the steps of a backfill that failed together do not retry together).
+#: An MLflow server restart or a Redis failover takes seconds to a minute.
+NETWORK_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def data_error(message: str) -> dg.Failure:
+    """A failure caused by the data or the state of the registry, not by an outage: retrying the
+    step would fail the same way, so Dagster is told not to."""
+    return dg.Failure(message, allow_retries=False)
+
+
+# -- Concurrency pools ------------------------------------------------------------------------
+# A pool caps how many steps holding it run at once across every run of the instance (both
+# dagster.yaml files: `concurrency.pools`, op granularity). A backfill of a hundred days queues
+# its runs (max_concurrent_runs), and within the runs that do start, these pools keep the
+# machine from being split among more heavy steps than it has cores for.
+
+#: Model fitting and backtests: CPU- and memory-bound, each already uses every core (XGBoost,
+#: OpenMP, statsforecast), so two at once only thrash. Limit 1 on the 2-core default.
+TRAINING_POOL = "training"
+#: Steps that rewrite the Feast registry. Its file registry (local profile) is rewritten whole
+#: without a lock, so two `feast apply` at once lose one's changes.
+FEAST_REGISTRY_POOL = "feast_registry"
+#: Calls to a rate-limited source API (EIA: a few requests per second per key).
+SOURCE_API_POOL = "source_api"
+
+# -- Freshness ----------------------------------------------------------------------------------
+# Policies the UI shows as fresh / warning / failed (the daemon evaluates them when `freshness` is
+# enabled in dagster.yaml). They state the promise of each schedule, with slack for a retry.
+
+
+def daily_freshness(hours_late: int = 6) -> dg.FreshnessPolicy:
+    """For an asset a daily schedule refreshes: warn when a day was missed by ``hours_late``
+    hours, fail when the next day's run was missed too."""
+    return dg.FreshnessPolicy.time_window(
+        warn_window=timedelta(hours=24 + hours_late), fail_window=timedelta(hours=48 + hours_late)
+    )
+
+
+def weekly_freshness() -> dg.FreshnessPolicy:
+    """For a model retrained weekly: warn after 8 days, fail after 15 (two retrainings missed)."""
+    return dg.FreshnessPolicy.time_window(
+        warn_window=timedelta(days=8), fail_window=timedelta(days=15)
+    )
+
+
+# -- Run tags -------------------------------------------------------------------------------------
+
+
+def scheduled_run_tags(purpose: str) -> dict[str, str]:
+    """Tags of every run a schedule or sensor starts: what started it, and for what, so the runs
+    page can be filtered by ``mlops/purpose``."""
+    return {"mlops/purpose": purpose}
+
+
+def last_complete_day(now: datetime) -> str:
+    """The UTC day before ``now``'s: the latest daily partition whose data is complete."""
+    return (now.astimezone(UTC).date() - timedelta(days=1)).isoformat()
