@@ -35,8 +35,20 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         *use_case_definitions(),
         serving.defs,
-        dg.Definitions(resources=resources_for(settings)),
+        dg.Definitions(sensors=[automation], resources=resources_for(settings)),
     )
+
+
+# Evaluates the automation conditions of the assets that keep themselves up to date (fraud
+# scores, heart's deployment package, the athletes features, grids and champion). Declared here
+# rather than left to Dagster's default sensor, which starts stopped: without it those
+# conditions are decorations.
+automation = dg.AutomationConditionSensorDefinition(
+    "mlops_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+)
 
 
 defs = build_definitions()

@@ -19,6 +19,7 @@ from pydantic import Field
 from mlops_assets.athletes import schema
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import frame_input
+from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY, TRAINING_POOL
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 
 GROUP = schema.USE_CASE
@@ -96,6 +97,10 @@ def clean(context: dg.AssetExecutionContext, raw):
     group_name=GROUP,
     partitions_def=VERSIONS,
     ins={"clean": frame_input(athletes_key("clean"), load_as="pandas")},
+    # One run per version: each is its own feature set with its own grid downstream.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    # Keeps itself up to date: both versions are rebuilt when the clean table changes.
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"pandas", "parquet"},
 )
 def features(context: dg.AssetExecutionContext, clean):
@@ -114,7 +119,10 @@ def features(context: dg.AssetExecutionContext, clean):
     group_name=GROUP,
     deps=[athletes_key("features")],
     # Feast's file registry is rewritten without a lock: never two applies at once.
-    pool="feast_registry",
+    pool=FEAST_REGISTRY_POOL,
+    retry_policy=NETWORK_RETRY,
+    # Loaded again once both feature versions are rebuilt (never while one is in progress).
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"feast"},
 )
 def athletes_feature_store(
@@ -171,7 +179,7 @@ def grid_points(context: dg.OpExecutionContext, config: GridConfig):
             )
 
 
-@dg.op(required_resource_keys={"mlflow"})
+@dg.op(required_resource_keys={"mlflow"}, pool=TRAINING_POOL, retry_policy=NETWORK_RETRY)
 def train_grid_point(context: dg.OpExecutionContext, features, point):
     """Train, score and measure one grid point on the partition's feature version; log it as
     an MLflow run (params, validation RMSE/MAE/R², residual plot, emissions, the model)."""
@@ -267,6 +275,9 @@ def grid_table(context: dg.OpExecutionContext, results: list):
     group_name=GROUP,
     partitions_def=VERSIONS,
     ins={"features": frame_input(athletes_key("features"), load_as="pandas")},
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    # Retrained when its feature version is rebuilt.
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"sklearn", "mlflow", "codecarbon"},
 )
 def models(features):
@@ -292,6 +303,9 @@ class ChampionConfig(dg.Config):
     key=athletes_key("champion"),
     group_name=GROUP,
     ins={"models": frame_input(athletes_key("models"), load_as="pandas")},
+    retry_policy=NETWORK_RETRY,
+    # Decided once both versions' grids are in (never while one is still training).
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"mlflow"},
 )
 def champion(

@@ -25,6 +25,14 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.core.io_managers import ParquetIOManager, frame_input
+from mlops_assets.core.policies import (
+    NETWORK_RETRY,
+    SOURCE_API_POOL,
+    TRAINING_POOL,
+    daily_freshness,
+    data_error,
+)
+from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.demand import schema
 
@@ -153,8 +161,12 @@ def build_raw(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
         key=demand_key("raw"),
         partitions_def=DAILY,
         group_name=GROUP,
+        # Single run: a range is fetched with one paginated request per respondent instead of
+        # one per day, then split into days and written by the step itself.
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=retry_policy,
+        # EIA rate-limits each key: one ingest at a time, whatever number of runs are queued.
+        pool=SOURCE_API_POOL,
         required_resource_keys={"io_manager"},
         check_specs=[
             dg.AssetCheckSpec(
@@ -208,6 +220,7 @@ raw = build_raw(ingest_retry_policy())
     key=demand_key("clean"),
     partitions_def=DAILY,
     group_name=GROUP,
+    # Single run: the days of a range are cleaned together and written by the step itself.
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={"raw": frame_input(demand_key("raw"), load_as="arrow")},
     required_resource_keys={"io_manager"},
@@ -350,6 +363,10 @@ def _champion_models(mlflow: MlflowTracking, respondents: list[str]) -> dict[str
     group_name=GROUP,
     deps=[dg.AssetDep(demand_key("clean"), partition_mapping=_history)],
     required_resource_keys={"io_manager", "mlflow"},
+    # One run per day: each day is its own backtest on the history ending with it.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    pool=TRAINING_POOL,
+    retry_policy=NETWORK_RETRY,
     kinds={"statsforecast", "parquet"},
 )
 def cv_results(context: dg.AssetExecutionContext, config: BacktestConfig):
@@ -409,6 +426,7 @@ def cv_results(context: dg.AssetExecutionContext, config: BacktestConfig):
     partitions_def=DAILY,
     group_name=GROUP,
     ins={"cv_results": frame_input(demand_key("cv_results"), load_as="pandas")},
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
     kinds={"pandas", "parquet"},
 )
 def leaderboard(context: dg.AssetExecutionContext, cv_results):
@@ -490,6 +508,10 @@ def _row_metrics(row: "pd.Series") -> dict[str, float]:
     ins={"leaderboard": frame_input(demand_key("leaderboard"), load_as="pandas")},
     deps=[dg.AssetDep(demand_key("clean"), partition_mapping=_history)],
     required_resource_keys={"io_manager", "mlflow"},
+    # Promotions are decided one day after the other, in order, never as a batch.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    retry_policy=NETWORK_RETRY,
+    freshness_policy=daily_freshness(),
     kinds={"mlflow"},
 )
 def champion(
@@ -634,6 +656,10 @@ class ForecastConfig(dg.Config):
         dg.AssetDep(demand_key("champion"), partition_mapping=dg.LastPartitionMapping()),
     ],
     required_resource_keys={"io_manager", "mlflow"},
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    retry_policy=NETWORK_RETRY,
+    # Grid operators read these every morning: the 06:00 schedule keeps them within a day.
+    freshness_policy=daily_freshness(),
     kinds={"mlflow", "parquet"},
 )
 def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
@@ -650,7 +676,7 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
     io: ParquetIOManager = context.resources.io_manager
     history, versions, days = read_clean_window(context, io, config.history_days)
     origin = _day_start(context.partition_key) + timedelta(days=1)
-    frames, served = [], {}
+    frames, served, used = [], {}, {}
     for respondent, series in history.groupby("unique_id", sort=True):
         last = series["ds"].max()
         if last != pd.Timestamp(origin - timedelta(hours=1)):
@@ -661,10 +687,11 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
         name = model_name(respondent)
         version = mlflow.get_version_by_alias(name, CHAMPION)
         if version is None:
-            raise dg.Failure(
+            raise data_error(
                 f"{name} has no champion yet: materialize demand/champion for {respondent} first"
             )
-        model = mlflow.load_model(name, CHAMPION, flavor="pyfunc")
+        # By version, not alias: the alias may move between the look-up and the download.
+        model = mlflow.load_model_version(name, version.version, flavor="pyfunc")
         horizon = config.horizon
         params = {"horizon": horizon} if horizon else None
         try:
@@ -680,10 +707,12 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
             )
         )
         served[respondent] = f"v{version.version} {version.tags.get('model', '')}"
+        used[name] = str(version.version)
     out = pd.concat(frames, ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
     context.add_output_metadata(
         {
             "champions": dg.MetadataValue.json(served),
+            **champion_versions_metadata(used),
             "origin": origin.isoformat(),
             "hours_ahead": int(out.groupby("unique_id").size().max()),
             "history": f"{days[0]} .. {days[-1]}",

@@ -3,6 +3,8 @@
 
 import dagster as dg
 
+from mlops_assets.core.policies import scheduled_run_tags
+from mlops_assets.core.sensors import rescore_on_champion_change
 from mlops_assets.demand.assets import (
     champion,
     clean,
@@ -22,6 +24,7 @@ demand_daily = dg.define_asset_job(
     selection=dg.AssetSelection.groups("demand"),
     description="One UTC day of demand: ingest, clean and validate it, backtest every model, "
     "promote the champions and publish the forecasts that follow the day.",
+    tags=scheduled_run_tags("daily"),
 )
 
 # The seed's `--check-only`: ingest, clean and validate, no training.
@@ -32,9 +35,19 @@ demand_check_only = dg.define_asset_job(
 )
 
 # 06:00 UTC: the previous UTC day is complete and the EIA has published most of it. The schedule
-# runs the day that just ended (the last complete partition).
+# runs the day that just ended (the last complete partition). Running by default: forecasts are
+# the product, and the promotion gate keeps a worse model from serving.
 demand_daily_schedule = dg.build_schedule_from_partitioned_job(
-    demand_daily, hour_of_day=6, minute_of_hour=0
+    demand_daily,
+    hour_of_day=6,
+    minute_of_hour=0,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+# The daily job promotes and then forecasts, so its forecasts are never stale; a champion moved
+# outside it (a rollback in the MLflow UI) leaves the latest forecasts made by another model.
+demand_reforecast = rescore_on_champion_change(
+    name="demand_reforecast_on_champion_change", target=demand_key("forecasts")
 )
 
 defs = dg.Definitions(
@@ -42,6 +55,7 @@ defs = dg.Definitions(
     asset_checks=demand_checks,
     jobs=[demand_daily, demand_check_only],
     schedules=[demand_daily_schedule],
+    sensors=[demand_reforecast],
 )
 
 # What `mlops demo` runs, as the seed's CLI does: eight weeks of demand ingested, cleaned and

@@ -341,6 +341,8 @@ def training_window(day: str, config: TrainingSetConfig) -> list[str]:
     # One run per day: each day's set is its own versioned dataset with pointers, written by a
     # run whose id names its folder.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
+    # Reads the feature views' definitions from Feast's registry (PostgreSQL on the stack).
+    retry_policy=NETWORK_RETRY,
     kinds={"polars", "parquet"},
 )
 def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig):

@@ -13,6 +13,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.core.io_managers import ParquetIOManager, frame_input
+from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.heart import schema
 
@@ -134,6 +135,8 @@ class ModelsConfig(dg.Config):
     key=heart_key("models"),
     group_name=GROUP,
     ins={"features": frame_input(heart_key("features"), load_as="pandas")},
+    pool=TRAINING_POOL,
+    retry_policy=NETWORK_RETRY,
     kinds={"sklearn", "mlflow"},
 )
 def models(
@@ -214,6 +217,7 @@ class ChampionConfig(dg.Config):
     group_name=GROUP,
     ins={"features": frame_input(heart_key("features"), load_as="pandas")},
     deps=[heart_key("models")],
+    retry_policy=NETWORK_RETRY,
     kinds={"mlflow"},
 )
 def champion(
@@ -236,7 +240,7 @@ def champion(
     y = holdout[schema.TARGET].to_numpy()
     candidate = mlflow.get_version_by_alias(MODEL_NAME, CANDIDATE)
     if candidate is None:
-        raise dg.Failure(f"{MODEL_NAME} has no '{CANDIDATE}': materialize heart/models first")
+        raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize heart/models first")
     current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     scores = {"candidate": training.score(mlflow.load_model(MODEL_NAME, CANDIDATE), holdout)}
     if current is not None and current.version != candidate.version:
@@ -270,6 +274,9 @@ def champion(
     ins={"features": frame_input(heart_key("features"), load_as="pandas")},
     deps=[heart_key("champion")],
     required_resource_keys={"io_manager", "mlflow"},
+    retry_policy=NETWORK_RETRY,
+    # Follows the champion: when the alias moves in a run, the new version is packaged next.
+    automation_condition=dg.AutomationCondition.eager(),
     kinds={"mlflow"},
 )
 def deployment_package(context: dg.AssetExecutionContext, features) -> dg.MaterializeResult:
@@ -286,7 +293,7 @@ def deployment_package(context: dg.AssetExecutionContext, features) -> dg.Materi
     io: ParquetIOManager = context.resources.io_manager
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     if serving is None:
-        raise dg.Failure(f"{MODEL_NAME} has no champion: materialize heart/champion first")
+        raise data_error(f"{MODEL_NAME} has no champion: materialize heart/champion first")
     version = str(serving.version)
     folder = io.partition_path(heart_key("deployment_package"), "package").parent
     destination = folder / f"v{version}"

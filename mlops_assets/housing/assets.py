@@ -16,6 +16,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.core.io_managers import frame_input
+from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.housing import schema
 
@@ -278,6 +279,8 @@ class ModelConfig(dg.Config):
         "encoders": frame_input(housing_key("encoders"), load_as="pandas"),
         "splits": frame_input(housing_key("splits"), load_as="pandas"),
     },
+    pool=TRAINING_POOL,
+    retry_policy=NETWORK_RETRY,
     kinds={"optuna", "xgboost", "mlflow"},
 )
 def model(
@@ -370,6 +373,7 @@ def model(
     group_name=GROUP,
     ins={"splits": frame_input(housing_key("splits"), load_as="pandas")},
     deps=[housing_key("model")],
+    retry_policy=NETWORK_RETRY,
     kinds={"mlflow", "parquet"},
 )
 def holdout_report(context: dg.AssetExecutionContext, mlflow: MlflowTracking, splits):
@@ -384,7 +388,7 @@ def holdout_report(context: dg.AssetExecutionContext, mlflow: MlflowTracking, sp
     holdout = splits[splits["split"] == "holdout"].reset_index(drop=True)
     models = {"candidate": mlflow.get_version_by_alias(MODEL_NAME, CANDIDATE)}
     if models["candidate"] is None:
-        raise dg.Failure(f"{MODEL_NAME} has no '{CANDIDATE}': materialize housing/model first")
+        raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize housing/model first")
     champion_version = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     # A candidate that already serves is scored once; the gate keeps it without a comparison.
     if champion_version is not None and champion_version.version != models["candidate"].version:
@@ -432,6 +436,7 @@ class ChampionConfig(dg.Config):
     key=housing_key("champion"),
     group_name=GROUP,
     ins={"holdout_report": frame_input(housing_key("holdout_report"), load_as="pandas")},
+    retry_policy=NETWORK_RETRY,
     kinds={"mlflow"},
 )
 def champion(

@@ -5,6 +5,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.core.io_managers import ParquetIOManager
+from mlops_assets.core.policies import daily_freshness
 
 GROUP = "serving"
 # Log days are wall-clock days of the API; the first one the platform could have served.
@@ -48,6 +49,10 @@ class MonitoringConfig(dg.Config):
     partitions_def=DAILY,
     group_name=GROUP,
     deps=[PREDICTIONS_LOG],
+    # One run per day: the IO manager stores one partition per output.
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    # The 00:15 schedule fills yesterday's table; a missed night shows here.
+    freshness_policy=daily_freshness(),
     kinds={"polars"},
     check_specs=[
         dg.AssetCheckSpec(
