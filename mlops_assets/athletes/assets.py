@@ -121,7 +121,7 @@ def features(context: dg.AssetExecutionContext, clean):
     # Feast's file registry is rewritten without a lock: never two applies at once.
     pool=FEAST_REGISTRY_POOL,
     retry_policy=NETWORK_RETRY,
-    # Loaded again once both feature versions are rebuilt (never while one is in progress).
+    # Loaded again when the feature versions are rebuilt, never while one is in progress.
     automation_condition=dg.AutomationCondition.eager(),
     kinds={"feast"},
 )
@@ -304,7 +304,7 @@ class ChampionConfig(dg.Config):
     group_name=GROUP,
     ins={"models": frame_input(athletes_key("models"), load_as="pandas")},
     retry_policy=NETWORK_RETRY,
-    # Decided once both versions' grids are in (never while one is still training).
+    # Decided again when a grid is updated, never while one is still training.
     automation_condition=dg.AutomationCondition.eager(),
     kinds={"mlflow"},
 )

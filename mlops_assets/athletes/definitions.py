@@ -20,7 +20,7 @@ ASSETS = [raw, clean, features, athletes_feature_store, models, champion]
 
 # The athletes table is re-read and cleaned by this job; everything after it keeps itself up to
 # date (automation conditions): both feature versions, their grids, then the feature store and the
-# champion once both grids are in. One job cannot do it all, since the feature versions are
+# champion once no grid is training. One job cannot do it all, since the feature versions are
 # partitions and the table and champion are not.
 athletes_refresh = dg.define_asset_job(
     "athletes_refresh",

@@ -635,9 +635,12 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     retry_policy=NETWORK_RETRY,
     # Keeps itself up to date: the latest day is scored as soon as its transactions and features
-    # land, and again when fraud/champion is materialized. A champion moved outside Dagster (a
-    # rollback in the MLflow UI) is caught by the `fraud_rescore_on_champion_change` sensor.
-    automation_condition=dg.AutomationCondition.eager(),
+    # land. The champion is left out of the condition: it is retrained weekly, so its latest
+    # partition is usually missing, and a model change is the rescoring sensor's job
+    # (`fraud_rescore_on_champion_change` sees every alias move, made by a run or by hand).
+    automation_condition=dg.AutomationCondition.eager().ignore(
+        dg.AssetSelection.assets(fraud_key("champion"))
+    ),
     kinds={"polars", "parquet"},
 )
 def scores(

@@ -85,8 +85,8 @@ def fraud_weekly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     return dg.RunRequest(run_key=day, partition_key=day)
 
 
-# A champion moved outside a run (a rollback in the MLflow UI) leaves the latest scores made by
-# another model; fraud/scores' own automation condition handles promotions made by Dagster.
+# A promotion by the weekly retraining, or a rollback in the MLflow UI, leaves the latest scores
+# made by another model; fraud/scores' automation condition only follows new days of data.
 fraud_rescore = rescore_on_champion_change(
     name="fraud_rescore_on_champion_change", target=fraud_key("scores")
 )
