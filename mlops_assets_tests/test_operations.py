@@ -171,7 +171,6 @@ def test_training_steps_share_one_pool() -> None:
         "demand/cv_results",
         "housing/model",
         "heart/models",
-        "athletes/models",
     }
 
 

@@ -19,7 +19,7 @@ from pydantic import Field
 from mlops_assets.athletes import schema
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import frame_input
-from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY, TRAINING_POOL
+from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 
 GROUP = schema.USE_CASE
@@ -179,7 +179,9 @@ def grid_points(context: dg.OpExecutionContext, config: GridConfig):
             )
 
 
-@dg.op(required_resource_keys={"mlflow"}, pool=TRAINING_POOL, retry_policy=NETWORK_RETRY)
+# Not in the `training` pool: a grid point fits on one core (`n_jobs=1`), and the executor's
+# process limit already bounds how many run at once.
+@dg.op(required_resource_keys={"mlflow"}, retry_policy=NETWORK_RETRY)
 def train_grid_point(context: dg.OpExecutionContext, features, point):
     """Train, score and measure one grid point on the partition's feature version; log it as
     an MLflow run (params, validation RMSE/MAE/R², residual plot, emissions, the model)."""
