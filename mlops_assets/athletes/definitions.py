@@ -13,7 +13,7 @@ from mlops_assets.athletes.assets import (
     raw,
 )
 from mlops_assets.athletes.checks import athletes_checks
-from mlops_assets.core.policies import scheduled_run_tags
+from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, clean, features, athletes_feature_store, models, champion]
@@ -31,12 +31,8 @@ athletes_refresh = dg.define_asset_job(
 
 # Sundays 04:00 UTC. Stopped by default: the table comes from a file or a fixed generator, so a
 # refresh of unchanged data retrains identical models. Turn it on when your source is refreshed.
-athletes_weekly_refresh = dg.ScheduleDefinition(
-    name="athletes_weekly_refresh",
-    job=athletes_refresh,
-    cron_schedule="0 4 * * 0",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+athletes_weekly_refresh = weekly_schedule(
+    athletes_refresh, name="athletes_weekly_refresh", hour=4, running=False
 )
 
 defs = dg.Definitions(

@@ -83,3 +83,19 @@ def scheduled_run_tags(purpose: str) -> dict[str, str]:
 def last_complete_day(now: datetime) -> str:
     """The UTC day before ``now``'s: the latest daily partition whose data is complete."""
     return (now.astimezone(UTC).date() - timedelta(days=1)).isoformat()
+
+
+def weekly_schedule(
+    job: dg.UnresolvedAssetJobDefinition, *, name: str, hour: int, running: bool, weekday: int = 0
+) -> dg.ScheduleDefinition:
+    """``job`` once a week at ``hour``:00 UTC on ``weekday`` (0 = Sunday), for a use case whose
+    data is not partitioned by time. ``running``: the default status, a decision each use case
+    states with its reason."""
+    status = dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED
+    return dg.ScheduleDefinition(
+        name=name,
+        job=job,
+        cron_schedule=f"0 {hour} * * {weekday}",
+        execution_timezone="UTC",
+        default_status=status,
+    )

@@ -3,7 +3,7 @@ demo step of `mlops demo`."""
 
 import dagster as dg
 
-from mlops_assets.core.policies import scheduled_run_tags
+from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
 from mlops_assets.heart.assets import (
     champion,
     deployment_package,
@@ -29,12 +29,8 @@ heart_training = dg.define_asset_job(
 # the seeded study refits the same model on unchanged data. Turn it on when your source is
 # refreshed; only the promotion gate moves the champion, so a retraining that finds nothing
 # better changes nothing that serves.
-heart_weekly_retraining = dg.ScheduleDefinition(
-    name="heart_weekly_retraining",
-    job=heart_training,
-    cron_schedule="0 3 * * 0",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+heart_weekly_retraining = weekly_schedule(
+    heart_training, name="heart_weekly_retraining", hour=3, running=False
 )
 
 defs = dg.Definitions(

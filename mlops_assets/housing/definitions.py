@@ -3,7 +3,7 @@ demo step of `mlops demo`."""
 
 import dagster as dg
 
-from mlops_assets.core.policies import scheduled_run_tags
+from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
 from mlops_assets.housing.assets import (
     champion,
     encoders,
@@ -30,12 +30,8 @@ housing_training = dg.define_asset_job(
 # the seeded study refits the same model on unchanged data. Turn it on when your source is
 # refreshed; only the promotion gate moves the champion, so a retraining that finds nothing
 # better changes nothing that serves.
-housing_weekly_retraining = dg.ScheduleDefinition(
-    name="housing_weekly_retraining",
-    job=housing_training,
-    cron_schedule="0 2 * * 0",
-    execution_timezone="UTC",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
+housing_weekly_retraining = weekly_schedule(
+    housing_training, name="housing_weekly_retraining", hour=2, running=False
 )
 
 defs = dg.Definitions(
