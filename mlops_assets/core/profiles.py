@@ -197,7 +197,7 @@ def dagster_home_config(settings: Settings) -> Path:
     """The ``dagster.yaml`` this profile's Dagster instance is configured by.
 
     ``local`` uses the top-level ``dagster.yaml`` (SQLite under ``DAGSTER_HOME``); ``stack`` uses
-    ``docker/dagster.yaml`` (PostgreSQL from the ``DAGSTER_PG_*`` variables).
+    ``docker/dagster.yaml`` (PostgreSQL at ``DAGSTER_POSTGRES_URL``).
     """
     # The files ship with the project (next to the package), whatever MLOPS_HOME points at.
     root = Path(__file__).resolve().parents[2]
