@@ -2,6 +2,7 @@
 
     mlops demo     materialize every asset of every use case on the active profile
     mlops dev      start the Dagster UI and daemon (``dagster dev``) for the active profile
+    mlops stack    run the stack profile natively: moto S3, MLflow server, ``dagster dev``
     mlops serve    start the prediction API (FastAPI + uvicorn) over the champions
     mlops check    print the resolved settings; on the stack profile, check every service
     mlops env      print the environment (DAGSTER_HOME, ...) as ``export`` lines, for ``eval``
@@ -23,6 +24,7 @@ import sys
 from pathlib import Path
 
 from mlops_assets.core.profiles import (
+    PROFILE_ENV,
     ProfileError,
     Settings,
     check_stack,
@@ -31,6 +33,8 @@ from mlops_assets.core.profiles import (
 )
 
 CODE_LOCATION = "mlops_assets.definitions"
+# The project's workspace file: `dagster dev` runs in MLOPS_HOME, which need not hold one.
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
 
 
 def dagster_home(settings: Settings, environ: dict[str, str] | None = None) -> Path:
@@ -93,7 +97,7 @@ def dev(settings: Settings, extra: list[str]) -> int:
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     env = command_env(settings)
-    args = [sys.executable, "-m", "dagster", "dev", "-w", "workspace.yaml", *extra]
+    args = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE), *extra]
     return subprocess.call(args, env=env, cwd=settings.home, preexec_fn=_reset_signals)
 
 
@@ -117,6 +121,56 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     return run_api(settings, dataclasses.replace(config, **overrides))
 
 
+STACK_HELP = """\
+Run the `stack` profile on this machine, without Docker, whatever MLOPS_PROFILE says:
+
+  PostgreSQL and Redis as found (MLOPS_POSTGRES_URL, MLOPS_FEAST_REGISTRY, MLOPS_REDIS_URL;
+    defaults 127.0.0.1:5432 user postgres, 127.0.0.1:6379). Missing databases are created: the
+    ones those variables name, DAGSTER_POSTGRES_URL (default: database `dagster`, psycopg2
+    driver) and MLFLOW_BACKEND_STORE_URI (default: database `mlflow`).
+  moto's S3 server in place of MinIO, with the bucket (MLOPS_S3_BUCKET). moto keeps objects IN
+    MEMORY: asset data and MLflow artifacts are lost when the stack stops, while runs, models
+    and Feast's registry stay in PostgreSQL and point at them. moto is in the dev group.
+  the MLflow tracking server (PostgreSQL backend, artifacts proxied to s3://<bucket>/mlflow).
+  dagster dev (webserver and daemon) on the instance of docker/dagster.yaml in .dagster-stack/.
+
+The environment of the stack is printed as `export` lines and written to
+.dagster-stack/stack.env: `source .dagster-stack/stack.env` in another shell points
+`dagster job backfill -w workspace.yaml ...`, `mlops serve` or `mlops check` at it.
+Logs: .dagster-stack/stack-logs/{moto,mlflow,dagster}.log. Ctrl-C or SIGTERM stops dagster dev,
+MLflow and moto, in that order; if one of them dies, the rest are stopped and the exit code is
+non-zero.
+"""
+
+
+def stack(
+    s3_port: int, mlflow_port: int, dagster_port: int, start_dagster: bool, print_env: bool
+) -> int:
+    """Run the stack profile's services natively (see :mod:`mlops_assets.native_stack`)."""
+    from mlops_assets import native_stack
+
+    settings = load_settings("stack")
+    # A DAGSTER_HOME exported for the local profile (`eval "$(mlops env)"`) is not the stack's.
+    environ = dict(os.environ)
+    if os.environ.get(PROFILE_ENV, "").strip().lower() != "stack":
+        environ.pop("DAGSTER_HOME", None)
+    try:
+        plan = native_stack.plan_stack(
+            settings,
+            dagster_home(settings, environ),
+            s3_port=s3_port,
+            mlflow_port=mlflow_port,
+            dagster_port=dagster_port,
+        )
+    except native_stack.StackError as exc:
+        print(f"mlops stack: {exc}", file=sys.stderr)
+        return 2
+    if print_env:
+        print("\n".join(plan.env_lines()))
+        return 0
+    return native_stack.run_stack(plan, start_dagster=start_dagster)
+
+
 def check(settings: Settings) -> int:
     for name, value in sorted(settings.as_env().items()):
         print(f"{name}={value}")
@@ -135,11 +189,43 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser = sub.add_parser("serve", help="start the prediction API")
     serve_parser.add_argument("--host", help="address to bind (MLOPS_SERVING_HOST, 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port (MLOPS_SERVING_PORT, 8000)")
+    stack_parser = sub.add_parser(
+        "stack",
+        help="run the stack profile natively: moto S3, MLflow server, dagster dev",
+        description=STACK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    stack_parser.add_argument(
+        "--dagster-port", type=int, default=3000, help="Dagster UI port (3000; 0: a free one)"
+    )
+    stack_parser.add_argument(
+        "--s3-port", type=int, default=9000, help="moto S3 port (9000, MinIO's; 0: a free one)"
+    )
+    stack_parser.add_argument(
+        "--mlflow-port", type=int, default=5000, help="MLflow server port (5000; 0: a free one)"
+    )
+    stack_parser.add_argument(
+        "--no-dagster",
+        dest="start_dagster",
+        action="store_false",
+        help="start the services only (run `dagster dev` or `mlops serve` yourself)",
+    )
+    stack_parser.add_argument(
+        "--print-env", action="store_true", help="print the export lines and exit, starting nothing"
+    )
     sub.add_parser("check", help="print the settings and check the stack's services")
     sub.add_parser("env", help="print export lines for the profile's environment")
     args = parser.parse_args(argv)
 
     try:
+        if args.command == "stack":
+            return stack(
+                args.s3_port,
+                args.mlflow_port,
+                args.dagster_port,
+                args.start_dagster,
+                args.print_env,
+            )
         settings = load_settings()
         if args.command == "demo":
             return demo(settings)

@@ -1,0 +1,740 @@
+"""The stack profile on this machine, without Docker: what ``mlops stack`` runs.
+
+The same services as the compose file, on loopback:
+
+* PostgreSQL and Redis as found (``MLOPS_POSTGRES_URL``, ``MLOPS_REDIS_URL``, ...): they are
+  checked, and the databases the stack needs are created when missing; nothing else is started.
+* moto's S3 server (``python -m moto.server``) in place of MinIO, with the bucket created. moto
+  keeps everything in memory: the objects are gone when the stack stops.
+* The MLflow tracking server: PostgreSQL backend (``postgresql+psycopg://``), artifacts proxied to
+  ``s3://<bucket>/mlflow``, one worker.
+* ``dagster dev`` (webserver and daemon) on the stack's Dagster instance: ``docker/dagster.yaml``
+  (runs and events in PostgreSQL, the queued run coordinator).
+
+Each service is a child process in a session of its own, so a Ctrl-C in the terminal reaches the
+launcher only, which then stops them in reverse order. Their output goes to
+``<DAGSTER_HOME>/stack-logs/<service>.log``; not to ``<DAGSTER_HOME>/logs/``, which Dagster's
+webserver and daemon treat as their telemetry queue (they move it and upload what is in it). If
+one service dies, the others are stopped too and the launcher exits non-zero with the last lines
+of its log.
+
+The process helpers (free port, waiting for a port or ``/health``, stopping a process group, a
+log's tail) are shared with the test fixtures that start moto and MLflow for the stack tests.
+The code location never imports this module; heavy libraries are imported inside functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse, urlunparse
+
+from mlops_assets.core.profiles import ENV_VARS, Settings, redact_url, s3_bucket_of
+
+LOOPBACK = "127.0.0.1"
+WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+# Credentials moto accepts (it accepts any); used where the environment names none.
+MOTO_AWS_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+MLFLOW_ARTIFACT_PREFIX = "mlflow"
+MLFLOW_START_TIMEOUT_S = 120.0
+MOTO_START_TIMEOUT_S = 30.0
+
+# Variables of the launcher only (the code location never reads them). Each defaults to a
+# database on the server of MLOPS_POSTGRES_URL.
+DAGSTER_POSTGRES_URL = "DAGSTER_POSTGRES_URL"
+MLFLOW_BACKEND_STORE_URI = "MLFLOW_BACKEND_STORE_URI"  # mlflow server's own variable
+DAGSTER_DATABASE = "dagster"
+MLFLOW_DATABASE = "mlflow"
+
+
+class StackError(RuntimeError):
+    """A service of the stack is missing, does not answer, or died."""
+
+
+# -- processes ----------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on at the moment (on loopback)."""
+    with socket.socket() as s:
+        s.bind((LOOPBACK, 0))
+        return s.getsockname()[1]
+
+
+def port_is_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_for_port(
+    host: str, port: int, timeout: float, proc: subprocess.Popen | None = None
+) -> None:
+    """Return once ``host:port`` accepts connections; fail if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before {host}:{port} opened")
+        if port_is_open(host, port):
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing answered on {host}:{port} within {timeout:.0f} s")
+
+
+def log_tail(path: Path | None, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file (for error messages)."""
+    if path is None:
+        return "(no log)"
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def wait_for_health(
+    url: str,
+    proc: subprocess.Popen,
+    log_path: Path | None,
+    timeout: float,
+    name: str = "mlflow server",
+) -> None:
+    """Return once ``<url>/health`` answers 200; fail with the log's tail if ``proc`` exits or
+    the time runs out."""
+    deadline = time.monotonic() + timeout
+    last_error = "no answer yet"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(
+                f"{name} exited with {proc.returncode} before answering {url}/health; "
+                f"last lines of its log ({log_path}):\n{log_tail(log_path)}"
+            )
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+                last_error = f"HTTP {response.status}"
+        except (urllib.error.URLError, OSError) as exc:
+            last_error = str(exc)
+        time.sleep(0.5)
+    raise TimeoutError(
+        f"{name} did not answer {url}/health within {timeout:.0f} s ({last_error}); "
+        f"last lines of its log ({log_path}):\n{log_tail(log_path)}"
+    )
+
+
+def _default_signals() -> None:
+    # A shell that starts us with `&` leaves SIGINT ignored, and children inherit that.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def spawn(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    log_path: Path | None = None,
+    cwd: Path | None = None,
+) -> subprocess.Popen:
+    """Start ``command`` in a session (and process group) of its own, with default signal
+    handling; stdout and stderr go to ``log_path`` (appended), or nowhere."""
+    if log_path is None:
+        return subprocess.Popen(
+            list(command),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            list(command),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            cwd=cwd,
+            start_new_session=True,
+            preexec_fn=_default_signals,
+        )
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def stop_process_group(
+    proc: subprocess.Popen, timeout: float = 15.0, *, leader_only_first: bool = False
+) -> None:
+    """Stop ``proc`` and every process of its group (``proc`` was started by :func:`spawn`).
+
+    SIGTERM first (to the leader alone with ``leader_only_first``, so it can shut its own
+    children down in order), SIGKILL to whatever is left of the group after ``timeout``.
+    """
+    pgid = proc.pid  # a session leader's group id is its pid
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            if leader_only_first:
+                proc.send_signal(signal.SIGTERM)
+            else:
+                os.killpg(pgid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            proc.wait(timeout=10)
+    # The leader is gone; its children may not be (workers, run processes).
+    if _group_alive(pgid):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pgid, signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while _group_alive(pgid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _group_alive(pgid):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+
+
+# -- the services ---------------------------------------------------------------------------------
+
+
+def require_moto() -> None:
+    """moto's server is a dev dependency: say how to get it rather than fail with a traceback."""
+    missing = [m for m in ("moto", "flask", "flask_cors") if importlib.util.find_spec(m) is None]
+    if missing:
+        raise StackError(
+            f"moto's S3 server is not installed (missing: {', '.join(missing)}); it stands in for "
+            "MinIO and ships in the dev group: install the dev group (`uv sync` includes it; "
+            "`uv sync --no-dev` leaves it out), or `pip install 'moto[server]'`"
+        )
+
+
+def start_moto(
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path | None = None,
+    timeout: float = MOTO_START_TIMEOUT_S,
+) -> subprocess.Popen:
+    """moto's S3 server on ``127.0.0.1:port``; returns once it accepts connections."""
+    proc = spawn(
+        [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+        env=env,
+        log_path=log_path,
+    )
+    try:
+        wait_for_port(LOOPBACK, port, timeout=timeout, proc=proc)
+    except BaseException as exc:
+        stop_process_group(proc)
+        if isinstance(exc, RuntimeError | TimeoutError):
+            raise StackError(f"moto's S3 server: {exc}; log tail:\n{log_tail(log_path)}") from exc
+        raise
+    return proc
+
+
+def s3_client(endpoint_url: str, aws_env: Mapping[str, str]):
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint_url,
+        aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
+        region_name=aws_env["AWS_DEFAULT_REGION"],
+    )
+
+
+def create_buckets(endpoint_url: str, buckets: Sequence[str], aws_env: Mapping[str, str]) -> None:
+    """Create each bucket unless it exists."""
+    client = s3_client(endpoint_url, aws_env)
+    existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
+    for bucket in buckets:
+        if bucket and bucket not in existing:
+            client.create_bucket(Bucket=bucket)
+
+
+def mlflow_server_command(backend_uri: str, artifacts_destination: str, port: int) -> list[str]:
+    """``mlflow server`` as the stack runs it: artifacts proxied (clients need no S3 keys), one
+    worker (with four it took ~70 s to answer ``/health`` on a 2-core machine, with one ~30 s)."""
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        backend_uri,
+        "--artifacts-destination",
+        artifacts_destination,
+        "--serve-artifacts",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+
+
+def mlflow_server_env(base: Mapping[str, str], s3_endpoint_url: str) -> dict[str, str]:
+    """The server's environment: S3 keys and endpoint for its artifact proxy, and no client-side
+    tracking URI inherited from the caller."""
+    env = {
+        **base,
+        "AWS_ENDPOINT_URL": s3_endpoint_url,
+        "MLFLOW_S3_ENDPOINT_URL": s3_endpoint_url,
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
+    for name in ("MLFLOW_TRACKING_URI", MLFLOW_BACKEND_STORE_URI):
+        env.pop(name, None)
+    return env
+
+
+def start_mlflow_server(
+    backend_uri: str,
+    artifacts_destination: str,
+    port: int,
+    env: Mapping[str, str],
+    log_path: Path,
+    cwd: Path,
+    timeout: float = MLFLOW_START_TIMEOUT_S,
+) -> subprocess.Popen:
+    """The MLflow tracking server on ``127.0.0.1:port``; returns once ``/health`` answers.
+
+    ``cwd``: anything the server writes locally stays there.
+    """
+    proc = spawn(
+        mlflow_server_command(backend_uri, artifacts_destination, port),
+        env=env,
+        log_path=log_path,
+        cwd=cwd,
+    )
+    try:
+        wait_for_health(f"http://{LOOPBACK}:{port}", proc, log_path, timeout)
+    except BaseException:
+        stop_process_group(proc)
+        raise
+    return proc
+
+
+# -- PostgreSQL and Redis, as found ---------------------------------------------------------------
+
+
+def with_database(url: str, database: str, driver: str | None = None) -> str:
+    """``url`` naming another database (and, if given, the SQLAlchemy ``driver``:
+    ``postgresql+<driver>://``; ``""`` for a plain libpq ``postgresql://``)."""
+    parsed = urlparse(url)
+    scheme = (
+        parsed.scheme if driver is None else ("postgresql+" + driver if driver else "postgresql")
+    )
+    return urlunparse(parsed._replace(scheme=scheme, path=f"/{database}"))
+
+
+def database_of(url: str) -> str:
+    return urlparse(url).path.lstrip("/")
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL (``postgresql+psycopg2://``) as libpq reads it."""
+    parsed = urlparse(url)
+    return urlunparse(parsed._replace(scheme="postgresql"))
+
+
+def ensure_databases(targets: Sequence[tuple[str, str]], timeout: int = 5) -> list[str]:
+    """Create every database named by ``targets`` (``(variable, url)``) that does not exist yet,
+    through the ``postgres`` database of the same server. Returns the databases created.
+
+    A server that does not answer, or refuses, is a :class:`StackError` naming the variable.
+    """
+    import psycopg
+    from psycopg import sql
+
+    created: list[str] = []
+    for var, url in targets:
+        name = database_of(url)
+        admin = with_database(libpq_url(url), "postgres")
+        try:
+            with psycopg.connect(admin, autocommit=True, connect_timeout=timeout) as conn:
+                exists = conn.execute(
+                    "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                ).fetchone()
+                if not exists:
+                    try:
+                        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+                        created.append(name)
+                    except psycopg.errors.DuplicateDatabase:
+                        pass  # made meanwhile by someone else
+        except psycopg.Error as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StackError(
+                f"PostgreSQL of {var}={redact_url(url)!r} does not answer or refuses to create "
+                f"database {name!r} ({reason}); start PostgreSQL or point {var} at one"
+            ) from exc
+    return created
+
+
+def check_redis(url: str, var: str = ENV_VARS["redis_url"], timeout: float = 3.0) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        raise StackError(
+            f"Redis of {var}={redact_url(url)!r} does not answer ({exc}); start Redis or point "
+            f"{var} at one"
+        ) from exc
+    finally:
+        client.close()
+
+
+# -- the plan: every address and variable, before anything starts ---------------------------------
+
+
+def dagster_postgres_url(url: str) -> str:
+    """``DAGSTER_POSTGRES_URL`` as docker/dagster.yaml needs it: the psycopg2 driver, named.
+
+    A bare ``postgresql://`` gets it (SQLAlchemy would pick psycopg v3); psycopg v3 named
+    explicitly is refused: dagster-postgres's ``NOTIFY run_events, %(id)s`` fails with it.
+    """
+    if not url:
+        return url
+    scheme = urlparse(url).scheme
+    if scheme in ("postgresql", "postgres"):
+        return urlunparse(urlparse(url)._replace(scheme="postgresql+psycopg2"))
+    if scheme != "postgresql+psycopg2":
+        raise StackError(
+            f"{DAGSTER_POSTGRES_URL}={redact_url(url)!r}: use postgresql+psycopg2:// (dagster-postgres "
+            "breaks with psycopg v3)"
+        )
+    return url
+
+
+@dataclass(frozen=True)
+class StackPlan:
+    """Where each service of the native stack listens and what every process is told."""
+
+    settings: Settings  # the stack profile, its S3 endpoint and tracking URI those of this stack
+    dagster_home: Path
+    dagster_postgres_url: str
+    dagster_postgres_var: str  # the variable to blame when its PostgreSQL does not answer
+    mlflow_backend_uri: str
+    mlflow_backend_var: str
+    s3_port: int
+    mlflow_port: int
+    dagster_port: int
+    aws_env: dict[str, str]  # keys and region: the environment's, or moto's fake ones
+
+    @property
+    def s3_endpoint_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.s3_port}"
+
+    @property
+    def mlflow_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.mlflow_port}"
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://{LOOPBACK}:{self.dagster_port}"
+
+    @property
+    def log_dir(self) -> Path:
+        # Not "logs": Dagster's webserver and daemon move $DAGSTER_HOME/logs to .logs_queue and
+        # upload its files to their telemetry endpoint, whatever `telemetry.enabled` says.
+        return self.dagster_home / "stack-logs"
+
+    @property
+    def env_file(self) -> Path:
+        return self.dagster_home / "stack.env"
+
+    @property
+    def buckets(self) -> list[str]:
+        return sorted({self.settings.s3_bucket, s3_bucket_of(self.settings)} - {""})
+
+    @property
+    def mlflow_artifacts_destination(self) -> str:
+        return f"s3://{self.settings.s3_bucket}/{MLFLOW_ARTIFACT_PREFIX}"
+
+    def databases(self) -> list[tuple[str, str]]:
+        """``(variable, url)`` of every PostgreSQL database the stack uses."""
+        targets = [
+            (ENV_VARS["postgres_url"], self.settings.postgres_url),
+            (self.dagster_postgres_var, self.dagster_postgres_url),
+            (self.mlflow_backend_var, self.mlflow_backend_uri),
+        ]
+        if self.settings.feast_registry.startswith("postgresql"):
+            targets.append((ENV_VARS["feast_registry"], self.settings.feast_registry))
+        return [t for t in targets if t[1]]
+
+    def exports(self) -> dict[str, str]:
+        """The variables another shell needs to use this stack (``dagster job backfill``,
+        ``mlops serve``, ``mlops check``)."""
+        return {
+            **self.settings.as_env(),
+            "DAGSTER_HOME": str(self.dagster_home),
+            DAGSTER_POSTGRES_URL: self.dagster_postgres_url,
+            **self.aws_env,
+            "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint_url,
+            "FEAST_S3_ENDPOINT_URL": self.s3_endpoint_url,
+        }
+
+    def env_lines(self) -> list[str]:
+        return [f"export {k}={shlex.quote(v)}" for k, v in sorted(self.exports().items())]
+
+
+def plan_stack(
+    settings: Settings,
+    dagster_home: Path,
+    *,
+    s3_port: int,
+    mlflow_port: int,
+    dagster_port: int,
+    environ: Mapping[str, str] | None = None,
+) -> StackPlan:
+    """Resolve the stack's addresses from the stack-profile ``settings`` and ``environ``.
+
+    A port of 0 means a free one. The S3 endpoint and the tracking URI are this stack's, whatever
+    ``AWS_ENDPOINT_URL`` / ``MLFLOW_TRACKING_URI`` said. ``DAGSTER_POSTGRES_URL`` and
+    ``MLFLOW_BACKEND_STORE_URI`` default to the databases ``dagster`` and ``mlflow`` on the server
+    of ``MLOPS_POSTGRES_URL``, with the drivers each needs: psycopg2 for Dagster (dagster-postgres's
+    ``NOTIFY`` breaks on psycopg v3), psycopg v3 for MLflow.
+    """
+    environ = os.environ if environ is None else environ
+    s3_port = s3_port or free_port()
+    mlflow_port = mlflow_port or free_port()
+    dagster_port = dagster_port or free_port()
+    settings = dataclasses.replace(
+        settings,
+        s3_endpoint_url=f"http://{LOOPBACK}:{s3_port}",
+        mlflow_tracking_uri=f"http://{LOOPBACK}:{mlflow_port}",
+    )
+    postgres_var = ENV_VARS["postgres_url"]
+    if not settings.postgres_url:
+        raise StackError(f"{postgres_var} is empty: the stack needs a PostgreSQL server")
+    dagster_url = dagster_postgres_url(environ.get(DAGSTER_POSTGRES_URL, "").strip())
+    mlflow_uri = environ.get(MLFLOW_BACKEND_STORE_URI, "").strip()
+    aws_env = {
+        name: environ.get(name, "").strip() or default for name, default in MOTO_AWS_ENV.items()
+    }
+    aws_env["AWS_DEFAULT_REGION"] = settings.aws_region
+    return StackPlan(
+        settings=settings,
+        dagster_home=dagster_home,
+        dagster_postgres_url=dagster_url
+        or with_database(settings.postgres_url, DAGSTER_DATABASE, "psycopg2"),
+        dagster_postgres_var=DAGSTER_POSTGRES_URL if dagster_url else postgres_var,
+        mlflow_backend_uri=mlflow_uri
+        or with_database(settings.postgres_url, MLFLOW_DATABASE, "psycopg"),
+        mlflow_backend_var=MLFLOW_BACKEND_STORE_URI if mlflow_uri else postgres_var,
+        s3_port=s3_port,
+        mlflow_port=mlflow_port,
+        dagster_port=dagster_port,
+        aws_env=aws_env,
+    )
+
+
+# -- running it -----------------------------------------------------------------------------------
+
+
+@dataclass
+class Service:
+    name: str
+    proc: subprocess.Popen
+    log_path: Path
+    stop_timeout: float = 15.0
+    leader_only_first: bool = False  # let it stop its own children (dagster dev does)
+
+
+class _Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class _Signals:
+    armed: bool = True  # cleared once the stack is being stopped
+    received: list[int] = dataclasses.field(default_factory=list)
+
+
+@contextlib.contextmanager
+def _stop_on_signals() -> Iterator[_Signals]:
+    """The first SIGINT or SIGTERM raises :class:`_Interrupted` wherever the launcher waits;
+    later ones, and any that come once ``armed`` is cleared, are only recorded, so that stopping
+    the services is never itself interrupted."""
+    state = _Signals()
+
+    def handler(signum: int, _frame) -> None:
+        state.received.append(signum)
+        if state.armed:
+            state.armed = False
+            raise _Interrupted(signum)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield state
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _ports_free(plan: StackPlan, start_dagster: bool) -> None:
+    wanted = [("--s3-port", plan.s3_port), ("--mlflow-port", plan.mlflow_port)]
+    if start_dagster:
+        wanted.append(("--dagster-port", plan.dagster_port))
+    taken = [f"{opt} {port}" for opt, port in wanted if port_is_open(LOOPBACK, port)]
+    if taken:
+        raise StackError(
+            f"something already listens on {', '.join(taken)} (another stack, MinIO, MLflow?): "
+            "stop it, or pass another port (0 picks a free one)"
+        )
+
+
+def dagster_dev_command(plan: StackPlan, extra: Sequence[str] = ()) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "dev",
+        "-w",
+        str(WORKSPACE),
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(plan.dagster_port),
+        *extra,
+    ]
+
+
+def run_stack(
+    plan: StackPlan,
+    *,
+    start_dagster: bool = True,
+    dagster_args: Sequence[str] = (),
+    say: Callable[[str], None] | None = None,
+) -> int:
+    """Start the stack, supervise it until SIGINT/SIGTERM or a service dies, stop it.
+
+    Returns 0 after a requested stop, non-zero when something failed or died.
+    """
+    from mlops_assets.core.profiles import ProfileError, check_stack
+
+    say = say or (lambda line: print(line, flush=True))
+    services: list[Service] = []
+    code = 0
+    with _stop_on_signals() as signals:
+        try:
+            require_moto()
+            _ports_free(plan, start_dagster)
+            created = ensure_databases(plan.databases())
+            if created:
+                say(f"created PostgreSQL databases: {', '.join(created)}")
+            check_redis(plan.settings.redis_url)
+            plan.log_dir.mkdir(parents=True, exist_ok=True)
+            # The launcher's own checks (boto3, check_stack) see what the services are told.
+            os.environ.update(plan.exports())
+            base_env = dict(os.environ)
+
+            started = time.monotonic()
+            log = plan.log_dir / "moto.log"
+            say(f"starting moto's S3 server on {plan.s3_endpoint_url} (log: {log})")
+            services.append(Service("moto", start_moto(plan.s3_port, base_env, log), log))
+            create_buckets(plan.s3_endpoint_url, plan.buckets, plan.aws_env)
+
+            log = plan.log_dir / "mlflow.log"
+            say(f"starting the MLflow server on {plan.mlflow_url} (log: {log})")
+            mlflow_dir = plan.dagster_home / "mlflow-server"
+            mlflow_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                proc = start_mlflow_server(
+                    plan.mlflow_backend_uri,
+                    plan.mlflow_artifacts_destination,
+                    plan.mlflow_port,
+                    mlflow_server_env(base_env, plan.s3_endpoint_url),
+                    log,
+                    cwd=mlflow_dir,
+                )
+            except (RuntimeError, TimeoutError) as exc:
+                raise StackError(str(exc)) from exc
+            services.append(Service("mlflow", proc, log))
+            say(f"MLflow server answered after {time.monotonic() - started:.0f} s")
+
+            check_stack(plan.settings, force=True)
+            plan.env_file.write_text("\n".join(plan.env_lines()) + "\n")
+            say(f"# environment of this stack (also in {plan.env_file}):")
+            for line in plan.env_lines():
+                say(line)
+
+            if start_dagster:
+                log = plan.log_dir / "dagster.log"
+                say(f"starting dagster dev on {plan.dagster_url} (log: {log})")
+                proc = spawn(
+                    dagster_dev_command(plan, dagster_args),
+                    env={**os.environ, **plan.exports()},
+                    log_path=log,
+                    cwd=plan.dagster_home,
+                )
+                services.append(
+                    Service("dagster", proc, log, stop_timeout=45.0, leader_only_first=True)
+                )
+            code = _supervise(plan, services, start_dagster, say)
+        except _Interrupted as exc:
+            say(f"{exc}: stopping the stack")
+        except (StackError, ProfileError) as exc:
+            print(f"mlops stack: {exc}", file=sys.stderr, flush=True)
+            code = 1
+        finally:
+            signals.armed = False
+            for service in reversed(services):
+                stop_process_group(
+                    service.proc, service.stop_timeout, leader_only_first=service.leader_only_first
+                )
+            if services:
+                say("stack stopped")
+    return code
+
+
+def _supervise(
+    plan: StackPlan, services: list[Service], start_dagster: bool, say: Callable[[str], None]
+) -> int:
+    """Wait for a signal (raised as :class:`_Interrupted`) or a dead service: then return its
+    exit code (1 where it had none, or was killed by a signal)."""
+    ready = not start_dagster
+    if ready:
+        say("stack ready (no Dagster); Ctrl-C stops it")
+    while True:
+        for service in services:
+            if service.proc.poll() is not None:
+                print(
+                    f"mlops stack: {service.name} exited with code {service.proc.returncode}; "
+                    f"last lines of {service.log_path}:\n{log_tail(service.log_path)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return service.proc.returncode if service.proc.returncode > 0 else 1
+        if not ready and port_is_open(LOOPBACK, plan.dagster_port):
+            ready = True
+            say(f"stack ready: Dagster UI at {plan.dagster_url}; Ctrl-C stops it")
+        time.sleep(0.5)

@@ -1,0 +1,375 @@
+"""`mlops stack` end to end: the fraud use case through the native stack, as an operator runs it.
+
+One test, one stack, started with the real command line (`mlops stack`) in a session of its own,
+with MLOPS_PROFILE=local in its environment (the command runs the stack profile whatever it says),
+fresh PostgreSQL databases that the launcher itself creates, and the tests' Redis database. It
+proves that:
+
+* the launcher brings up moto's S3, the MLflow server and `dagster dev` (the webserver answers
+  `/server_info`, every required daemon is healthy) and writes the environment of the stack to
+  `.dagster-stack/stack.env`, which is all another shell needs;
+* `dagster job backfill -j fraud_ingestion` from that other shell puts one run per day on the
+  queue (each run's events: ENQUEUED by the CLI, then STARTING when the daemon dequeued and
+  launched it, then SUCCESS), and the runs, their partitions and statuses are rows of the
+  `runs` table in PostgreSQL;
+* the data landed where the stack profile says: bronze and silver parquet per day in moto's
+  bucket, Feast's registry in PostgreSQL and its online store in Redis;
+* `dagster job launch -j fraud_retraining` (run config and partition tag from the CLI) goes
+  through the queue too and registers `fraud_classifier@champion` on the MLflow server, the
+  version's run tagged with that Dagster run's id and its artifacts proxied into the bucket;
+* the `fraud_rescore_on_champion_change` sensor, evaluated against this instance and registry,
+  asks for the scored day again once the alias is moved to another version outside Dagster;
+* SIGTERM stops the whole stack within 30 s with exit code 0, leaving no process and no port.
+
+The daily volumes are the defaults (a backfill takes no run config): ~1 min per day on two
+cores, most of it process start-up. The training set of 2024-01-10 (window of 3 days ending 7
+days earlier, when legitimate payments are confirmed) covers the three ingested days.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+import psycopg
+import pytest
+import redis
+
+from mlops_assets.native_stack import port_is_open, s3_client
+from mlops_assets_tests.fixtures.services import POSTGRES_ADMIN_URL, free_port
+
+REPO = Path(__file__).resolve().parents[1]
+WORKSPACE = str(REPO / "workspace.yaml")
+
+DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
+TRAIN_DAY = "2024-01-10"
+RETRAINING_CONFIG = {
+    "ops": {
+        "fraud__training_set": {"config": {"window_days": 3, "maturity_days": 7}},
+        # The baseline alone: the stack's plumbing is under test here, not model selection.
+        "fraud__model": {"config": {"kinds": ["logreg"]}},
+    }
+}
+MODEL_NAME = "fraud_classifier"
+TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
+QUEUE_PATH = ["PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS"]
+
+# Variables of the test process that would point the stack elsewhere.
+_FOREIGN = ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
+
+
+@dataclass
+class NativeStack:
+    """A running `mlops stack` and what a second shell needs to use it."""
+
+    proc: subprocess.Popen
+    home: Path
+    output: Path
+    ports: dict[str, int]
+    databases: dict[str, str]
+    env: dict[str, str] = field(default_factory=dict)
+    descendants: list[psutil.Process] = field(default_factory=list)
+
+    @property
+    def dagster_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['dagster']}"
+
+    @property
+    def dagster_dsn(self) -> str:
+        return self.databases["dagster"]
+
+    def tail(self) -> str:
+        logs = [self.output, *sorted((self.home / ".dagster-stack" / "stack-logs").glob("*.log"))]
+        return "\n".join(
+            f"--- {p.name}\n" + "\n".join(p.read_text(errors="replace").splitlines()[-30:])
+            for p in logs
+            if p.exists()
+        )
+
+    def cli(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess:
+        """A `dagster` command from "another shell": the exported environment of the stack."""
+        done = subprocess.run(
+            [sys.executable, "-m", "dagster", *args],
+            env=self.env,
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, f"dagster {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+        return done
+
+
+def _graphql(url: str, query: str) -> dict:
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": query}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.load(response)["data"]
+
+
+DAEMONS = "{ instance { daemonHealth { allDaemonStatuses { daemonType required healthy } } } }"
+
+
+def _ready(stack: NativeStack) -> bool:
+    if not (stack.home / ".dagster-stack" / "stack.env").exists():
+        return False
+    try:
+        with urllib.request.urlopen(f"{stack.dagster_url}/server_info", timeout=5) as response:
+            if response.status != 200:
+                return False
+        statuses = _graphql(stack.dagster_url, DAEMONS)["instance"]["daemonHealth"]
+    except (urllib.error.URLError, OSError, KeyError, TypeError):
+        return False
+    required = [s for s in statuses["allDaemonStatuses"] if s["required"]]
+    return bool(required) and all(s["healthy"] for s in required)
+
+
+def _read_env_file(path: Path) -> dict[str, str]:
+    env = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("export "):
+            name, _, value = shlex.split(line.removeprefix("export "))[0].partition("=")
+            env[name] = value
+    return env
+
+
+@pytest.fixture
+def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
+    """`mlops stack` on free ports, MLOPS_HOME in ``tmp_path``; its databases dropped after."""
+    server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    suffix = uuid.uuid4().hex[:8]
+    databases = {
+        purpose: f"{server}/mlops_test_native_{purpose}_{suffix}"
+        for purpose in ("mlops", "dagster", "mlflow")
+    }
+    ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_") and k not in _FOREIGN}
+    env.update(
+        {
+            "MLOPS_PROFILE": "local",  # `mlops stack` runs the stack profile regardless
+            "MLOPS_HOME": str(tmp_path),
+            "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
+            "MLOPS_REDIS_URL": redis_url,
+            "MLOPS_POSTGRES_URL": databases["mlops"],
+            "MLOPS_FEAST_REGISTRY": databases["mlops"].replace(
+                "postgresql://", "postgresql+psycopg://", 1
+            ),
+            # A bare postgresql:// URL: the launcher names the psycopg2 driver itself.
+            "DAGSTER_POSTGRES_URL": databases["dagster"],
+            "MLFLOW_BACKEND_STORE_URI": databases["mlflow"].replace(
+                "postgresql://", "postgresql+psycopg://", 1
+            ),
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    mlops = Path(sys.executable).with_name("mlops")
+    command = [str(mlops)] if mlops.exists() else [sys.executable, "-m", "mlops_assets.cli"]
+    command += ["stack", *(f"--{name}-port={port}" for name, port in ports.items())]
+    output = tmp_path / "mlops-stack.out"
+    with open(output, "wb") as out:
+        proc = subprocess.Popen(
+            command,
+            env=env,
+            cwd=tmp_path,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    stack = NativeStack(proc=proc, home=tmp_path, output=output, ports=ports, databases=databases)
+    try:
+        deadline = time.monotonic() + 180
+        while not _ready(stack):
+            assert proc.poll() is None, (
+                f"mlops stack exited with {proc.returncode}:\n{stack.tail()}"
+            )
+            assert time.monotonic() < deadline, f"the stack did not come up:\n{stack.tail()}"
+            time.sleep(1)
+        stack.env = {**env, **_read_env_file(tmp_path / ".dagster-stack" / "stack.env")}
+        yield stack
+    finally:
+        # Normally stopped by the test itself; this is the cleanup of a failed test.
+        if proc.poll() is None:
+            stack.descendants = stack.descendants or psutil.Process(proc.pid).children(True)
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        for child in _alive(stack.descendants):
+            child.kill()
+        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+            for url in databases.values():
+                name = url.rsplit("/", 1)[1]
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
+    alive = []
+    for p in processes:
+        try:
+            if p.is_running() and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def _runs(dsn: str, job: str) -> list[tuple[str, str, str | None]]:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(
+            "SELECT r.run_id, r.status, t.value FROM runs r LEFT JOIN run_tags t "
+            "ON t.run_id = r.run_id AND t.key = 'dagster/partition' "
+            "WHERE r.pipeline_name = %s ORDER BY r.id",
+            (job,),
+        ).fetchall()
+
+
+def _failures(dsn: str, run_ids: list[str]) -> str:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT run_id, event FROM event_logs WHERE run_id = ANY(%s) "
+            "AND dagster_event_type IN ('STEP_FAILURE', 'PIPELINE_FAILURE') ORDER BY id",
+            (run_ids,),
+        ).fetchall()
+    return "\n".join(f"{run_id}: {event[:3000]}" for run_id, event in rows)
+
+
+def _wait_for_runs(stack: NativeStack, job: str, count: int, timeout: float) -> list[tuple]:
+    """The ``count`` runs of ``job`` once all are finished; fails on the first failed one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = _runs(stack.dagster_dsn, job)
+        failed = [r[0] for r in runs if r[1] in ("FAILURE", "CANCELED")]
+        assert not failed, f"{job} runs failed:\n{_failures(stack.dagster_dsn, failed)}"
+        if len(runs) == count and all(r[1] in TERMINAL for r in runs):
+            return runs
+        assert stack.proc.poll() is None, f"the stack died:\n{stack.tail()}"
+        assert time.monotonic() < deadline, f"{job} runs after {timeout:.0f} s: {runs}"
+        time.sleep(2)
+
+
+def _run_events(dsn: str, run_id: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT dagster_event_type FROM event_logs WHERE run_id = %s "
+            "AND dagster_event_type = ANY(%s) ORDER BY id",
+            (run_id, QUEUE_PATH),
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(600)
+def test_fraud_use_case_through_the_native_stack(native_stack: NativeStack) -> None:
+    stack = native_stack
+    env = stack.env
+    assert env["MLOPS_PROFILE"] == "stack"
+    assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")
+    assert env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{stack.ports['s3']}"
+    assert env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{stack.ports['mlflow']}"
+    stack.descendants = psutil.Process(stack.proc.pid).children(recursive=True)
+
+    # -- ingestion: a backfill from another shell, one queued run per day -------------------
+    done = stack.cli(
+        "job", "backfill", "-j", "fraud_ingestion", "--partitions", ",".join(DAYS),
+        "--noprompt", "-w", WORKSPACE,
+    )  # fmt: skip
+    assert "Launched backfill" in done.stdout, done.stdout
+    runs = _wait_for_runs(stack, "fraud_ingestion", len(DAYS), timeout=330)
+    assert sorted(r[2] for r in runs) == DAYS
+    assert {r[1] for r in runs} == {"SUCCESS"}
+    for run_id, _, _ in runs:
+        # Enqueued by the CLI, dequeued and launched by the daemon's run coordinator.
+        assert _run_events(stack.dagster_dsn, run_id) == QUEUE_PATH
+
+    s3 = s3_client(env["AWS_ENDPOINT_URL"], env)
+    bucket = env["MLOPS_S3_BUCKET"]
+    keys = {
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    }
+    for asset in ("transactions", "labels", "card_features", "merchant_features"):
+        for day in DAYS:
+            assert f"fraud/{asset}/{day}.parquet" in keys, sorted(keys)[:20]
+
+    with psycopg.connect(stack.databases["mlops"]) as conn:
+        views = {r[0] for r in conn.execute("SELECT feature_view_name FROM feature_views")}
+    assert {"card_features", "merchant_features"} <= views
+
+    online = redis.Redis.from_url(env["MLOPS_REDIS_URL"])
+    try:
+        sample = [k for k, _ in zip(online.scan_iter(count=1000), range(50), strict=False)]
+        assert online.dbsize() > 1000
+        assert sample and all(k.endswith(env["MLOPS_FEAST_PROJECT"].encode()) for k in sample)
+    finally:
+        online.close()
+
+    # -- retraining: launched from the CLI through the queue --------------------------------
+    stack.cli(
+        "job", "launch", "-j", "fraud_retraining", "-w", WORKSPACE,
+        "--tags", json.dumps({"dagster/partition": TRAIN_DAY}),
+        "--config-json", json.dumps(RETRAINING_CONFIG),
+    )  # fmt: skip
+    [(run_id, status, partition)] = _wait_for_runs(stack, "fraud_retraining", 1, timeout=240)
+    assert (status, partition) == ("SUCCESS", TRAIN_DAY)
+    assert _run_events(stack.dagster_dsn, run_id) == QUEUE_PATH
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=env["MLFLOW_TRACKING_URI"])
+    champion = client.get_model_version_by_alias(MODEL_NAME, "champion")
+    tags = client.get_run(champion.run_id).data.tags
+    assert tags["dagster.run_id"] == run_id
+    assert tags["dagster.partition_key"] == TRAIN_DAY
+    artifacts = s3.list_objects_v2(Bucket=bucket, Prefix="mlflow/")
+    assert artifacts.get("KeyCount", 0) > 0, "MLflow's artifacts did not reach the bucket"
+
+    # -- rescoring: a champion moved outside Dagster makes the sensor ask again -------------
+    scored = DAYS[-1]
+    stack.cli(
+        "asset", "materialize", "-m", "mlops_assets.definitions",
+        "--select", "fraud/scores", "--partition", scored,
+    )  # fmt: skip
+    assert f"fraud/scores/{scored}.parquet" in {
+        o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="fraud/scores/")["Contents"]
+    }
+    preview = ["sensor", "preview", "fraud_rescore_on_champion_change", "-w", WORKSPACE]
+    before = stack.cli(*preview)
+    assert "Sensor returned false" in before.stdout, before.stdout  # the current champion made it
+    # Another version of the same logged model (MLflow 3: a models:/<model_id> source).
+    model_id = champion.model_id or champion.source.removeprefix("models:/")
+    rollback = client.create_model_version(
+        MODEL_NAME, source=champion.source, run_id=champion.run_id, model_id=model_id
+    )
+    client.set_registered_model_alias(MODEL_NAME, "champion", rollback.version)
+    after = stack.cli(*preview)
+    # "Sensor returning run requests for 1 run(s)", or, when the daemon's own tick came first
+    # and launched it, "Skipping run requests for 1 run(s) that already have runs matching".
+    assert "run requests for 1 run(s)" in after.stdout, after.stdout
+
+    # -- stop: SIGTERM, everything down within 30 s ------------------------------------------
+    stack.descendants += psutil.Process(stack.proc.pid).children(recursive=True)
+    started = time.monotonic()
+    stack.proc.send_signal(signal.SIGTERM)
+    assert stack.proc.wait(timeout=30) == 0, stack.tail()
+    stopped = time.monotonic() - started
+    left = _alive(stack.descendants)
+    assert not left, f"left running: {[p.pid for p in left]}"
+    assert not [name for name, port in stack.ports.items() if port_is_open("127.0.0.1", port)]
+    assert stopped < 30
