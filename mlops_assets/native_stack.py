@@ -682,7 +682,12 @@ def run_stack(
             say(f"MLflow server answered after {time.monotonic() - started:.0f} s")
 
             check_stack(plan.settings, force=True)
-            plan.env_file.write_text("\n".join(plan.env_lines()) + "\n")
+            # It holds the credentials of the stack (S3 keys, passwords inside database URLs):
+            # readable by its owner only, from its creation on.
+            fd = os.open(plan.env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as env_file:
+                env_file.write("\n".join(plan.env_lines()) + "\n")
+            os.chmod(plan.env_file, 0o600)  # an older file kept its mode through O_TRUNC
             say(f"# environment of this stack (also in {plan.env_file}):")
             for line in plan.env_lines():
                 say(line)

@@ -199,7 +199,9 @@ def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
             )
             assert time.monotonic() < deadline, f"the stack did not come up:\n{stack.tail()}"
             time.sleep(1)
-        stack.env = {**env, **_read_env_file(tmp_path / ".dagster-stack" / "stack.env")}
+        env_file = tmp_path / ".dagster-stack" / "stack.env"
+        assert env_file.stat().st_mode & 0o777 == 0o600  # it holds the stack's credentials
+        stack.env = {**env, **_read_env_file(env_file)}
         yield stack
     finally:
         # Normally stopped by the test itself; this is the cleanup of a failed test.
