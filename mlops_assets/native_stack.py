@@ -42,7 +42,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
-from mlops_assets.core.profiles import ENV_VARS, Settings, redact_url, s3_bucket_of
+from mlops_assets.core.profiles import (
+    ENV_VARS,
+    Settings,
+    libpq_url,
+    redact_url,
+    redis_problem,
+    s3_bucket_of,
+)
 
 LOOPBACK = "127.0.0.1"
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
@@ -356,12 +363,6 @@ def database_of(url: str) -> str:
     return urlparse(url).path.lstrip("/")
 
 
-def libpq_url(url: str) -> str:
-    """A SQLAlchemy PostgreSQL URL (``postgresql+psycopg2://``) as libpq reads it."""
-    parsed = urlparse(url)
-    return urlunparse(parsed._replace(scheme="postgresql"))
-
-
 def ensure_databases(targets: Sequence[tuple[str, str]], timeout: int = 5) -> list[str]:
     """Create every database named by ``targets`` (``(variable, url)``) that does not exist yet,
     through the ``postgres`` database of the same server. Returns the databases created.
@@ -396,18 +397,10 @@ def ensure_databases(targets: Sequence[tuple[str, str]], timeout: int = 5) -> li
 
 
 def check_redis(url: str, var: str = ENV_VARS["redis_url"], timeout: float = 3.0) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
-    try:
-        client.ping()
-    except redis.RedisError as exc:
-        raise StackError(
-            f"Redis of {var}={redact_url(url)!r} does not answer ({exc}); start Redis or point "
-            f"{var} at one"
-        ) from exc
-    finally:
-        client.close()
+    """Before anything starts: the stack's Redis answers, or a :class:`StackError` says so."""
+    problem = redis_problem(url, var, timeout)
+    if problem:
+        raise StackError(f"Redis: {problem}; start Redis or point {var} at one")
 
 
 # -- the plan: every address and variable, before anything starts ---------------------------------

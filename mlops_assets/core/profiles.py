@@ -282,9 +282,8 @@ def _check_postgres(s: Settings) -> str | None:
             continue
         import psycopg
 
-        libpq_url = url.replace("postgresql+psycopg://", "postgresql://", 1)
         try:
-            psycopg.connect(libpq_url, connect_timeout=int(_CHECK_TIMEOUT_S)).close()
+            psycopg.connect(libpq_url(url), connect_timeout=int(_CHECK_TIMEOUT_S)).close()
         except psycopg.Error as exc:
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             problems.append(f"{var}={redact_url(url)!r}: PostgreSQL refused ({reason})")
@@ -294,18 +293,26 @@ def _check_postgres(s: Settings) -> str | None:
 def _check_redis(s: Settings) -> str | None:
     if s.feast_online_store != "redis":
         return None
+    return redis_problem(s.redis_url, ENV_VARS["redis_url"], _CHECK_TIMEOUT_S)
+
+
+def redis_problem(url: str, var: str, timeout: float) -> str | None:
+    """Why the Redis at ``url`` (set by ``var``) does not answer a PING, or None if it does."""
     import redis
 
-    client = redis.Redis.from_url(
-        s.redis_url, socket_connect_timeout=_CHECK_TIMEOUT_S, socket_timeout=_CHECK_TIMEOUT_S
-    )
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
     except redis.RedisError as exc:
-        return f"{ENV_VARS['redis_url']}={redact_url(s.redis_url)!r} does not answer ({exc})"
+        return f"{var}={redact_url(url)!r} does not answer ({exc})"
     finally:
         client.close()
     return None
+
+
+def libpq_url(url: str) -> str:
+    """A SQLAlchemy PostgreSQL URL (``postgresql+psycopg://``, ``+psycopg2``) as libpq reads it."""
+    return urlunparse(urlparse(url)._replace(scheme="postgresql"))
 
 
 def _check_mlflow(s: Settings) -> str | None:
