@@ -690,7 +690,7 @@ def run_stack(
                 say(f"starting dagster dev on {plan.dagster_url} (log: {log})")
                 proc = spawn(
                     dagster_dev_command(plan, dagster_args),
-                    env={**os.environ, **plan.exports()},
+                    env=base_env,  # the environment with the stack's exports
                     log_path=log,
                     cwd=plan.dagster_home,
                 )
