@@ -16,10 +16,11 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.athletes import schema
+from mlops_assets.athletes import checks, schema
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY
+from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 
 GROUP = schema.USE_CASE
@@ -65,31 +66,40 @@ def raw(context: dg.AssetExecutionContext, config: RawConfig):
         raise dg.Failure(f"athletes/raw: {exc}") from exc
 
 
+CLEAN_AUDITS = checks.clean_audits(athletes_key("clean"))
+
+
 @dg.asset(
     key=athletes_key("clean"),
     group_name=GROUP,
     ins={"raw": frame_input(athletes_key("raw"), load_as="pandas")},
+    check_specs=check_specs(CLEAN_AUDITS),
+    required_resource_keys={"io_manager"},
     kinds={"pandas", "parquet"},
 )
 def clean(context: dg.AssetExecutionContext, raw):
     """The athletes a model may learn from: identity columns dropped, rows breaking a stated
     rule removed (impossible body measures and lifts, unanswered survey), and the target
-    `total_lift` = deadlift + clean and jerk + snatch + back squat, in pounds."""
+    `total_lift` = deadlift + clean and jerk + snatch + back squat, in pounds. Published only
+    when its blocking checks pass."""
     from mlops_assets.athletes import cleaning
     from mlops_assets.core import reporting
 
     frame, report = cleaning.clean(raw)
     removed = [{"rule": k, "removed": v} for k, v in report["removed"].items()]
-    context.add_output_metadata(
-        {
-            "rows_in": report["rows_in"],
-            "rows_out": report["rows_out"],
-            "removed_by_rule": dg.MetadataValue.md(
-                reporting.markdown_table(removed, ["rule", "removed"])
-            ),
-        }
+    summary = {
+        "rows_in": report["rows_in"],
+        "rows_out": report["rows_out"],
+        "removed_by_rule": dg.MetadataValue.md(
+            reporting.markdown_table(removed, ["rule", "removed"])
+        ),
+    }
+    yield from publish(
+        context,
+        {athletes_key("clean"): {None: frame}},
+        CLEAN_AUDITS,
+        metadata={athletes_key("clean"): summary},
     )
-    return frame
 
 
 @dg.asset(

@@ -1,9 +1,12 @@
 """Blocking checks after cleaning (the seed's "data validation step"): a batch whose clean table
-breaks them stops before features and models are built from it."""
+breaks them is quarantined instead of published, and no feature or model is built from it
+(judged on the staged table: see :mod:`mlops_assets.core.publishing`)."""
+
+import dagster as dg
 
 from mlops_assets.athletes import schema
-from mlops_assets.athletes.assets import athletes_key
 from mlops_assets.core import validation
+from mlops_assets.core.publishing import Audit
 from mlops_assets.core.validation import ExpectationSuiteSpec, expect
 
 CLEAN_SUITE = ExpectationSuiteSpec(
@@ -64,9 +67,10 @@ CLEAN_SUITE = ExpectationSuiteSpec(
     ],
 )
 
-clean_athletes_meet_expectations = validation.build_gx_asset_check(
-    athletes_key("clean"), CLEAN_SUITE
-)
-athlete_id_is_unique = validation.build_unique_key_check(athletes_key("clean"), schema.KEY)
 
-athletes_checks = [clean_athletes_meet_expectations, athlete_id_is_unique]
+def clean_audits(clean: dg.AssetKey) -> list[Audit]:
+    """`clean_athletes_meet_expectations` and `athlete_id_is_unique`, on the staged table."""
+    return [
+        validation.gx_audit(clean, CLEAN_SUITE),
+        validation.unique_key_audit(clean, schema.KEY),
+    ]

@@ -1,4 +1,4 @@
-"""The athletes use case for Dagster: its assets, checks, job and schedule, and the demo steps of
+"""The athletes use case for Dagster: its assets (with their checks), job and schedule, and the demo steps of
 `mlops demo`."""
 
 import dagster as dg
@@ -12,7 +12,6 @@ from mlops_assets.athletes.assets import (
     models,
     raw,
 )
-from mlops_assets.athletes.checks import athletes_checks
 from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
 from mlops_assets.use_cases import DemoStep
 
@@ -37,7 +36,6 @@ athletes_weekly_refresh = weekly_schedule(
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=athletes_checks,
     jobs=[athletes_refresh],
     schedules=[athletes_weekly_refresh],
 )

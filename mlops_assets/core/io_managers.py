@@ -21,7 +21,9 @@ import dagster as dg
 from dagster._core.storage.upath_io_manager import escape_dotdot_segments, is_dict_type
 
 from mlops_assets.core import reporting, storage
+from mlops_assets.core.locks import lock_space
 from mlops_assets.core.profiles import Settings, load_settings
+from mlops_assets.core.publishing import Publisher
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -29,9 +31,24 @@ if TYPE_CHECKING:
 
 
 class ParquetIOManager(dg.UPathIOManager):
-    """Stores frames as parquet files, written all-or-nothing (see :mod:`mlops_assets.core.storage`)."""
+    """Stores frames as parquet files, written all-or-nothing (see :mod:`mlops_assets.core.storage`).
+
+    Assets with blocking checks publish through :attr:`publisher` instead (write, audit,
+    publish: :mod:`mlops_assets.core.publishing`); every input, and every read of
+    :meth:`read_partitions`, is refused while the partition's latest version stands rejected.
+    ``lock_space``: where the deployment's locks live (:func:`mlops_assets.core.locks.lock_space`);
+    by default a folder under a local root.
+    """
 
     extension = ".parquet"
+
+    def __init__(self, base_path: UPath, lock_space: str = "") -> None:
+        super().__init__(base_path=base_path)
+        if not lock_space:
+            if not storage.is_local(base_path):
+                raise ValueError("an S3 root needs the deployment's lock space (lock_space=...)")
+            lock_space = str(base_path / "_locks")
+        self.publisher = Publisher(base_path, self.output_path, lock_space)
 
     def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:
         # Partition keys come from users (static partitions, file names); ".." must not escape the root.
@@ -44,7 +61,7 @@ class ParquetIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         table = storage.to_arrow(obj)
-        digest = storage.write_parquet(path, table)
+        digest = storage.write_parquet(path, table, tmp_dir=self.publisher.tmp_dir)
         context.add_output_metadata(
             {
                 **reporting.table_metadata(table),
@@ -63,6 +80,12 @@ class ParquetIOManager(dg.UPathIOManager):
         """Where this IO manager keeps ``partition_key`` of ``asset_key`` (what inputs read)."""
         folder = self._base_path.joinpath(*asset_key.path)
         return self._with_extension(self.make_safe_partition_path(folder, partition_key))
+
+    def output_path(self, asset_key: dg.AssetKey, partition_key: str | None = None) -> UPath:
+        """Where the published data of ``asset_key`` (its partition, if any) lives."""
+        if partition_key is not None:
+            return self.partition_path(asset_key, partition_key)
+        return self._with_extension(self._base_path.joinpath(*asset_key.path))
 
     def write_partitions(
         self, asset_key: dg.AssetKey, frames: Mapping[str, Any]
@@ -85,7 +108,9 @@ class ParquetIOManager(dg.UPathIOManager):
             table = storage.to_arrow(frames[partition_key])
             first = first if first is not None else table
             hashes[partition_key] = storage.write_parquet(
-                self.partition_path(asset_key, partition_key), table
+                self.partition_path(asset_key, partition_key),
+                table,
+                tmp_dir=self.publisher.tmp_dir,
             )
             rows[partition_key] = table.num_rows
         if len(hashes) == 1:
@@ -121,6 +146,7 @@ class ParquetIOManager(dg.UPathIOManager):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
+        self.publisher.refuse_rejected(asset_key, partition_keys)
         paths = {key: self.partition_path(asset_key, key) for key in partition_keys}
         missing = [key for key, path in paths.items() if not path.exists()]
         if missing:
@@ -139,6 +165,9 @@ class ParquetIOManager(dg.UPathIOManager):
         return _as_requested_type(storage.read_parquet(path), context)
 
     def load_input(self, context: dg.InputContext) -> Any:
+        if context.has_asset_key:
+            partitions = context.asset_partition_keys if context.has_asset_partitions else [None]
+            self.publisher.refuse_rejected(context.asset_key, list(partitions))
         loaded = super().load_input(context)
         wanted = context.dagster_type.typing_type
         if not isinstance(loaded, dict) or is_dict_type(wanted):
@@ -220,6 +249,7 @@ class ParquetIOManagerResource(dg.ConfigurableIOManagerFactory):
     root: str
     s3_endpoint_url: str = ""
     aws_region: str = "us-east-1"
+    lock_space: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings | None = None) -> ParquetIOManagerResource:
@@ -228,9 +258,11 @@ class ParquetIOManagerResource(dg.ConfigurableIOManagerFactory):
             root=settings.data_root,
             s3_endpoint_url=settings.s3_endpoint_url if settings.data_on_s3 else "",
             aws_region=settings.aws_region,
+            lock_space=lock_space(settings),
         )
 
     def create_io_manager(self, context: dg.InitResourceContext) -> ParquetIOManager:
         return ParquetIOManager(
-            base_path=storage.make_upath(self.root, self.s3_endpoint_url, self.aws_region)
+            base_path=storage.make_upath(self.root, self.s3_endpoint_url, self.aws_region),
+            lock_space=self.lock_space,
         )

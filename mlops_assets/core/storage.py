@@ -20,6 +20,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,8 +33,15 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from upath import UPath
 
-# Temporary files start with this prefix: readers that list a folder skip names starting with ".".
+# Temporary files that a write leaves beside its target start with this prefix (pointers and
+# packages: nobody scans their folders). Asset data never does: see TMP_DIR.
 TEMP_PREFIX = ".tmp-"
+# The folder under a data root that holds the temporary files of its writes: outside every asset
+# folder, because some readers (Feast's file source, DuckDB globs) read every file of a folder,
+# hidden or not, and a write killed half-way must not break them. On the same disk as the
+# targets, so the final rename stays atomic.
+TMP_DIR = "_tmp"
+_LEGACY_TEMP = re.compile(r"^\.tmp-[0-9a-f]{32}-")
 LATEST = "_LATEST"
 CURRENT = "_CURRENT"
 
@@ -61,16 +69,24 @@ def _local(path: UPath | Path) -> Path:
     return Path(path.path if hasattr(path, "path") else path)
 
 
-def atomic_write(path: UPath | Path, write: Callable[[Path], None]) -> None:
+def atomic_write(
+    path: UPath | Path, write: Callable[[Path], None], *, tmp_dir: UPath | Path | None = None
+) -> None:
     """Write ``path`` all-or-nothing: ``write`` fills a local temporary file that is then published.
 
-    If ``write`` raises or the process dies, the target is untouched (a stale hidden temporary file
-    may stay behind on disk; its name starts with ``.tmp-`` so no reader takes it for data).
+    If ``write`` raises or the process dies, the target is untouched. The temporary file is in
+    ``tmp_dir`` (same disk; named after this process, so :func:`sweep_temporary_files` can tell a
+    dead writer's leftovers) or, without it, a hidden ``.tmp-`` file beside the target.
     """
     if is_local(path):
         target = _local(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}"
+        if tmp_dir is not None:
+            folder = _local(tmp_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f"{os.getpid()}-{uuid.uuid4().hex}-{target.name}"
+        else:
+            tmp = target.parent / f"{TEMP_PREFIX}{uuid.uuid4().hex}-{target.name}"
         try:
             write(tmp)
             with open(tmp, "rb+") as fh:
@@ -92,6 +108,56 @@ def atomic_write(path: UPath | Path, write: Callable[[Path], None]) -> None:
 
 def _fs_path(path: UPath) -> str:
     return path.path
+
+
+def sweep_temporary_files(tmp_dir: Path) -> int:
+    """Remove the temporary files in ``tmp_dir`` of processes that are gone (killed mid-write).
+
+    Files of live processes stay: they may be writing. Returns how many were removed.
+    """
+    removed = 0
+    if not tmp_dir.is_dir():
+        return removed
+    for entry in tmp_dir.iterdir():
+        pid = entry.name.split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+def sweep_legacy_temporary_files(folder: Path) -> int:
+    """Remove ``.tmp-`` files that writes of earlier versions left inside an asset folder."""
+    removed = 0
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        if _LEGACY_TEMP.match(entry.name):
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def content_hash(path: UPath | Path) -> str | None:
+    """The sha256 of the file at ``path``, or ``None`` when there is none."""
+    try:
+        if is_local(path):
+            return sha256_file(_local(path))
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except FileNotFoundError:
+        return None
 
 
 def fsync_dir(folder: Path) -> None:
@@ -122,9 +188,11 @@ def file_lock(path: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def atomic_write_bytes(path: UPath | Path, data: bytes) -> None:
+def atomic_write_bytes(
+    path: UPath | Path, data: bytes, *, tmp_dir: UPath | Path | None = None
+) -> None:
     """Write ``data`` to ``path`` all-or-nothing."""
-    atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    atomic_write(path, lambda tmp: tmp.write_bytes(data), tmp_dir=tmp_dir)
 
 
 def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
@@ -169,8 +237,12 @@ def to_arrow(obj: Any) -> pa.Table:
     )
 
 
-def write_parquet(path: UPath | Path, table: pa.Table) -> str:
-    """Write ``table`` to ``path`` atomically; return the content hash (sha256 of the bytes)."""
+def write_parquet(
+    path: UPath | Path, table: pa.Table, *, tmp_dir: UPath | Path | None = None
+) -> str:
+    """Write ``table`` to ``path`` atomically; return the content hash (sha256 of the bytes).
+
+    ``tmp_dir``: where the temporary file goes (see :func:`atomic_write`)."""
     import pyarrow.parquet as pq
 
     digest: dict[str, str] = {}
@@ -179,7 +251,7 @@ def write_parquet(path: UPath | Path, table: pa.Table) -> str:
         pq.write_table(table, tmp, **PARQUET_WRITE_OPTIONS)
         digest["sha256"] = sha256_file(tmp)
 
-    atomic_write(path, write)
+    atomic_write(path, write, tmp_dir=tmp_dir)
     return digest["sha256"]
 
 
@@ -195,9 +267,13 @@ def read_parquet(path: UPath | Path) -> pa.Table:
 # -- Pointers and versioned datasets ---------------------------------------------------------
 
 
-def write_pointer(path: UPath | Path, payload: dict[str, Any]) -> None:
+def write_pointer(
+    path: UPath | Path, payload: dict[str, Any], *, tmp_dir: UPath | Path | None = None
+) -> None:
     """Write a small JSON pointer object atomically (sorted keys: same payload, same bytes)."""
-    atomic_write_bytes(path, json.dumps(payload, sort_keys=True, indent=2).encode() + b"\n")
+    atomic_write_bytes(
+        path, json.dumps(payload, sort_keys=True, indent=2).encode() + b"\n", tmp_dir=tmp_dir
+    )
 
 
 def read_pointer(path: UPath | Path) -> dict[str, Any] | None:

@@ -1,20 +1,23 @@
-"""Data validation: declarative Great Expectations suites and plain checks, as blocking asset checks.
+"""Data validation: declarative Great Expectations suites and plain checks, as blocking audits.
 
-A use case states what its data must look like, and Dagster refuses to build anything downstream of
-data that breaks it:
+A use case states what its data must look like, and nothing built downstream ever reads data that
+breaks it:
 
 * **Declarative column expectations** (nulls, ranges, sets, types, row counts...) are written as an
   :class:`ExpectationSuiteSpec` of :func:`expect` entries, with no Great Expectations import, so the
   code location loads fast. :func:`run_suite` runs the suite with GX 1.x in an ephemeral context;
-  :func:`build_gx_asset_check` turns it into a blocking Dagster asset check.
+  :func:`gx_audit` makes it a blocking audit of an asset.
 * **Checks GX cannot express** are plain functions on a frame: :func:`unique_keys`,
-  :func:`hourly_gaps` / :func:`time_gaps` and :func:`duplicate_timestamps`, with the Dagster
-  factories :func:`build_unique_key_check` and :func:`build_time_series_checks`.
+  :func:`hourly_gaps` / :func:`time_gaps` and :func:`duplicate_timestamps`, with the audit
+  factories :func:`unique_key_audit` and :func:`time_series_audits`.
+
+An audit is judged inside the asset's step on the staged data, before it is published (write,
+audit, publish: :mod:`mlops_assets.core.publishing`), so rejected data never replaces good data.
 
 Every check returns a :class:`SuiteResult` (usable without Dagster), whose failing expectations,
 unexpected counts and sample values become the check's metadata, so a failure in the UI names the
-column, the count and a few offending values. Checks are partition-aware: a check on a partitioned
-asset gets the asset's ``partitions_def`` and loads only the partition being checked.
+column, the count and a few offending values. Audits are partition-aware: each partition of a
+step is judged on its own.
 
 Pandas and Polars frames are both accepted; Polars frames are converted to pandas (GX wants pandas).
 """
@@ -25,9 +28,9 @@ import datetime as dt
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -40,10 +43,9 @@ if TYPE_CHECKING:
     import pandas as pd
     import polars as pl
 
+    from mlops_assets.core.publishing import Audit
+
     Frame = pd.DataFrame | pl.DataFrame
-    AssetRef = (
-        dg.AssetsDefinition | dg.AssetSpec | dg.SourceAsset | dg.AssetKey | str | Sequence[str]
-    )
 
 #: At most this many sample values per failing expectation go into check metadata: enough to see
 #: what is wrong, small enough that the event log stays light.
@@ -779,9 +781,58 @@ def _summary(result: SuiteResult) -> str:
     )
 
 
-def _asset_check_result(
+def rule_result(
+    name: str,
+    row_count: int,
+    unexpected_count: int,
+    samples: Sequence[Any] = (),
+    *,
+    columns: Sequence[str] = (),
+) -> SuiteResult:
+    """A rule written in plain Python as a result: passed when nothing is unexpected, otherwise
+    failed with the count and a few samples (offending values, or sentences)."""
+    return SuiteResult(
+        name=name,
+        success=unexpected_count == 0,
+        row_count=row_count,
+        results=(
+            ExpectationResult(
+                type=name,
+                columns=tuple(columns),
+                success=unexpected_count == 0,
+                unexpected_count=unexpected_count,
+                samples=tuple(_jsonable(v) for v in list(samples)[:MAX_SAMPLES]),
+            ),
+        ),
+    )
+
+
+def merge_partition_results(
+    name: str, by_partition: Mapping[str | None, SuiteResult]
+) -> SuiteResult:
+    """One result for a check judged on each partition of a ranged step: passed only if every
+    partition passed; the failing expectations are those of the failing partitions, their labels
+    prefixed with the partition (``2024-01-02/expect_...``) so the UI says which day failed."""
+    if len(by_partition) == 1:
+        return next(iter(by_partition.values()))
+    results: list[ExpectationResult] = []
+    for partition, result in sorted(by_partition.items(), key=lambda kv: kv[0] or ""):
+        for r in result.results if not result.success else ():
+            results.append(replace(r, type=f"{partition}/{r.type}"))
+    if not results:
+        results = [r for result in by_partition.values() for r in result.results]
+    return SuiteResult(
+        name=name,
+        success=all(r.success for r in by_partition.values()),
+        row_count=sum(r.row_count for r in by_partition.values()),
+        results=tuple(results),
+    )
+
+
+def asset_check_result(
     result: SuiteResult, *, asset_key: dg.AssetKey | None = None, check_name: str | None = None
 ) -> dg.AssetCheckResult:
+    """A Dagster check result of ``result``, with its metadata (:func:`check_metadata`)."""
     raw = check_metadata(result)
     metadata: dict[str, Any] = {}
     for key, value in raw.items():
@@ -803,34 +854,26 @@ def _asset_check_result(
 
 
 # --------------------------------------------------------------------------------------------------
-# Dagster factories
+# Audits: the blocking checks of an asset, judged on its staged data before it is published
 # --------------------------------------------------------------------------------------------------
 
 
-# The check functions below leave `context` unannotated: under `from __future__ import annotations`
-# the annotation is a string, and Dagster rejects any `context` annotation but the class itself.
-
-
-def build_gx_asset_check(
-    asset: AssetRef,
+def gx_audit(
+    asset_key: dg.AssetKey,
     suite: ExpectationSuiteSpec,
     *,
     partitions_def: dg.PartitionsDefinition | None = None,
-    blocking: bool = True,
     name: str | None = None,
     description: str | None = None,
     max_samples: int = MAX_SAMPLES,
-) -> dg.AssetChecksDefinition:
-    """A (by default blocking) asset check that the asset meets a GX suite.
+) -> Audit:
+    """A blocking audit that the staged data of ``asset_key`` meets a GX suite.
 
-    The check loads the asset through its IO manager and fails with ERROR severity if any
-    expectation fails, so nothing downstream of a bad frame is built. Named after the suite unless
-    ``name`` is given. On a partitioned asset it checks one partition at a time: ``partitions_def``
-    defaults to the asset's when ``asset`` is a definition or spec; pass it when ``asset`` is a key
-    (without it Dagster would load every partition of the asset into the check).
+    Named after the suite unless ``name`` is given; fails (ERROR) if any expectation fails, so
+    the data is quarantined instead of published (:mod:`mlops_assets.core.publishing`).
     """
-    asset_key = _asset_key(asset)
-    check_name = _check_name(name or suite.name)
+    from mlops_assets.core.publishing import audit
+
     listed = "\n".join(
         f"- `{e.label}` {_kwargs_text(e.kwargs)}".rstrip() for e in suite.expectations
     )
@@ -839,158 +882,109 @@ def build_gx_asset_check(
         or suite.description
         or f"`{asset_key.to_user_string()}` meets the suite `{suite.name}`"
     )
-
-    return _frame_check(
-        asset,
-        partitions_def,
-        lambda frame: run_suite(frame, suite, max_samples=max_samples),
-        name=check_name,
+    return audit(
+        asset_key,
+        _check_name(name or suite.name),
+        lambda staged: run_suite(staged.frame(asset_key), suite, max_samples=max_samples),
         description=f"{head}\n\n{listed}",
-        blocking=blocking,
+        partitions_def=partitions_def,
         metadata={"suite": suite.name, "expectations": [e.label for e in suite.expectations]},
     )
 
 
-def _frame_check(
-    asset: AssetRef,
-    partitions_def: dg.PartitionsDefinition | None,
-    evaluate: Callable[[Any], SuiteResult],
-    *,
-    name: str,
-    description: str,
-    blocking: bool,
-    metadata: Mapping[str, Any] | None = None,
-) -> dg.AssetChecksDefinition:
-    """One blocking check that loads the asset (its partition) and judges it with ``evaluate``."""
-
-    def _check(context, frame: Any) -> dg.AssetCheckResult:
-        result = evaluate(frame)
-        context.log.info(_summary(result))
-        return _asset_check_result(result)
-
-    with _partitioned_checks_preview():
-        return dg.asset_check(
-            asset=_asset_key(asset),
-            name=name,
-            description=description,
-            blocking=blocking,
-            partitions_def=_partitions_of(asset, partitions_def),
-            metadata=metadata,
-        )(_check)
-
-
-def build_unique_key_check(
-    asset: AssetRef,
+def unique_key_audit(
+    asset_key: dg.AssetKey,
     keys: str | Sequence[str],
     *,
     partitions_def: dg.PartitionsDefinition | None = None,
-    blocking: bool = True,
     name: str | None = None,
     max_samples: int = MAX_SAMPLES,
-) -> dg.AssetChecksDefinition:
-    """A blocking check that a key identifies at most one row of the asset (per partition).
+) -> Audit:
+    """A blocking audit that a key identifies at most one row of the staged data (per partition).
 
     Named ``<key>_is_unique`` (``tx_id_is_unique``) or ``<a>_and_<b>_are_unique`` for a combined key.
     """
-    cols = [keys] if isinstance(keys, str) else list(keys)
-    default = _unique_name(cols)
-    check_name = _check_name(name or default)
+    from mlops_assets.core.publishing import audit
 
-    return _frame_check(
-        asset,
-        partitions_def,
-        lambda frame: unique_keys(frame, cols, max_samples=max_samples),
-        name=check_name,
+    cols = [keys] if isinstance(keys, str) else list(keys)
+    return audit(
+        asset_key,
+        _check_name(name or _unique_name(cols)),
+        lambda staged: unique_keys(staged.frame(asset_key), cols, max_samples=max_samples),
         description=f"Each {' + '.join(f'`{c}`' for c in cols)} appears on at most one row.",
-        blocking=blocking,
+        partitions_def=partitions_def,
     )
 
 
-def build_time_series_checks(
-    asset: AssetRef,
+def time_series_audits(
+    asset_key: dg.AssetKey,
     time_col: str,
     series_col: str | None = None,
     *,
     freq: str = "h",
     partitions_def: dg.PartitionsDefinition | None = None,
-    blocking: bool = True,
     cover_partition: bool = False,
-    gaps_check_name: str | None = None,
-    duplicates_check_name: str | None = None,
     max_samples: int = MAX_SAMPLES,
-) -> dg.AssetChecksDefinition:
-    """Two blocking checks on a regular time series: no missing slots, no duplicate slots.
+) -> list[Audit]:
+    """Two blocking audits of a regular time series: no missing slots, no duplicate slots.
 
     Named ``no_missing_hours`` and ``no_duplicate_hours`` for ``freq="h"`` (``..._days`` for
-    ``"D"``). Both run in one step that loads the asset once. Gaps are counted per series between
-    its first and last slot; with ``cover_partition=True`` on a time-partitioned asset the whole
-    partition window is expected, so slots missing at the start or end of the day count too.
-    Duplicates are rows in the same series and the same slot. Times are compared in UTC.
+    ``"D"``). Gaps are counted per series between its first and last slot; with
+    ``cover_partition=True`` on a time-partitioned asset the whole partition window is expected,
+    so slots missing at the start or end of the day count too. Duplicates are rows in the same
+    series and the same slot. Times are compared in UTC.
     """
-    asset_key = _asset_key(asset)
+    from mlops_assets.core.publishing import audit
+
     unit = _slot_unit(freq)
     _step_ns(freq)  # fail at definition time on a frequency with no fixed length
-    gaps_name = _check_name(gaps_check_name or f"no_missing_{unit}s")
-    dups_name = _check_name(duplicates_check_name or f"no_duplicate_{unit}s")
     per = f"each `{series_col}`" if series_col else "the series"
-    parts = _partitions_of(asset, partitions_def)
-    gaps_text = (
-        f"{per.capitalize()} has a row for every `{freq}` slot of `{time_col}` (UTC) between its "
-        f"first and last{' and over the whole partition' if cover_partition else ''}."
-    )
-    dups_text = f"{per.capitalize()} has at most one row per `{freq}` slot of `{time_col}` (UTC)."
 
-    def _time_series_checks(context, frame: Any) -> Iterator[dg.AssetCheckResult]:
-        frame = to_pandas(frame)
-        start = end = None
-        if cover_partition and (context.has_partition_key or context.has_partition_key_range):
-            window = context.partition_time_window
-            start, end = window.start, window.end
-        gaps = time_gaps(
-            frame, time_col, series_col, freq=freq, start=start, end=end, max_samples=max_samples
+    def gaps(staged: Any) -> SuiteResult:
+        window = staged.time_window if cover_partition else None
+        return time_gaps(
+            staged.frame(asset_key),
+            time_col,
+            series_col,
+            freq=freq,
+            start=window.start if window else None,
+            end=window.end if window else None,
+            max_samples=max_samples,
         )
-        dups = duplicate_timestamps(frame, time_col, series_col, freq=freq, max_samples=max_samples)
-        for name, result in ((gaps_name, gaps), (dups_name, dups)):
-            context.log.info(_summary(result))
-            yield _asset_check_result(result, asset_key=asset_key, check_name=name)
 
-    with _partitioned_checks_preview():
-        specs = [
-            dg.AssetCheckSpec(
-                check, asset=asset_key, blocking=blocking, partitions_def=parts, description=text
-            )
-            for check, text in ((gaps_name, gaps_text), (dups_name, dups_text))
-        ]
-        # One step for both checks, so the asset is loaded once.
-        return dg.multi_asset_check(
-            specs=specs,
-            name=f"{asset_key.to_python_identifier()}_{gaps_name}_{dups_name}",
-            ins={"frame": dg.AssetIn(key=asset_key)},
-        )(_time_series_checks)
+    def duplicates(staged: Any) -> SuiteResult:
+        return duplicate_timestamps(
+            staged.frame(asset_key), time_col, series_col, freq=freq, max_samples=max_samples
+        )
+
+    whole = " and over the whole partition" if cover_partition else ""
+    return [
+        audit(
+            asset_key,
+            f"no_missing_{unit}s",
+            gaps,
+            description=f"{per.capitalize()} has a row for every `{freq}` slot of `{time_col}` "
+            f"(UTC) between its first and last{whole}.",
+            partitions_def=partitions_def,
+        ),
+        audit(
+            asset_key,
+            f"no_duplicate_{unit}s",
+            duplicates,
+            description=f"{per.capitalize()} has at most one row per `{freq}` slot of "
+            f"`{time_col}` (UTC).",
+            partitions_def=partitions_def,
+        ),
+    ]
 
 
 @contextmanager
-def _partitioned_checks_preview() -> Iterator[None]:
-    # Partitioned asset checks are a preview API in dagster 1.13, used on purpose: without them a
-    # check on a partitioned asset loads every partition. Keep the warning out of every load log.
+def partitioned_checks_preview() -> Iterator[None]:
+    """Partitioned asset checks are a preview API in dagster 1.13, used on purpose: without them
+    a check on a partitioned asset is unpartitioned. Keeps the warning out of every load log."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.PreviewWarning)
         yield
-
-
-def _asset_key(asset: AssetRef) -> dg.AssetKey:
-    if isinstance(asset, dg.AssetsDefinition | dg.SourceAsset | dg.AssetSpec):
-        return asset.key
-    return dg.AssetKey.from_coercible(asset)
-
-
-def _partitions_of(
-    asset: AssetRef, given: dg.PartitionsDefinition | None
-) -> dg.PartitionsDefinition | None:
-    # Without the asset's partitions a check loads (and validates) every partition at once.
-    if given is not None:
-        return given
-    return getattr(asset, "partitions_def", None)
 
 
 def _check_name(name: str) -> str:

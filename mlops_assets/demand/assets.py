@@ -32,9 +32,10 @@ from mlops_assets.core.policies import (
     daily_freshness,
     data_error,
 )
+from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
-from mlops_assets.demand import schema
+from mlops_assets.demand import checks, schema
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -154,6 +155,9 @@ def _split_days(table: "pa.Table", days: list[str]) -> dict[str, "pa.Table"]:
     }
 
 
+RAW_AUDITS = checks.raw_audits(demand_key("raw"), DAILY)
+
+
 def build_raw(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The ``raw`` asset with a given step retry policy (tests use seconds, not minutes)."""
 
@@ -168,43 +172,28 @@ def build_raw(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
         # EIA rate-limits each key: one ingest at a time, whatever number of runs are queued.
         pool=SOURCE_API_POOL,
         required_resource_keys={"io_manager"},
-        check_specs=[
-            dg.AssetCheckSpec(
-                "values_are_numbers",
-                asset=demand_key("raw"),
-                blocking=True,
-                description="Every demand value the source sent is a finite number or empty.",
-            )
-        ],
+        check_specs=check_specs(RAW_AUDITS),
         kinds={"parquet"},
     )
     def raw(context: dg.AssetExecutionContext, config: RawConfig):
         """Hourly demand (type D) of each respondent as the source reported it: one row per
-        respondent and UTC hour, the value kept as the text the source sent (bronze)."""
-        from mlops_assets.demand import cleaning
-
+        respondent and UTC hour, the value kept as the text the source sent (bronze). Each day
+        is published only when its blocking checks pass on it."""
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         table = _fetch(config, start, end)
         days = list(context.partition_keys)
-        io: ParquetIOManager = context.resources.io_manager
-        result = io.write_partitions(demand_key("raw"), _split_days(table, days))
-        yield dg.MaterializeResult(
-            asset_key=result.asset_key,
+        yield from publish(
+            context,
+            {demand_key("raw"): _split_days(table, days)},
+            RAW_AUDITS,
             metadata={
-                **(result.metadata or {}),
-                "source": config.source,
-                "respondents": sorted(set(table.column("respondent").to_pylist())),
-                "hours": f"{start.isoformat()} .. {end.isoformat()}",
+                demand_key("raw"): {
+                    "source": config.source,
+                    "respondents": sorted(set(table.column("respondent").to_pylist())),
+                    "hours": f"{start.isoformat()} .. {end.isoformat()}",
+                }
             },
-            data_version=result.data_version,
-        )
-        junk, samples = cleaning.non_numeric_values(table)
-        yield dg.AssetCheckResult(
-            check_name="values_are_numbers",
-            passed=junk == 0,
-            metadata={"non_numeric_values": junk, "samples": dg.MetadataValue.json(samples)},
-            description=f"{junk} value(s) are not numbers" if junk else "every value parses",
         )
 
     return raw
@@ -216,6 +205,9 @@ raw = build_raw(ingest_retry_policy())
 # -- clean --------------------------------------------------------------------------------------
 
 
+CLEAN_AUDITS = checks.clean_audits(demand_key("clean"), DAILY)
+
+
 @dg.asset(
     key=demand_key("clean"),
     partitions_def=DAILY,
@@ -224,9 +216,10 @@ raw = build_raw(ingest_retry_policy())
     backfill_policy=dg.BackfillPolicy.single_run(),
     ins={"raw": frame_input(demand_key("raw"), load_as="arrow")},
     required_resource_keys={"io_manager"},
+    check_specs=check_specs(CLEAN_AUDITS),
     kinds={"polars", "parquet"},
 )
-def clean(context: dg.AssetExecutionContext, raw) -> dg.MaterializeResult:
+def clean(context: dg.AssetExecutionContext, raw):
     """Demand per respondent and UTC hour in the modelling contract `unique_id, ds, y` (MWh,
     float), sorted, with an integrity report per day: hours covered, rows, duplicate and missing
     hours, values the source left empty, implausible values. Duplicates and gaps are reported,
@@ -244,20 +237,18 @@ def clean(context: dg.AssetExecutionContext, raw) -> dg.MaterializeResult:
             )
     except cleaning.CleanError as exc:
         raise dg.Failure(f"demand/clean: {exc}") from exc
-    io: ParquetIOManager = context.resources.io_manager
-    result = io.write_partitions(demand_key("clean"), cleaned)
     invalid = {d: r for d, r in reports.items() if r["status"] != "valid"}
-    summary = _report_summary(reports)
-    return dg.MaterializeResult(
-        asset_key=result.asset_key,
-        metadata={
-            **(result.metadata or {}),
-            **summary,
-            "integrity": dg.MetadataValue.json(
-                reports[days[0]] if len(days) == 1 else {"invalid_days": invalid}
-            ),
-        },
-        data_version=result.data_version,
+    summary = {
+        **_report_summary(reports),
+        "integrity": dg.MetadataValue.json(
+            reports[days[0]] if len(days) == 1 else {"invalid_days": invalid}
+        ),
+    }
+    yield from publish(
+        context,
+        {demand_key("clean"): cleaned},
+        CLEAN_AUDITS,
+        metadata={demand_key("clean"): summary},
     )
 
 
@@ -594,6 +585,7 @@ def champion(
             rule,
             candidate_metrics=_row_metrics(best),
             champion_metrics=champion_metrics,
+            compared_with=current.version if current is not None else None,
         )
         serving = mlflow.get_version_by_alias(name, CHAMPION)
         decisions.append(

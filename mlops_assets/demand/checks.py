@@ -1,13 +1,14 @@
-"""Blocking checks on ``demand/clean``: what a day of demand must satisfy before any model trains
-on it or forecasts from it. A failure names the respondent, the hours and the count.
-
-The check on ``raw`` (every value is a number) is emitted by the ``raw`` asset itself, per run.
+"""Blocking checks of demand: what a day must satisfy before it is published and any model
+trains on it or forecasts from it (judged on the staged day: see
+:mod:`mlops_assets.core.publishing`). A failure names the respondent, the hours and the count.
 """
 
+import dagster as dg
+
 from mlops_assets.core import validation
+from mlops_assets.core.publishing import Audit, Staged, audit
 from mlops_assets.core.validation import ExpectationSuiteSpec, expect
 from mlops_assets.demand import schema
-from mlops_assets.demand.assets import DAILY, demand_key
 
 CLEAN_SUITE = ExpectationSuiteSpec(
     name="demand_values_are_plausible",
@@ -26,15 +27,40 @@ CLEAN_SUITE = ExpectationSuiteSpec(
     ],
 )
 
-# Each respondent has exactly one row per UTC hour of the day: the whole day is expected, so a
-# respondent whose day starts late or ends early fails too. UTC makes daylight-saving days
-# ordinary 24-hour days; a source that sent local times shows up here as a duplicate (fall back)
-# or a gap (spring forward).
-clean_hours = validation.build_time_series_checks(
-    demand_key("clean"), "ds", "unique_id", partitions_def=DAILY, cover_partition=True
-)
-clean_values = validation.build_gx_asset_check(
-    demand_key("clean"), CLEAN_SUITE, partitions_def=DAILY
-)
 
-demand_checks = [clean_hours, clean_values]
+def raw_audits(raw: dg.AssetKey, partitions_def: dg.PartitionsDefinition) -> list[Audit]:
+    """`values_are_numbers`: every value the source sent is a finite number or empty."""
+    from mlops_assets.demand import cleaning
+
+    def values_are_numbers(staged: Staged) -> validation.SuiteResult:
+        table = staged.tables[raw]
+        junk, samples = cleaning.non_numeric_values(table)
+        return validation.rule_result(
+            "values_are_numbers", table.num_rows, junk, samples, columns=("value",)
+        )
+
+    return [
+        audit(
+            raw,
+            "values_are_numbers",
+            values_are_numbers,
+            description="Every demand value the source sent is a finite number or empty.",
+            partitions_def=partitions_def,
+        )
+    ]
+
+
+def clean_audits(clean: dg.AssetKey, partitions_def: dg.PartitionsDefinition) -> list[Audit]:
+    """`no_missing_hours`, `no_duplicate_hours` and `demand_values_are_plausible`.
+
+    Each respondent has exactly one row per UTC hour of the day: the whole day is expected, so a
+    respondent whose day starts late or ends early fails too. UTC makes daylight-saving days
+    ordinary 24-hour days; a source that sent local times shows up here as a duplicate (fall
+    back) or a gap (spring forward).
+    """
+    return [
+        *validation.time_series_audits(
+            clean, "ds", "unique_id", partitions_def=partitions_def, cover_partition=True
+        ),
+        validation.gx_audit(clean, CLEAN_SUITE, partitions_def=partitions_def),
+    ]

@@ -1,4 +1,4 @@
-"""The demand use case for Dagster: its assets, checks, jobs and schedule, and the demo steps of
+"""The demand use case for Dagster: its assets (with their checks), jobs and schedule, and the demo steps of
 `mlops demo`."""
 
 import dagster as dg
@@ -14,7 +14,6 @@ from mlops_assets.demand.assets import (
     leaderboard,
     raw,
 )
-from mlops_assets.demand.checks import demand_checks
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, clean, cv_results, leaderboard, champion, forecasts]
@@ -52,7 +51,6 @@ demand_reforecast = rescore_on_champion_change(
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=demand_checks,
     jobs=[demand_daily, demand_check_only],
     schedules=[demand_daily_schedule],
     sensors=[demand_reforecast],

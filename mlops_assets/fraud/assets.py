@@ -24,9 +24,10 @@ from mlops_assets.core.policies import (
     data_error,
     weekly_freshness,
 )
+from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
-from mlops_assets.fraud import schema
+from mlops_assets.fraud import checks, schema
 
 if TYPE_CHECKING:
     import polars as pl
@@ -94,6 +95,9 @@ class BronzeConfig(dg.Config):
     seed: int = Field(default=42, description="Seed of the population and of every day.")
 
 
+BRONZE_AUDITS = checks.bronze_audits(fraud_key("transactions"), fraud_key("labels"), DAILY)
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
@@ -112,22 +116,16 @@ class BronzeConfig(dg.Config):
             kinds={"parquet"},
         ),
     ],
-    check_specs=[
-        dg.AssetCheckSpec(
-            "transactions_inside_their_day",
-            asset=fraud_key("transactions"),
-            blocking=True,
-            description="Every transaction's `event_ts` falls inside its UTC day partition.",
-        )
-    ],
+    check_specs=check_specs(BRONZE_AUDITS),
     # Single run: a range is read (or generated) in one step and each day written by it, so a
     # 30-day backfill is one run, and a malformed file fails it before any day is written.
     backfill_policy=dg.BackfillPolicy.single_run(),
     required_resource_keys={"io_manager"},
 )
 def bronze(context: dg.AssetExecutionContext, config: BronzeConfig):
-    """Generate (or read) every day of the run, then write them: a malformed file fails the step
-    before any day is written, so earlier partitions stay as they were."""
+    """Generate (or read) every day of the run, then stage, audit and publish them: a malformed
+    file fails the step before any day is written, and a day that fails its blocking checks is
+    quarantined while the published version of that day stays as it was."""
     from mlops_assets.fraud import sources
 
     days: dict[str, tuple] = {}
@@ -156,48 +154,29 @@ def bronze(context: dg.AssetExecutionContext, config: BronzeConfig):
                         f"{', '.join(result.extra_columns)}"
                     )
             days[day] = (read[0].table, read[1].table)
-    io: ParquetIOManager = context.resources.io_manager
-    yield io.write_partitions(fraud_key("transactions"), {d: t for d, (t, _) in days.items()})
-    yield io.write_partitions(fraud_key("labels"), {d: lab for d, (_, lab) in days.items()})
-    # Checked here, per file, because a ranged run's check would only see the days concatenated.
-    yield _events_inside_their_days({d: t for d, (t, _) in days.items()})
-
-
-def _events_inside_their_days(tables: dict) -> dg.AssetCheckResult:
-    from mlops_assets.core.validation import check_metadata
-    from mlops_assets.fraud import expectations
-
-    results = {
-        d: expectations.events_inside_day(t, date.fromisoformat(d)) for d, t in tables.items()
-    }
-    failed = {d: r for d, r in results.items() if not r.success}
-    metadata = {"outside_rows:event_ts": sum(r.unexpected_count for r in results.values())}
-    for day, result in failed.items():
-        metadata.update({f"{day}/{k}": v for k, v in check_metadata(result).items()})
-    return dg.AssetCheckResult(
-        asset_key=fraud_key("transactions"),
-        check_name="transactions_inside_their_day",
-        passed=not failed,
-        metadata=metadata,
-        description=f"days with rows outside: {', '.join(failed) or 'none'}",
+    # A day's transactions and labels are judged together and published together, or not at
+    # all: a label file must never be paired with another run's transactions.
+    yield from publish(
+        context,
+        {
+            fraud_key("transactions"): {d: t for d, (t, _) in days.items()},
+            fraud_key("labels"): {d: lab for d, (_, lab) in days.items()},
+        },
+        BRONZE_AUDITS,
     )
 
 
 # -- silver: feature snapshots ------------------------------------------------------------------
 
 
-def _feature_days(
-    context: dg.AssetExecutionContext, frame: "pl.DataFrame", asset: str
-) -> dg.MaterializeResult:
-    """Split a ranged step's snapshots into its days and write them."""
+def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dict:
+    """A ranged step's snapshots split into its days."""
     import polars as pl
 
-    by_day = {
+    return {
         day: frame.filter(pl.col("event_ts").dt.date() == date.fromisoformat(day))
         for day in _days(context)
     }
-    io: ParquetIOManager = context.resources.io_manager
-    return io.write_partitions(fraud_key(asset), by_day)
 
 
 @dg.asset(
@@ -218,7 +197,18 @@ def card_features(context: dg.AssetExecutionContext, transactions) -> dg.Materia
     from mlops_assets.fraud import features
 
     start, end = _window(context)
-    return _feature_days(context, features.card_features(transactions, start, end), "card_features")
+    io: ParquetIOManager = context.resources.io_manager
+    by_day = _feature_days(context, features.card_features(transactions, start, end))
+    return io.write_partitions(fraud_key("card_features"), by_day)
+
+
+MERCHANT_AUDITS = checks.merchant_features_audits(
+    fraud_key("merchant_features"),
+    fraud_key("transactions"),
+    fraud_key("labels"),
+    DAILY,
+    LABEL_HISTORY_DAYS,
+)
 
 
 @dg.asset(
@@ -233,11 +223,10 @@ def card_features(context: dg.AssetExecutionContext, transactions) -> dg.Materia
         "labels": frame_input(fraud_key("labels"), partition_mapping=_label_history),
     },
     required_resource_keys={"io_manager"},
+    check_specs=check_specs(MERCHANT_AUDITS),
     kinds={"polars", "parquet"},
 )
-def merchant_features(
-    context: dg.AssetExecutionContext, transactions, labels
-) -> dg.MaterializeResult:
+def merchant_features(context: dg.AssetExecutionContext, transactions, labels):
     """One row per transaction with the merchant's activity in the windows before it, and the
     number of fraud labels of the merchant that became known in the last 1/7/30 days before it
     (a label counts from its `label_available_ts`, never earlier)."""
@@ -245,7 +234,11 @@ def merchant_features(
 
     start, end = _window(context)
     snapshots = features.merchant_features(transactions, labels, start, end)
-    return _feature_days(context, snapshots, "merchant_features")
+    yield from publish(
+        context,
+        {fraud_key("merchant_features"): _feature_days(context, snapshots)},
+        MERCHANT_AUDITS,
+    )
 
 
 @dg.asset(
@@ -261,13 +254,18 @@ def merchant_features(
     retry_policy=NETWORK_RETRY,
     # Serving reads these snapshots: the daily ingestion must keep them within a day.
     freshness_policy=daily_freshness(),
+    required_resource_keys={"io_manager", "feature_store"},
     kinds={"feast"},
 )
-def fraud_feature_store(
-    context: dg.AssetExecutionContext, feature_store: FeastFeatureStore
-) -> dg.MaterializeResult:
+def fraud_feature_store(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
     """The fraud entities and feature views registered in Feast (`feast apply`) and the day's
     latest snapshot per card and merchant loaded into the online store for serving."""
+    feature_store: FeastFeatureStore = context.resources.feature_store
+    io: ParquetIOManager = context.resources.io_manager
+    # Feast reads the published snapshots itself: refuse, like any input, days whose latest
+    # version was rejected, rather than load the version published before it.
+    for name in SNAPSHOT_VIEWS:
+        io.publisher.refuse_rejected(fraud_key(name), _days(context))
     start, end = _window(context)
     applied = feature_store.apply(use_case=schema.USE_CASE)
     views = feature_store.materialize(
@@ -595,6 +593,7 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
         rule,
         candidate_metrics=metrics["candidate"],
         champion_metrics=metrics.get("champion"),
+        compared_with=current.version if current is not None else None,
     )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     figure = evaluation.pr_curve_figure(

@@ -1,114 +1,137 @@
-"""Blocking checks of the fraud pipeline: what bronze and silver must satisfy before anything
-downstream is built. A failed check names the column and the number of offending rows.
+"""Blocking checks of the fraud pipeline: what bronze and silver must satisfy before they are
+published and anything downstream is built from them. Each is an audit judged on the step's staged
+data, one day at a time (see :mod:`mlops_assets.core.publishing`); a failed check names the
+column and the number of offending rows, and the day stays unpublished.
 
-Checks that need each day on its own (`transactions_inside_their_day`) or decide what becomes
-current (the training set's: no snapshot from the future, fraud share) are emitted by the assets
-themselves.
+The training set's checks (no snapshot from the future, fraud share) decide which version
+becomes current and are emitted by the asset itself.
 """
 
 # No `from __future__ import annotations`: Dagster reads the check functions' annotations.
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 import dagster as dg
 
 from mlops_assets.core import validation
+from mlops_assets.core.publishing import Audit, Staged, audit
 from mlops_assets.fraud import expectations, schema
-from mlops_assets.fraud.assets import DAILY, LABEL_HISTORY_DAYS, fraud_key
 
 if TYPE_CHECKING:
     import polars as pl
 
-# Merchant snapshots re-derived from scratch for this many sampled transactions per run.
+# Merchant snapshots re-derived from scratch for this many sampled transactions per day.
 LEAKAGE_SAMPLE = 200
 
-transactions_meet_expectations = validation.build_gx_asset_check(
-    fraud_key("transactions"), expectations.TRANSACTIONS_SUITE, partitions_def=DAILY
-)
-labels_meet_expectations = validation.build_gx_asset_check(
-    fraud_key("labels"), expectations.LABELS_SUITE, partitions_def=DAILY
-)
-tx_id_is_unique = validation.build_unique_key_check(
-    fraud_key("transactions"), "tx_id", partitions_def=DAILY
-)
 
+def bronze_audits(
+    transactions: dg.AssetKey, labels: dg.AssetKey, partitions_def: dg.PartitionsDefinition
+) -> list[Audit]:
+    """The audits of a day of bronze: both suites, unique `tx_id`, every payment inside its day,
+    and a label for every payment known no earlier than the payment itself."""
 
-def _result(result: validation.SuiteResult) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        passed=result.success,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata=validation.check_metadata(result),
-    )
+    def inside_their_day(staged: Staged) -> validation.SuiteResult:
+        day = date.fromisoformat(staged.partition_key)
+        return expectations.events_inside_day(staged.tables[transactions], day)
 
-
-@dg.asset_check(
-    asset=fraud_key("labels"),
-    partitions_def=DAILY,
-    blocking=True,
-    additional_ins={"transactions": dg.AssetIn(fraud_key("transactions"))},
-    description="Every transaction of the day has exactly one label, known no earlier than the "
-    "payment itself.",
-)
-def labels_cover_transactions(context, labels, transactions) -> dg.AssetCheckResult:
-    coverage = expectations.label_coverage(transactions, labels)
-    ordering = expectations.labels_after_events(labels)
-    merged = validation.SuiteResult(
-        name="labels_cover_transactions",
-        success=coverage.success and ordering.success,
-        row_count=coverage.row_count,
-        results=(*coverage.results, *ordering.results),
-    )
-    return _result(merged)
-
-
-@dg.asset_check(
-    asset=fraud_key("merchant_features"),
-    partitions_def=DAILY,
-    blocking=True,
-    required_resource_keys={"io_manager"},
-    description="No fraud label leaks into merchant snapshots before it was available: for a "
-    "sample of transactions, the fraud counts are recounted from the labels directly.",
-)
-def merchant_fraud_counts_use_only_available_labels(context) -> dg.AssetCheckResult:
-    import polars as pl
-
-    # Inputs are read here rather than through mapped inputs: a check's inputs are loaded for
-    # the check's own partitions, without the asset's partition mapping.
-    window = context.partition_time_window
-    first = window.start - timedelta(days=LABEL_HISTORY_DAYS)
-    days = DAILY.get_partition_keys_in_range(
-        dg.PartitionKeyRange(
-            max(first, DAILY.start).strftime("%Y-%m-%d"),
-            (window.end - timedelta(days=1)).strftime("%Y-%m-%d"),
+    def labels_cover_transactions(staged: Staged) -> validation.SuiteResult:
+        coverage = expectations.label_coverage(staged.tables[transactions], staged.tables[labels])
+        ordering = expectations.labels_after_events(staged.tables[labels])
+        return validation.SuiteResult(
+            name="labels_cover_transactions",
+            success=coverage.success and ordering.success,
+            row_count=coverage.row_count,
+            results=(*coverage.results, *ordering.results),
         )
-    )
-    io = context.resources.io_manager
-    transactions = pl.from_arrow(io.read_partitions(fraud_key("transactions"), days)[0])
-    labels = pl.from_arrow(io.read_partitions(fraud_key("labels"), days)[0])
-    checked = [k for k in context.partition_keys]
-    merchant_features = pl.from_arrow(
-        io.read_partitions(fraud_key("merchant_features"), checked)[0]
-    )
-    sample = merchant_features.sample(
-        n=min(LEAKAGE_SAMPLE, merchant_features.height), seed=0, shuffle=False
-    )
-    expected = recount_merchant_fraud(
-        sample.select("tx_id", "merchant_id", "event_ts"), transactions, labels
-    )
-    columns = [c for c in expected.columns if c.startswith("merchant_fraud_count_")]
-    compared = sample.select("tx_id", *columns).join(
-        expected, on="tx_id", how="left", suffix="_recount"
-    )
-    wrong = {c: int((compared[c] != compared[f"{c}_recount"]).sum()) for c in columns}
-    return dg.AssetCheckResult(
-        passed=not any(wrong.values()),
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={
-            "sampled_transactions": sample.height,
-            "label_days_read": f"{days[0]} .. {days[-1]}",
-            **{f"mismatches:{c}": n for c, n in wrong.items()},
-        },
-    )
+
+    return [
+        validation.gx_audit(
+            transactions, expectations.TRANSACTIONS_SUITE, partitions_def=partitions_def
+        ),
+        validation.unique_key_audit(transactions, "tx_id", partitions_def=partitions_def),
+        audit(
+            transactions,
+            "transactions_inside_their_day",
+            inside_their_day,
+            description="Every transaction's `event_ts` falls inside its UTC day partition.",
+            partitions_def=partitions_def,
+        ),
+        validation.gx_audit(labels, expectations.LABELS_SUITE, partitions_def=partitions_def),
+        audit(
+            labels,
+            "labels_cover_transactions",
+            labels_cover_transactions,
+            description="Every transaction of the day has exactly one label, known no earlier "
+            "than the payment itself.",
+            partitions_def=partitions_def,
+        ),
+    ]
+
+
+def merchant_features_audits(
+    merchant_features: dg.AssetKey,
+    transactions: dg.AssetKey,
+    labels: dg.AssetKey,
+    partitions_def: dg.TimeWindowPartitionsDefinition,
+    label_history_days: int,
+) -> list[Audit]:
+    """`merchant_fraud_counts_use_only_available_labels`: no fraud label leaks into merchant
+    snapshots before it was available. For a sample of the day's staged snapshots the fraud
+    counts are recounted from the published labels directly."""
+
+    def use_only_available_labels(staged: Staged) -> validation.SuiteResult:
+        import polars as pl
+
+        window = staged.time_window
+        first = max(window.start - timedelta(days=label_history_days), partitions_def.start)
+        days = partitions_def.get_partition_keys_in_range(
+            dg.PartitionKeyRange(
+                first.strftime("%Y-%m-%d"), (window.end - timedelta(days=1)).strftime("%Y-%m-%d")
+            )
+        )
+        history = {
+            key: pl.from_arrow(staged.io.read_partitions(key, days)[0])
+            for key in (transactions, labels)
+        }
+        snapshots = staged.polars(merchant_features)
+        sample = snapshots.sample(n=min(LEAKAGE_SAMPLE, snapshots.height), seed=0, shuffle=False)
+        expected = recount_merchant_fraud(
+            sample.select("tx_id", "merchant_id", "event_ts"),
+            history[transactions],
+            history[labels],
+        )
+        columns = [c for c in expected.columns if c.startswith("merchant_fraud_count_")]
+        compared = sample.select("tx_id", *columns).join(
+            expected, on="tx_id", how="left", suffix="_recount"
+        )
+        results = tuple(
+            validation.rule_result(
+                f"recount({c})",
+                sample.height,
+                int((compared[c] != compared[f"{c}_recount"]).sum()),
+                compared.filter(pl.col(c) != pl.col(f"{c}_recount"))["tx_id"].to_list(),
+                columns=(c,),
+            ).results[0]
+            for c in columns
+        )
+        return validation.SuiteResult(
+            name="merchant_fraud_counts_use_only_available_labels",
+            success=all(r.success for r in results),
+            row_count=sample.height,
+            results=results,
+        )
+
+    return [
+        audit(
+            merchant_features,
+            "merchant_fraud_counts_use_only_available_labels",
+            use_only_available_labels,
+            description="No fraud label leaks into merchant snapshots before it was available: "
+            "for a sample of transactions, the fraud counts are recounted from the labels "
+            "directly.",
+            partitions_def=partitions_def,
+        )
+    ]
 
 
 def recount_merchant_fraud(
@@ -137,12 +160,3 @@ def recount_merchant_fraud(
         for w in schema.FRAUD_WINDOWS
     ]
     return candidates.group_by("tx_id").agg(counts)
-
-
-fraud_checks = [
-    transactions_meet_expectations,
-    labels_meet_expectations,
-    tx_id_is_unique,
-    labels_cover_transactions,
-    merchant_fraud_counts_use_only_available_labels,
-]

@@ -1,4 +1,4 @@
-"""The fraud use case for Dagster: its assets, checks, jobs, schedules and sensor, and the demo
+"""The fraud use case for Dagster: its assets (with their checks), jobs, schedules and sensor, and the demo
 steps of `mlops demo`."""
 
 import dagster as dg
@@ -16,7 +16,6 @@ from mlops_assets.fraud.assets import (
     scores,
     training_set,
 )
-from mlops_assets.fraud.checks import fraud_checks
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [
@@ -93,7 +92,6 @@ fraud_rescore = rescore_on_champion_change(
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=fraud_checks,
     jobs=[fraud_daily, fraud_ingestion, fraud_retraining],
     schedules=[fraud_ingestion_schedule, fraud_weekly_retraining],
     sensors=[fraud_rescore],

@@ -14,8 +14,9 @@ from pydantic import Field
 
 from mlops_assets.core.io_managers import ParquetIOManager, frame_input
 from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
+from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
-from mlops_assets.heart import schema
+from mlops_assets.heart import checks, schema
 
 GROUP = schema.USE_CASE
 MODEL_NAME = "heart_disease"
@@ -39,10 +40,20 @@ class RawConfig(dg.Config):
     seed: int = Field(default=42, description="Generator: seed.")
 
 
-@dg.asset(key=heart_key("raw"), group_name=GROUP, kinds={"parquet"})
+RAW_AUDITS = checks.raw_audits(heart_key("raw"))
+
+
+@dg.asset(
+    key=heart_key("raw"),
+    group_name=GROUP,
+    kinds={"parquet"},
+    check_specs=check_specs(RAW_AUDITS),
+    required_resource_keys={"io_manager"},
+)
 def raw(context: dg.AssetExecutionContext, config: RawConfig):
     """Patients in the 14-column Cleveland layout: 13 clinical inputs, the diagnosis `num`
-    (0-4) and its binarisation `target` (heart disease or not); missing values are nulls."""
+    (0-4) and its binarisation `target` (heart disease or not); missing values are nulls.
+    Published only when its blocking checks pass on it."""
     from mlops_assets.heart import sources
 
     if config.source == "generator":
@@ -56,10 +67,13 @@ def raw(context: dg.AssetExecutionContext, config: RawConfig):
             table = sources.read_uci_file(config.path)
         except (sources.HeartContractError, FileNotFoundError) as exc:
             raise dg.Failure(f"heart/raw: {exc}") from exc
-    context.add_output_metadata(
-        {"source": config.source if config.source == "generator" else config.path}
+    source = config.source if config.source == "generator" else config.path
+    yield from publish(
+        context,
+        {heart_key("raw"): {None: table}},
+        RAW_AUDITS,
+        metadata={heart_key("raw"): {"source": source}},
     )
-    return table
 
 
 @dg.asset(
@@ -255,6 +269,7 @@ def champion(
         rule,
         candidate_metrics=metrics["candidate"],
         champion_metrics=metrics.get("champion"),
+        compared_with=current.version if current is not None else None,
     )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     return dg.MaterializeResult(

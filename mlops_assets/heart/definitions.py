@@ -1,4 +1,4 @@
-"""The heart use case for Dagster: its assets, checks, job and weekly schedule, and the
+"""The heart use case for Dagster: its assets (with their checks), job and weekly schedule, and the
 demo step of `mlops demo`."""
 
 import dagster as dg
@@ -12,7 +12,6 @@ from mlops_assets.heart.assets import (
     quality_report,
     raw,
 )
-from mlops_assets.heart.checks import heart_checks
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, quality_report, features, models, champion, deployment_package]
@@ -35,7 +34,6 @@ heart_weekly_retraining = weekly_schedule(
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=heart_checks,
     jobs=[heart_training],
     schedules=[heart_weekly_retraining],
 )

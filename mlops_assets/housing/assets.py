@@ -15,10 +15,12 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.core import validation
 from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
+from mlops_assets.core.publishing import Staged, audit, check_specs, publish
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
-from mlops_assets.housing import schema
+from mlops_assets.housing import checks, schema
 
 GROUP = schema.USE_CASE
 MODEL_NAME = "housing_price"
@@ -46,10 +48,19 @@ class RawConfig(dg.Config):
     seed: int = Field(default=42, description="Generator: seed.")
 
 
-@dg.asset(key=housing_key("raw"), group_name=GROUP, kinds={"parquet"})
+RAW_AUDITS = checks.raw_audits(housing_key("raw"))
+
+
+@dg.asset(
+    key=housing_key("raw"),
+    group_name=GROUP,
+    kinds={"parquet"},
+    check_specs=check_specs(RAW_AUDITS),
+    required_resource_keys={"io_manager"},
+)
 def raw(context: dg.AssetExecutionContext, config: RawConfig):
     """Home sales, one row per sale: when, where, what kind of home, its size, age and
-    condition, and the price it sold for (USD)."""
+    condition, and the price it sold for (USD). Published only when its blocking checks pass."""
     from mlops_assets.housing import sources
 
     if config.source == "generator":
@@ -66,14 +77,14 @@ def raw(context: dg.AssetExecutionContext, config: RawConfig):
         if result.extra_columns:
             context.log.warning(f"ignored columns not in the contract: {result.extra_columns}")
         table = result.table
-    dates = table.column(schema.DATE)
-    context.add_output_metadata(
-        {
-            "source": config.source,
-            "sale_dates": f"{min(dates.to_pylist())} .. {max(dates.to_pylist())}",
-        }
+    dates = [d for d in table.column(schema.DATE).to_pylist() if d is not None]
+    span = f"{min(dates)} .. {max(dates)}" if dates else "none"
+    yield from publish(
+        context,
+        {housing_key("raw"): {None: table}},
+        RAW_AUDITS,
+        metadata={housing_key("raw"): {"source": config.source, "sale_dates": span}},
     )
-    return table
 
 
 # -- splits -------------------------------------------------------------------------------------
@@ -87,19 +98,31 @@ class SplitConfig(dg.Config):
     holdout_start: str = Field(default="2022-01-01", description="First day of the holdout.")
 
 
+def _chronology(staged: Staged) -> validation.SuiteResult:
+    frame = staged.frame(housing_key("splits"))
+    problems = chronology_problems(frame)
+    return validation.rule_result(
+        "splits_are_chronological", len(frame), len(problems), problems, columns=("split",)
+    )
+
+
+SPLIT_AUDITS = [
+    audit(
+        housing_key("splits"),
+        "splits_are_chronological",
+        _chronology,
+        description="Every sale is in exactly one split, each split has rows, and every "
+        "train sale precedes every eval sale, which precedes every holdout sale.",
+    )
+]
+
+
 @dg.asset(
     key=housing_key("splits"),
     group_name=GROUP,
     ins={"raw": frame_input(housing_key("raw"), load_as="pandas")},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "splits_are_chronological",
-            asset=housing_key("splits"),
-            blocking=True,
-            description="Every sale is in exactly one split, each split has rows, and every "
-            "train sale precedes every eval sale, which precedes every holdout sale.",
-        )
-    ],
+    check_specs=check_specs(SPLIT_AUDITS),
+    required_resource_keys={"io_manager"},
     kinds={"pandas", "parquet"},
 )
 def splits(context: dg.AssetExecutionContext, config: SplitConfig, raw):
@@ -130,18 +153,15 @@ def splits(context: dg.AssetExecutionContext, config: SplitConfig, raw):
         }
         for name in SPLITS
     ]
-    problems = chronology_problems(frame)
-    yield dg.Output(
-        frame, metadata={"splits": dg.MetadataValue.md(markdown_table(summary, list(summary[0])))}
-    )
-    yield dg.AssetCheckResult(
-        check_name="splits_are_chronological",
-        passed=not problems,
+    yield from publish(
+        context,
+        {housing_key("splits"): {None: frame}},
+        SPLIT_AUDITS,
         metadata={
-            "problems": dg.MetadataValue.json(problems),
-            **{f"rows/{row['split']}": row["rows"] for row in summary},
+            housing_key("splits"): {
+                "splits": dg.MetadataValue.md(markdown_table(summary, list(summary[0])))
+            }
         },
-        description="; ".join(problems) or "train < eval < holdout, no overlap",
     )
 
 
@@ -467,6 +487,12 @@ def champion(
         rule,
         candidate_metrics=scored["candidate"],
         champion_metrics=scored.get("champion"),
+        # The champion the holdout report scored; the gate refuses if it moved since.
+        compared_with=(
+            str(holdout_report["model_version_champion"].iloc[0])
+            if "model_version_champion" in holdout_report
+            else None
+        ),
     )
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     return dg.MaterializeResult(

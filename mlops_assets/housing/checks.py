@@ -1,11 +1,14 @@
-"""Blocking checks on the housing sales: what the raw table must satisfy before any split,
-encoder or model is built from it. The chronological check of the splits is emitted by the
-`splits` asset itself."""
+"""Blocking checks on the housing sales: what the raw table must satisfy before it is published
+and any split, encoder or model is built from it (judged on the staged table: see
+:mod:`mlops_assets.core.publishing`). The chronological audit of the splits is declared beside
+the `splits` asset, whose rule it judges."""
+
+import dagster as dg
 
 from mlops_assets.core import validation
+from mlops_assets.core.publishing import Audit
 from mlops_assets.core.validation import ExpectationSuiteSpec, expect
 from mlops_assets.housing import schema
-from mlops_assets.housing.assets import housing_key
 
 _NOT_NULL = "column_values_to_not_be_null"
 
@@ -42,7 +45,7 @@ RAW_SUITE = ExpectationSuiteSpec(
     ],
 )
 
-sales_meet_expectations = validation.build_gx_asset_check(housing_key("raw"), RAW_SUITE)
-sale_id_is_unique = validation.build_unique_key_check(housing_key("raw"), schema.KEY)
 
-housing_checks = [sales_meet_expectations, sale_id_is_unique]
+def raw_audits(raw: dg.AssetKey) -> list[Audit]:
+    """`sales_meet_expectations` and `sale_id_is_unique`, judged on the staged sales."""
+    return [validation.gx_audit(raw, RAW_SUITE), validation.unique_key_audit(raw, schema.KEY)]

@@ -1,4 +1,4 @@
-"""The housing use case for Dagster: its assets, checks, job and weekly schedule, and the
+"""The housing use case for Dagster: its assets (with their checks), job and weekly schedule, and the
 demo step of `mlops demo`."""
 
 import dagster as dg
@@ -13,7 +13,6 @@ from mlops_assets.housing.assets import (
     raw,
     splits,
 )
-from mlops_assets.housing.checks import housing_checks
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, splits, encoders, features, model, holdout_report, champion]
@@ -36,7 +35,6 @@ housing_weekly_retraining = weekly_schedule(
 
 defs = dg.Definitions(
     assets=ASSETS,
-    asset_checks=housing_checks,
     jobs=[housing_training],
     schedules=[housing_weekly_retraining],
 )

@@ -15,7 +15,6 @@ import pytest
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.definitions import resources_for
 from mlops_assets.demand.assets import build_raw, model_name
-from mlops_assets.demand.checks import demand_checks
 from mlops_assets.demand.definitions import ASSETS, demand_daily_schedule
 from mlops_assets.demand.definitions import defs as demand_defs
 from mlops_assets_tests.demand.fake_eia import FakeEia
@@ -33,7 +32,7 @@ def _materialize(keys: list[str], assets=ASSETS, **kwargs) -> dg.ExecuteInProces
     """Materialize the demand assets ``keys`` (and their checks), the rest of the group loaded."""
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
     return dg.materialize(
-        [*assets, *demand_checks], selection=selection, raise_on_error=False, **kwargs
+        assets, selection=selection, raise_on_error=False, **kwargs
     )
 
 

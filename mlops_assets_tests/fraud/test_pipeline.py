@@ -15,7 +15,7 @@ from mlops_assets.core.profiles import load_settings
 from mlops_assets.core.storage import VersionedDataset
 from mlops_assets.definitions import resources_for
 from mlops_assets.fraud.assets import MODEL_NAME
-from mlops_assets.fraud.definitions import ASSETS, fraud_checks
+from mlops_assets.fraud.definitions import ASSETS
 
 FIRST, LAST = "2024-01-01", "2024-01-10"
 TINY_BRONZE = {
@@ -33,7 +33,7 @@ def _materialize(keys: list[str], **kwargs) -> dg.ExecuteInProcessResult:
     """Materialize the fraud assets ``keys`` (and their checks), the rest of the group loaded."""
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
     return dg.materialize(
-        [*ASSETS, *fraud_checks], selection=selection, raise_on_error=False, **kwargs
+        ASSETS, selection=selection, raise_on_error=False, **kwargs
     )
 
 

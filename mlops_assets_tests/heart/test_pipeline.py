@@ -15,7 +15,7 @@ from mlops_assets.core.profiles import load_settings
 from mlops_assets.definitions import resources_for
 from mlops_assets.heart import schema
 from mlops_assets.heart.assets import MODEL_NAME
-from mlops_assets.heart.definitions import ASSETS, heart_checks
+from mlops_assets.heart.definitions import ASSETS
 from mlops_assets_tests.fixtures.runs import check_verdicts, failures, metadata
 
 ALL = [
@@ -32,7 +32,7 @@ CLEVELAND = Path(__file__).parent / "data" / "processed.cleveland.data"
 def _materialize(keys=ALL, raw_config=None, **kwargs) -> dg.ExecuteInProcessResult:
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
     return dg.materialize(
-        [*ASSETS, *heart_checks],
+        ASSETS,
         selection=selection,
         raise_on_error=False,
         run_config={
