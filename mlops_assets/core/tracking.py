@@ -6,7 +6,10 @@ versions of the asset's inputs), so a model in the registry can be traced back t
 and code that produced it, and the asset's materialization links forward to the run.
 
 Aliases carry the business meaning of a version: ``candidate`` is the latest trained model,
-``champion`` is the one that serves. Only the promotion gate moves ``champion``.
+``champion`` is the one that serves. Only the promotion gate moves ``champion``, and it moves it
+compare-and-set: under a lock per model name shared by the whole deployment
+(``mlops_assets.core.locks``), it re-reads the champion, decides, and moves the alias, so two
+gates running at once can never both replace the same old champion.
 
 Failures of MLflow (a server that does not answer, a 4xx/5xx, a broken database) are raised as
 ``TrackingError``: a Dagster ``Failure`` whose message says what failed and which setting
@@ -20,10 +23,13 @@ methods that need them, never at module level (``import mlflow`` alone takes sec
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import importlib.metadata
 import math
 import os
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -34,7 +40,8 @@ from urllib.parse import urlparse
 import dagster as dg
 from pydantic import Field, PrivateAttr
 
-from mlops_assets.core.profiles import redact_url
+from mlops_assets.core.locks import LockTimeout, lock_space, named_lock
+from mlops_assets.core.profiles import ENV_VARS, redact_url
 from mlops_assets.core.storage import file_lock
 
 if TYPE_CHECKING:
@@ -49,6 +56,9 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
+
+# The named lock (mlops_assets.core.locks) that serializes the promotion gates of one model.
+GATE_LOCK_PREFIX = "mlflow.champion."
 
 # Run tags that tie an MLflow run to the Dagster materialization that produced it.
 # MLflow's own tag for nested runs.
@@ -93,6 +103,24 @@ class TrackingError(dg.Failure):
         if tracking_uri:
             metadata["tracking_uri"] = redact_url(tracking_uri)
         super().__init__(description=message, metadata=metadata)
+
+
+class PromotionLockError(dg.Failure):
+    """The promotion gate could not take its model's lock: another gate kept it past the timeout,
+    or the lock space (PostgreSQL, the locks folder) could not be reached. Nothing was decided
+    and no alias moved; Dagster may retry the step."""
+
+    def __init__(self, message: str, *, space: str) -> None:
+        super().__init__(description=message, metadata={"lock_space": redact_url(space)})
+
+
+def _plain(value: Any) -> str:
+    """A config value, resolving an ``EnvVar`` when the resource is used outside a Dagster run."""
+    return value.get_value() if isinstance(value, dg.EnvVar) else value
+
+
+def _shown(version: str | None) -> str:
+    return f"v{version}" if version is not None else "no champion"
 
 
 # --- SQLite backend: create and migrate the database once ---------------------------------------
@@ -311,16 +339,46 @@ class MlflowTracking(dg.ConfigurableResource):
     registration_timeout_s: float = Field(
         default=300.0, description="How long to wait for a new model version to become READY."
     )
+    lock_space: str = Field(
+        default="",
+        description=(
+            "Where the promotion gate's per-model lock lives (mlops_assets.core.locks): the "
+            "deployment's PostgreSQL URL (stack profile) or a folder (local: <home>/.locks); "
+            "from_settings fills it. Empty: a '.locks' folder next to the SQLite registry, or, "
+            "for a registry behind a server, a folder in this machine's temp dir, which "
+            "serializes only the gates of this machine."
+        ),
+    )
+    promotion_lock_timeout_s: float = Field(
+        default=300.0,
+        description=(
+            "How long a gate waits for another gate of the same model (which holds the lock for "
+            "a few registry calls) before failing the step."
+        ),
+    )
 
     _client: Any = PrivateAttr(default=None)
     _experiment_ids: dict[str, str] = PrivateAttr(default_factory=dict)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> MlflowTracking:
-        """The resource of a deployment profile (see ``mlops_assets.core.profiles``)."""
+        """The resource of a deployment profile (see ``mlops_assets.core.profiles``).
+
+        The gate's lock space is the deployment's (``lock_space(settings)``); a PostgreSQL URL
+        that carries a password is passed as an ``EnvVar``, so the UI never shows it.
+        """
+        space: Any = lock_space(settings)
+        env = ENV_VARS["postgres_url"]
+        if (
+            space == settings.postgres_url
+            and urlparse(space).password
+            and os.environ.get(env, "").strip() == space
+        ):
+            space = dg.EnvVar(env)
         return cls(
             tracking_uri=settings.mlflow_tracking_uri,
             artifact_root=settings.mlflow_artifact_root,
+            lock_space=space,
         )
 
     # --- backend and client ---------------------------------------------------------------------
@@ -607,6 +665,7 @@ class MlflowTracking(dg.ConfigurableResource):
         *,
         candidate_metrics: Mapping[str, float] | None = None,
         champion_metrics: Mapping[str, float] | None = None,
+        compared_with: str | int | None = None,
     ) -> PromotionDecision:
         """The promotion gate: move ``champion`` to ``version`` if it beats the current champion.
 
@@ -614,44 +673,148 @@ class MlflowTracking(dg.ConfigurableResource):
         not given, those logged in each version's source run. The decision and its reason are
         kept as tags on the candidate version (``promotion.decision``, ``promotion.reason``)
         whether or not it was promoted, and as ``champion.reason`` on the new champion.
+
+        ``compared_with`` is the champion version the caller saw when it measured the metrics it
+        passes (None: there was no champion), so callers that pass ``candidate_metrics`` or
+        ``champion_metrics`` must give it; passing ``champion_metrics`` without it is a
+        ``ValueError``.
+
+        The gate is compare-and-set. Gates of one model are serialized by a named lock of the
+        deployment (``lock_space``); inside it the champion is read again, the decision made, and
+        the alias moved, so two gates can never both replace the same old champion. If the
+        champion is no longer ``compared_with`` (another gate moved it while this one scored):
+
+        * metrics measured by the caller are evidence about the old champion only, so the
+          candidate is not promoted on them, whichever way they point; the decision is "kept",
+          and its reason says the champion moved from vX to vY during the gate and the candidate
+          must be re-gated against vY. Scoring vY here would mean loading models and data the
+          caller owns, under a lock every gate of the model waits on.
+        * with metrics read from the runs (none passed), the gate simply decides against the new
+          champion's logged metrics: they are read inside the lock, so they are never stale; the
+          reason notes the move.
+
+        Raises ``PromotionLockError`` when the lock is not free within
+        ``promotion_lock_timeout_s`` or its space cannot be reached; nothing is decided then.
         """
         from mlops_assets.core.evaluation import PromotionDecision, decide_promotion
 
         version = str(version)
-        current = self.champion(name)
-        if current is not None and str(current.version) == version:
-            # Re-running the gate on the version that serves decides nothing and records nothing.
-            value = (candidate_metrics or {}).get(rule.metric)
-            return PromotionDecision(
-                promote=False,
-                reason=f"candidate v{version} already is the champion",
-                metric=rule.metric,
-                candidate_value=value,
-                champion_value=value,
-                champion_version=version,
+        seen = None if compared_with is None else str(compared_with)
+        measured = candidate_metrics is not None or champion_metrics is not None
+        if champion_metrics is not None and seen is None:
+            raise ValueError(
+                f"promote({name!r}, {version!r}) got champion_metrics but no compared_with: say "
+                "which champion version they were measured on, so the gate can tell whether the "
+                "champion moved since"
             )
-        with self._mlflow_errors(f"read the metrics of model {name!r}", registry=True):
-            if candidate_metrics is None:
-                candidate_metrics = self._version_metrics(name, version)
-            if champion_metrics is None and current is not None:
-                champion_metrics = self._version_metrics(name, str(current.version))
-        decision = decide_promotion(
-            rule,
-            candidate_metrics,
-            champion_metrics,
-            has_champion=current is not None,
-            champion_version=str(current.version) if current else None,
-        )
-        with self._mlflow_errors(
-            f"record the promotion decision of {name!r} v{version}", registry=True
-        ):
-            self.client.set_model_version_tag(
-                name, version, "promotion.decision", "promoted" if decision.promote else "kept"
-            )
-            self.client.set_model_version_tag(name, version, "promotion.reason", decision.reason)
-        if decision.promote:
-            self.set_alias(name, CHAMPION, version, reason=decision.reason)
+        with self._gate_lock(name):
+            # Everything below reads and writes the registry as one step: no other gate of
+            # this model runs between the read of the champion and the move of the alias.
+            current = self.champion(name)
+            now = str(current.version) if current is not None else None
+            if now == version:
+                # Re-running the gate on the version that serves decides nothing and records
+                # nothing.
+                value = (candidate_metrics or {}).get(rule.metric)
+                return PromotionDecision(
+                    promote=False,
+                    reason=f"candidate v{version} already is the champion",
+                    metric=rule.metric,
+                    candidate_value=value,
+                    champion_value=value,
+                    champion_version=version,
+                )
+            moved = now != seen
+            if measured and moved:
+                # Refused, not decided again: see the docstring.
+                measured_on = f"against {_shown(seen)}" if seen else "with no champion to compare"
+                against_now = f" against {_shown(now)}" if now else ""
+                value = (candidate_metrics or {}).get(rule.metric)
+                decision = PromotionDecision(
+                    promote=False,
+                    reason=(
+                        f"champion moved from {_shown(seen)} to {_shown(now)} during the gate: "
+                        f"candidate v{version} was measured {measured_on}, so it must be "
+                        f"re-gated{against_now}"
+                    ),
+                    metric=rule.metric,
+                    candidate_value=value,
+                    champion_value=None,
+                    champion_version=now,
+                )
+            else:
+                with self._mlflow_errors(f"read the metrics of model {name!r}", registry=True):
+                    if candidate_metrics is None:
+                        candidate_metrics = self._version_metrics(name, version)
+                    if champion_metrics is None and now is not None:
+                        champion_metrics = self._version_metrics(name, now)
+                decision = decide_promotion(
+                    rule,
+                    candidate_metrics,
+                    champion_metrics,
+                    has_champion=now is not None,
+                    champion_version=now,
+                )
+                if compared_with is not None and moved:
+                    note = (
+                        f" (champion moved from {_shown(seen)} to {_shown(now)} during the gate; "
+                        f"decided against {_shown(now)})"
+                    )
+                    decision = dataclasses.replace(decision, reason=decision.reason + note)
+            with self._mlflow_errors(
+                f"record the promotion decision of {name!r} v{version}", registry=True
+            ):
+                self.client.set_model_version_tag(
+                    name, version, "promotion.decision", "promoted" if decision.promote else "kept"
+                )
+                self.client.set_model_version_tag(
+                    name, version, "promotion.reason", decision.reason
+                )
+            if decision.promote:
+                self.set_alias(name, CHAMPION, version, reason=decision.reason)
         return decision
+
+    def promotion_lock_space(self) -> str:
+        """Where the gate's lock lives: ``lock_space`` when set; else a ``.locks`` folder next to
+        a SQLite registry (every process on that database shares it); else, for a registry
+        behind a server, a folder of this machine's temp dir, per user and registry."""
+        space = _plain(self.lock_space)
+        if space:
+            return space
+        db_path = sqlite_path(self.effective_registry_uri)
+        if db_path is not None:
+            return str(db_path.parent / ".locks")
+        digest = hashlib.sha256(self.effective_registry_uri.encode()).hexdigest()[:12]
+        return str(Path(tempfile.gettempdir()) / f"mlops-assets-locks-{os.getuid()}-{digest}")
+
+    @contextlib.contextmanager
+    def _gate_lock(self, name: str) -> Iterator[None]:
+        """Hold the promotion lock of model ``name`` for the block (see ``promote``)."""
+        space = self.promotion_lock_space()
+        timeout = self.promotion_lock_timeout_s
+        with contextlib.ExitStack() as stack:
+            # Only taking the lock is translated here; the block's own errors pass unchanged.
+            try:
+                stack.enter_context(named_lock(space, GATE_LOCK_PREFIX + name, timeout_s=timeout))
+            except LockTimeout as exc:
+                raise PromotionLockError(
+                    f"the promotion gate of model {name!r} waited {timeout:g} s for another gate "
+                    f"of the same model, which still holds the lock in {redact_url(space)} "
+                    "(a gate holds it for a few registry calls: look for a stuck run). Nothing "
+                    "was decided.",
+                    space=space,
+                ) from exc
+            except Exception as exc:
+                text = str(exc).strip()
+                detail = text.splitlines()[0].rstrip(".") if text else "(no message)"
+                raise PromotionLockError(
+                    f"the promotion gate of model {name!r} could not take its lock in "
+                    f"{redact_url(space)} ({type(exc).__name__}: {detail}); the lock space is "
+                    f"the deployment's {ENV_VARS['postgres_url']} on the stack profile, "
+                    f"<{ENV_VARS['home']}>/.locks on the local one. Nothing was decided.",
+                    space=space,
+                ) from exc
+            yield
 
     def _version_metrics(self, name: str, version: str) -> dict[str, float]:
         run_id = self.client.get_model_version(name, version).run_id
