@@ -1,5 +1,6 @@
 """The code location: it loads, validates, stays light, and the CLI's main job says what it runs."""
 
+import inspect
 import json
 import os
 import subprocess
@@ -103,3 +104,25 @@ def test_mlops_prepares_the_profile_instance(local_home: Path, monkeypatch) -> N
     assert (home / "dagster.yaml").read_bytes() == (REPO / "dagster.yaml").read_bytes()
     instance = dg.DagsterInstance.from_config(str(home))
     assert instance.get_concurrency_config().run_queue_config.max_concurrent_runs == 2
+
+
+# Versioned datasets keep their own pointers: a version that fails its checks is written under its
+# run's folder and never becomes `_CURRENT` (what consumers read).
+VERSIONED = {dg.AssetKey(["fraud", "training_set"])}
+
+
+def test_every_blocking_check_is_judged_before_its_data_is_published(local_home: Path) -> None:
+    """A blocking check in a step of its own runs after the data was published: too late to keep
+    rejected data from replacing good data. Every one is an audit of its asset's own step."""
+    graph = build_definitions(load_settings()).resolve_asset_graph()
+    blocking = [k for k in graph.asset_check_keys if graph.get_check_spec(k).blocking]
+    assert len(blocking) == 18
+    for check_key in blocking:
+        assets_def = graph.assets_def_for_key(check_key.asset_key)
+        # Emitted by the step that writes the asset, not by a separate check step.
+        assert check_key in assets_def.check_keys, check_key
+        if check_key.asset_key not in VERSIONED:
+            # The step stages, audits and publishes (core/publishing.py) rather than handing
+            # its frames to the IO manager, which would publish them before any check ran.
+            source = inspect.getsource(assets_def.op.compute_fn.decorated_fn)
+            assert "yield from publish(" in source, check_key

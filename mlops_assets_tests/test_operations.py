@@ -3,12 +3,14 @@ default statuses, retry policies, pools, backfill policies, freshness and automa
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.events import DagsterEvent, DagsterEventType
 
 from mlops_assets.core.policies import (
     NETWORK_RETRY,
@@ -230,6 +232,47 @@ def _athletes(*keys: str) -> list[dg.AssetKey]:
     return [dg.AssetKey(["athletes", k]) for k in keys]
 
 
+def _land(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None = None, *, passed=True
+) -> None:
+    """A materialization of ``key`` and the verdicts of its blocking checks on it, as an audited
+    asset's step records them (a rejected version is materialized with failed checks)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+    from dagster._core.storage.event_log.base import AssetRecordsFilter
+
+    instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
+    record = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
+        limit=1,
+    ).records[0]
+    target = AssetCheckEvaluationTargetMaterializationData(
+        storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+    )
+    graph = defs.resolve_asset_graph()
+    # One run id per landing: the instance keeps one check execution per run and partition.
+    run_id = str(uuid.uuid4())
+    for check_key in graph.get_check_keys_for_assets({key}):
+        evaluation = dg.AssetCheckEvaluation(
+            asset_key=key,
+            check_name=check_key.name,
+            passed=passed,
+            target_materialization_data=target,
+            severity=dg.AssetCheckSeverity.ERROR,
+            blocking=True,
+            partition=partition,
+        )
+        instance.report_dagster_event(
+            DagsterEvent(
+                event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+                job_name="audited_step",
+                event_specific_data=evaluation,
+            ),
+            run_id=run_id,
+        )
+
+
 def test_athletes_keep_themselves_up_to_date(tmp_path: Path) -> None:
     """Automation conditions: both feature versions follow the clean table, the champion follows
     an updated grid, and nothing runs while nothing changed."""
@@ -240,15 +283,22 @@ def test_athletes_keep_themselves_up_to_date(tmp_path: Path) -> None:
             for key in _athletes("features", "models"):
                 instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=version))
         for key in _athletes("raw", "clean", "champion", "feature_store"):
-            instance.report_runless_asset_event(dg.AssetMaterialization(key))
+            _land(instance, key)
         first = dg.evaluate_automation_conditions(
             defs=defs, instance=instance, asset_selection=selection
         )
         assert first.total_requested == 0
 
-        instance.report_runless_asset_event(dg.AssetMaterialization(clean))
-        result = dg.evaluate_automation_conditions(
+        # A clean table rejected by its checks (quarantined, not published) triggers nothing.
+        _land(instance, clean, passed=False)
+        rejected = dg.evaluate_automation_conditions(
             defs=defs, instance=instance, asset_selection=selection, cursor=first.cursor
+        )
+        assert rejected.total_requested == 0
+
+        _land(instance, clean)
+        result = dg.evaluate_automation_conditions(
+            defs=defs, instance=instance, asset_selection=selection, cursor=rejected.cursor
         )
         assert result.get_requested_partitions(_athletes("features")[0]) == {"v1", "v2"}
         assert result.get_num_requested(_athletes("champion")[0]) == 0
@@ -277,17 +327,17 @@ def test_fraud_scores_follow_each_new_day(tmp_path: Path) -> None:
     now = datetime(2024, 1, 11, 2, tzinfo=UTC)  # the latest complete day is 2024-01-10
     with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
 
-        def evaluate(cursor=None):
+        def evaluate(cursor=None, at=now):
             return dg.evaluate_automation_conditions(
                 defs=defs,
                 instance=instance,
                 asset_selection=selection,
-                evaluation_time=now,
+                evaluation_time=at,
                 cursor=cursor,
             )
 
-        def land(key: dg.AssetKey, day: str) -> None:
-            instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=day))
+        def land(key: dg.AssetKey, day: str, passed: bool = True) -> None:
+            _land(instance, key, day, passed=passed)
 
         first = evaluate()
         for day in ("2024-01-09", "2024-01-10"):
@@ -303,3 +353,14 @@ def test_fraud_scores_follow_each_new_day(tmp_path: Path) -> None:
         # A new champion materialization alone requests nothing: that is the sensor's job.
         land(fraud("champion"), "2024-01-10")
         assert evaluate(ready.cursor).total_requested == 0
+
+        # A day whose transactions were rejected by their blocking checks is not scored; once a
+        # fixed version passes, it is.
+        later = datetime(2024, 1, 12, 2, tzinfo=UTC)
+        land(fraud("transactions"), "2024-01-11", passed=False)
+        for name in ("card_features", "merchant_features"):
+            land(fraud(name), "2024-01-11")
+        held = evaluate(ready.cursor, at=later)
+        assert held.get_requested_partitions(scores) == set()
+        land(fraud("transactions"), "2024-01-11")
+        assert evaluate(held.cursor, at=later).get_requested_partitions(scores) == {"2024-01-11"}

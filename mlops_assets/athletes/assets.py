@@ -19,7 +19,7 @@ from pydantic import Field
 from mlops_assets.athletes import checks, schema
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import frame_input
-from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY
+from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY, eager_on_published
 from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 
@@ -109,8 +109,9 @@ def clean(context: dg.AssetExecutionContext, raw):
     ins={"clean": frame_input(athletes_key("clean"), load_as="pandas")},
     # One run per version: each is its own feature set with its own grid downstream.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
-    # Keeps itself up to date: both versions are rebuilt when the clean table changes.
-    automation_condition=dg.AutomationCondition.eager(),
+    # Keeps itself up to date: both versions are rebuilt when a clean table is published (not
+    # when one is rejected by its checks).
+    automation_condition=eager_on_published(),
     kinds={"pandas", "parquet"},
 )
 def features(context: dg.AssetExecutionContext, clean):

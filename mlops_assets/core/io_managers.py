@@ -14,7 +14,10 @@ order, or as ``dict[partition_key, frame]`` when annotated as a dict.
 from __future__ import annotations
 
 import hashlib
+import os
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -36,8 +39,7 @@ class ParquetIOManager(dg.UPathIOManager):
     Assets with blocking checks publish through :attr:`publisher` instead (write, audit,
     publish: :mod:`mlops_assets.core.publishing`); every input, and every read of
     :meth:`read_partitions`, is refused while the partition's latest version stands rejected.
-    ``lock_space``: where the deployment's locks live (:func:`mlops_assets.core.locks.lock_space`);
-    by default a folder under a local root.
+    ``lock_space``: where the deployment's locks live (:func:`mlops_assets.core.locks.lock_space`).
     """
 
     extension = ".parquet"
@@ -45,9 +47,14 @@ class ParquetIOManager(dg.UPathIOManager):
     def __init__(self, base_path: UPath, lock_space: str = "") -> None:
         super().__init__(base_path=base_path)
         if not lock_space:
-            if not storage.is_local(base_path):
-                raise ValueError("an S3 root needs the deployment's lock space (lock_space=...)")
-            lock_space = str(base_path / "_locks")
+            # Without the deployment's lock space (the resource built by hand): a folder beside
+            # the data, or for a bucket one on this machine, which serialises this machine's
+            # publishers only. `from_settings` always passes the deployment's.
+            lock_space = (
+                str(base_path / "_locks")
+                if storage.is_local(base_path)
+                else str(Path(tempfile.gettempdir()) / f"mlops-assets-locks-{os.getuid()}")
+            )
         self.publisher = Publisher(base_path, self.output_path, lock_space)
 
     def make_safe_partition_path(self, base_path: UPath, partition: str) -> UPath:

@@ -51,6 +51,19 @@ FEAST_REGISTRY_POOL = "feast_registry"
 #: Calls to a rate-limited source API (EIA: a few requests per second per key).
 SOURCE_API_POOL = "source_api"
 
+# -- Automation ---------------------------------------------------------------------------------
+
+
+def eager_on_published(condition: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
+    """``condition`` (default ``eager()``) that also waits for the blocking checks of every
+    upstream asset to pass: a partition rejected by its audits is quarantined, not published
+    (``core/publishing.py``), so nothing is requested on it until a fixed version passes."""
+    base = condition if condition is not None else dg.AutomationCondition.eager()
+    return (base & dg.AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+        "eager_on_published"
+    )
+
+
 # -- Freshness ----------------------------------------------------------------------------------
 # Policies the UI shows as fresh / warning / failed (the daemon evaluates them when `freshness` is
 # enabled in dagster.yaml). They state the promise of each schedule, with slack for a retry.

@@ -362,20 +362,26 @@ class Publisher:
         if not hit:
             return
         reports = [storage.read_pointer(self.place(key, _unsegment(s)).marker) or {} for s in hit]
+        name = key.to_user_string()
         lines = [
-            f"- {s if s != UNPARTITIONED else '(the table)'}: run {r.get('run_id', '?')} failed "
-            f"{', '.join(r.get('failed_checks', [])) or 'its blocking checks'}; rejected data in "
-            f"{r.get('data', '?')}"
+            f"- {'' if s == UNPARTITIONED else s + ': '}run {r.get('run_id', '?')} failed "
+            f"{', '.join(r.get('failed_checks', [])) or 'its blocking checks'}; the rejected "
+            f"data is in {r.get('data', '?')}"
             for s, r in zip(hit, reports, strict=True)
         ]
+        what = (
+            "its latest version was"
+            if hit == [UNPARTITIONED]
+            else f"the latest version of {', '.join(hit)} was"
+        )
+        again = "" if hit == [UNPARTITIONED] else " for these partitions"
         raise RejectedPartitionError(
             description=(
-                f"{key.to_user_string()}: the latest version of {len(hit)} partition(s) was "
-                "rejected by its blocking checks, so nothing is built on it (the version "
-                "published before stays as it was):\n"
+                f"{name}: {what} rejected by its blocking checks, so nothing is built on it "
+                "(the version published before stays as it was):\n"
                 + "\n".join(lines)
-                + f"\nFix the source and materialize {key.to_user_string()} again for "
-                "these partitions; it is published once its checks pass."
+                + f"\nFix the source and materialize {name} again{again}; it is published "
+                "once its checks pass."
             ),
             metadata={"rejected_partitions": [_unsegment(s) or "" for s in hit]},
             allow_retries=False,

@@ -22,6 +22,7 @@ from mlops_assets.core.policies import (
     TRAINING_POOL,
     daily_freshness,
     data_error,
+    eager_on_published,
     weekly_freshness,
 )
 from mlops_assets.core.publishing import check_specs, publish
@@ -574,9 +575,13 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
         raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize fraud/model first")
     current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
 
-    scores = {"candidate": training.score(mlflow.load_model(MODEL_NAME, CANDIDATE), holdout)}
+    # By version, not alias: the versions scored are those the gate is told it compared, even
+    # if an alias moves meanwhile.
+    candidate_model = mlflow.load_model_version(MODEL_NAME, candidate.version)
+    scores = {"candidate": training.score(candidate_model, holdout)}
     if current is not None and current.version != candidate.version:
-        scores["champion"] = training.score(mlflow.load_model(MODEL_NAME, CHAMPION), holdout)
+        champion_model = mlflow.load_model_version(MODEL_NAME, current.version)
+        scores["champion"] = training.score(champion_model, holdout)
     metrics = {
         who: evaluation.classification_metrics(y, s, precision_target=config.precision_target)
         for who, s in scores.items()
@@ -637,8 +642,9 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
     # land. The champion is left out of the condition: it is retrained weekly, so its latest
     # partition is usually missing, and a model change is the rescoring sensor's job
     # (`fraud_rescore_on_champion_change` sees every alias move, made by a run or by hand).
-    automation_condition=dg.AutomationCondition.eager().ignore(
-        dg.AssetSelection.assets(fraud_key("champion"))
+    # Days rejected by their blocking checks are not scored until a fixed version passes.
+    automation_condition=eager_on_published(
+        dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(fraud_key("champion")))
     ),
     kinds={"polars", "parquet"},
 )

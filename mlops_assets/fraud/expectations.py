@@ -1,8 +1,8 @@
 """What the fraud use case's bronze data must look like: GX suites and the checks GX cannot express.
 
 The suites are declarative (:func:`mlops_assets.core.validation.expect`, no Great Expectations
-import): ``checks.py`` turns them into blocking asset checks with
-:func:`~mlops_assets.core.validation.build_gx_asset_check`. Uniqueness of ``tx_id`` is not in the
+import): ``checks.py`` turns them into blocking audits of the staged data with
+:func:`~mlops_assets.core.validation.gx_audit`. Uniqueness of ``tx_id`` is not in the
 suites: :func:`~mlops_assets.core.validation.unique_keys` reports it better (surplus rows and the
 repeated ids).
 

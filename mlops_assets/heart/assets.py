@@ -256,9 +256,13 @@ def champion(
     if candidate is None:
         raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize heart/models first")
     current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-    scores = {"candidate": training.score(mlflow.load_model(MODEL_NAME, CANDIDATE), holdout)}
+    # By version, not alias: the versions scored are those the gate is told it compared, even
+    # if an alias moves meanwhile.
+    candidate_model = mlflow.load_model_version(MODEL_NAME, candidate.version)
+    scores = {"candidate": training.score(candidate_model, holdout)}
     if current is not None and current.version != candidate.version:
-        scores["champion"] = training.score(mlflow.load_model(MODEL_NAME, CHAMPION), holdout)
+        champion_model = mlflow.load_model_version(MODEL_NAME, current.version)
+        scores["champion"] = training.score(champion_model, holdout)
     metrics = {who: evaluation.classification_metrics(y, s) for who, s in scores.items()}
     rule = evaluation.PromotionRule(
         metric="roc_auc", higher_is_better=True, min_improvement=config.min_roc_auc_gain

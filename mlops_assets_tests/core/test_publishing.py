@@ -17,7 +17,6 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from mlops_assets.core import storage, validation
 from mlops_assets.core.io_managers import ParquetIOManager, ParquetIOManagerResource
@@ -370,8 +369,3 @@ def test_publishing_on_s3_copies_then_removes_staging_and_quarantines(
         o["Key"].removeprefix(base + "/")
         for o in client.list_objects_v2(Bucket=aws_env.bucket, Prefix=base)["Contents"]
     }
-
-
-def test_an_s3_root_needs_the_deployments_lock_space() -> None:
-    with pytest.raises(ValueError, match="lock space"):
-        ParquetIOManager(base_path=storage.make_upath("s3://bucket/data"))

@@ -1,4 +1,5 @@
-"""Validation: GX suites and plain checks as functions, and as blocking Dagster asset checks."""
+"""Validation: GX suites and plain checks as functions, and as blocking audits of an asset's
+staged data."""
 
 import datetime as dt
 import json
@@ -13,19 +14,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from mlops_assets.core.io_managers import ParquetIOManagerResource
+from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.validation import (
     Expectation,
     ExpectationSuiteSpec,
-    build_gx_asset_check,
-    build_time_series_checks,
-    build_unique_key_check,
     check_metadata,
     duplicate_timestamps,
     expect,
+    gx_audit,
     hourly_gaps,
+    merge_partition_results,
+    rule_result,
     run_suite,
     time_gaps,
+    time_series_audits,
     to_pandas,
+    unique_key_audit,
     unique_keys,
 )
 
@@ -444,30 +449,32 @@ def test_to_pandas_concatenates_a_dict_of_partitions() -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Dagster: blocking checks stop the graph
+# Dagster: audits judge the staged data in the asset's step, and stop the graph
 # --------------------------------------------------------------------------------------------------
 
+TX = dg.AssetKey(["fraud", "transactions"])
 
-def build_graph(
-    frame: pd.DataFrame | pl.DataFrame,
-) -> tuple[dg.AssetsDefinition, dg.AssetsDefinition, list]:
-    @dg.asset(key=["fraud", "transactions"])
-    def transactions() -> Any:
-        return frame
 
-    @dg.asset(
-        key=["fraud", "training_set"],
-        ins={"transactions": dg.AssetIn(key=["fraud", "transactions"])},
-    )
+def _io(tmp_path: Path) -> dict:
+    return {"io_manager": ParquetIOManagerResource(root=str(tmp_path))}
+
+
+def build_graph(frame: pd.DataFrame | pl.DataFrame) -> list[dg.AssetsDefinition]:
+    audits = [
+        gx_audit(TX, SUITE),
+        unique_key_audit(TX, "tx_id"),
+        *time_series_audits(TX, "event_ts"),
+    ]
+
+    @dg.asset(key=TX, check_specs=check_specs(audits), required_resource_keys={"io_manager"})
+    def transactions(context: dg.AssetExecutionContext):
+        yield from publish(context, {TX: {None: frame}}, audits)
+
+    @dg.asset(key=["fraud", "training_set"], ins={"transactions": dg.AssetIn(key=TX)})
     def training_set(transactions: Any) -> pd.DataFrame:
         return to_pandas(transactions)
 
-    checks = [
-        build_gx_asset_check(transactions, SUITE),
-        build_unique_key_check(transactions, "tx_id"),
-        build_time_series_checks(transactions, "event_ts"),
-    ]
-    return transactions, training_set, checks
+    return [transactions, training_set]
 
 
 def evaluations(result: dg.ExecuteInProcessResult) -> dict[str, dg.AssetCheckEvaluation]:
@@ -479,12 +486,7 @@ def materialized(result: dg.ExecuteInProcessResult) -> set[str]:
 
 
 def test_bad_frame_fails_the_blocking_check_and_downstream_is_not_built(tmp_path: Path) -> None:
-    transactions, training_set, checks = build_graph(bad_frame())
-    result = dg.materialize(
-        [transactions, training_set, *checks],
-        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
-        raise_on_error=False,
-    )
+    result = dg.materialize(build_graph(bad_frame()), resources=_io(tmp_path), raise_on_error=False)
 
     assert not result.success
     by_name = evaluations(result)
@@ -512,57 +514,43 @@ def test_bad_frame_fails_the_blocking_check_and_downstream_is_not_built(tmp_path
         by_name[n].passed for n in ("tx_id_is_unique", "no_missing_hours", "no_duplicate_hours")
     ] == [True] * 3
 
+    # Recorded (the UI shows what was rejected), not published, and nothing built on it.
     assert materialized(result) == {"fraud/transactions"}
+    assert not (tmp_path / "fraud" / "transactions.parquet").exists()
     assert not result.is_node_success("fraud__training_set")
     assert "fraud__training_set" not in {e.step_key for e in result.get_step_success_events()}
 
 
 def test_good_frame_passes_every_check_and_builds_downstream(tmp_path: Path) -> None:
-    transactions, training_set, checks = build_graph(pl.from_pandas(good_frame()))
-    result = dg.materialize(
-        [transactions, training_set, *checks],
-        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
-    )
+    result = dg.materialize(build_graph(pl.from_pandas(good_frame())), resources=_io(tmp_path))
     assert result.success
     assert all(e.passed for e in evaluations(result).values())
     assert evaluations(result)["transactions_meet_expectations"].metadata["row_count"].value == 6
     assert materialized(result) == {"fraud/transactions", "fraud/training_set"}
 
 
-def test_duplicate_keys_and_hours_block_downstream_with_named_counts(tmp_path: Path) -> None:
-    frame = good_frame()
-    frame = pd.concat([frame.drop(index=[2, 3]), frame.iloc[[5]]], ignore_index=True)  # hole + dup
-    transactions, training_set, checks = build_graph(frame)
-    result = dg.materialize(
-        [transactions, training_set, *checks],
-        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
-        raise_on_error=False,
-    )
-    by_name = evaluations(result)
-    assert by_name["transactions_meet_expectations"].passed
-    unique = by_name["tx_id_is_unique"]
-    assert not unique.passed
-    assert unique.metadata["unexpected_count:tx_id"].value == 1
-    assert unique.metadata["samples"].value == {"unique_keys(tx_id)": [{"tx_id": 6, "rows": 2}]}
-    gaps = by_name["no_missing_hours"]
-    assert not gaps.passed
-    assert gaps.metadata["unexpected_count:event_ts"].value == 2
-    assert gaps.metadata["samples"].value["time_gaps(event_ts)"] == [
-        {
-            "first_missing": "2024-01-01T02:00:00+00:00",
-            "last_missing": "2024-01-01T03:00:00+00:00",
-            "missing": 2,
-        }
-    ]
-    assert by_name["no_duplicate_hours"].metadata["unexpected_count:event_ts"].value == 1
-    assert materialized(result) == {"fraud/transactions"}
-
-
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
+CLEAN = dg.AssetKey(["demand", "clean"])
+CLEAN_SUITE = ExpectationSuiteSpec(
+    "clean_demand_meets_expectations",
+    [
+        expect("column_values_to_not_be_null", column="y"),
+        expect("table_row_count_to_be_between", max_value=48),
+    ],
+)
+CLEAN_AUDITS = [
+    gx_audit(CLEAN, CLEAN_SUITE, partitions_def=DAILY),
+    *time_series_audits(CLEAN, "ds", "unique_id", partitions_def=DAILY),
+]
 
 
-@dg.asset(partitions_def=DAILY, key=["demand", "clean"])
-def demand_clean(context: dg.AssetExecutionContext) -> pd.DataFrame:
+@dg.asset(
+    partitions_def=DAILY,
+    key=CLEAN,
+    check_specs=check_specs(CLEAN_AUDITS),
+    required_resource_keys={"io_manager"},
+)
+def demand_clean(context: dg.AssetExecutionContext):
     """2024-01-01 is complete; 2024-01-02 lacks 05:00 for respondent B; both have 24 hours each."""
     day = pd.Timestamp(context.partition_key, tz="UTC")
     frames = []
@@ -571,41 +559,23 @@ def demand_clean(context: dg.AssetExecutionContext) -> pd.DataFrame:
         if context.partition_key == "2024-01-02" and respondent == "B":
             ts = ts.delete(5)
         frames.append(pd.DataFrame({"unique_id": respondent, "ds": ts, "y": 1.0}))
-    return pd.concat(frames, ignore_index=True)
+    frame = pd.concat(frames, ignore_index=True)
+    yield from publish(context, {CLEAN: {context.partition_key: frame}}, CLEAN_AUDITS)
 
 
-@dg.asset(
-    partitions_def=DAILY,
-    key=["demand", "training_window"],
-    ins={"clean": dg.AssetIn(key=["demand", "clean"])},
-)
-def demand_training_window(clean: pd.DataFrame) -> pd.DataFrame:
-    return clean
+def test_partitioned_audits_judge_only_the_partition_of_the_step(tmp_path: Path) -> None:
+    # The audits took the asset's partitions, so the UI shows their results per day.
+    assert all(a.spec.partitions_def == DAILY for a in CLEAN_AUDITS)
 
-
-def test_partitioned_checks_evaluate_only_the_requested_partition(tmp_path: Path) -> None:
-    suite = ExpectationSuiteSpec(
-        "clean_demand_meets_expectations",
-        [
-            expect("column_values_to_not_be_null", column="y"),
-            expect("table_row_count_to_be_between", max_value=48),
-        ],
-    )
-    gx_check = build_gx_asset_check(demand_clean, suite)
-    ts_checks = build_time_series_checks(demand_clean, "ds", "unique_id")
-    # The check took the asset's partitions: without them it would load every partition at once.
-    assert gx_check.check_specs and all(s.partitions_def == DAILY for s in gx_check.check_specs)
-    assert all(s.partitions_def == DAILY for s in ts_checks.check_specs)
-
-    assets = [demand_clean, demand_training_window, gx_check, ts_checks]
-    io = {"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))}
-    first = dg.materialize(assets, resources=io, partition_key="2024-01-01")
+    first = dg.materialize([demand_clean], resources=_io(tmp_path), partition_key="2024-01-01")
     assert first.success
     assert {e.partition for e in first.get_asset_check_evaluations()} == {"2024-01-01"}
     assert evaluations(first)["clean_demand_meets_expectations"].metadata["row_count"].value == 48
 
     # The second day is checked alone: 47 rows, not the 95 of both days on disk.
-    second = dg.materialize(assets, resources=io, partition_key="2024-01-02", raise_on_error=False)
+    second = dg.materialize(
+        [demand_clean], resources=_io(tmp_path), partition_key="2024-01-02", raise_on_error=False
+    )
     by_name = evaluations(second)
     assert {e.partition for e in by_name.values()} == {"2024-01-02"}
     assert by_name["clean_demand_meets_expectations"].passed
@@ -622,47 +592,57 @@ def test_partitioned_checks_evaluate_only_the_requested_partition(tmp_path: Path
         }
     ]
     assert by_name["no_duplicate_hours"].passed
-    assert materialized(second) == {"demand/clean"}
+    assert sorted(p.name for p in (tmp_path / "demand" / "clean").iterdir()) == [
+        "2024-01-01.parquet"
+    ]
 
 
 def test_cover_partition_counts_hours_missing_at_the_edges_of_the_day(tmp_path: Path) -> None:
-    @dg.asset(partitions_def=DAILY)
-    def readings(context: dg.AssetExecutionContext) -> pd.DataFrame:
+    key = dg.AssetKey("readings")
+    audits = time_series_audits(key, "ds", cover_partition=True, partitions_def=DAILY)
+
+    @dg.asset(
+        key=key,
+        partitions_def=DAILY,
+        check_specs=check_specs(audits),
+        required_resource_keys={"io_manager"},
+    )
+    def readings(context: dg.AssetExecutionContext):
         day = pd.Timestamp(context.partition_key, tz="UTC")
-        return pd.DataFrame(
+        frame = pd.DataFrame(
             {"ds": pd.date_range(day + pd.Timedelta(hours=2), periods=20, freq="h")}
         )
+        yield from publish(context, {key: {context.partition_key: frame}}, audits)
 
-    checks = build_time_series_checks(readings, "ds", cover_partition=True)
     result = dg.materialize(
-        [readings, checks],
-        resources={"io_manager": dg.FilesystemIOManager(base_dir=str(tmp_path))},
-        partition_key="2024-01-03",
-        raise_on_error=False,
+        [readings], resources=_io(tmp_path), partition_key="2024-01-03", raise_on_error=False
     )
     gaps = evaluations(result)["no_missing_hours"]
     assert not gaps.passed
     assert gaps.metadata["unexpected_count:ds"].value == 4  # 00:00, 01:00, 22:00, 23:00
 
 
-def test_check_names_and_partitions_can_be_given_for_an_asset_key() -> None:
-    check = build_gx_asset_check(
-        ["demand", "clean"], SUITE, partitions_def=DAILY, name="clean_is_sound"
-    )
-    (spec,) = check.check_specs
-    assert spec.name == "clean_is_sound"
-    assert spec.asset_key == dg.AssetKey(["demand", "clean"])
-    assert spec.partitions_def == DAILY
-    assert spec.blocking
-    assert build_unique_key_check("tx", ["card_id", "event_ts"]).check_specs
-    assert [s.name for s in build_unique_key_check("tx", ["card_id", "event_ts"]).check_specs] == [
-        "card_id_and_event_ts_are_unique"
-    ]
-    assert sorted(
-        s.name for s in build_time_series_checks("daily", "day", freq="D").check_specs
-    ) == [
+def test_audit_names_and_partitions() -> None:
+    named = gx_audit(CLEAN, SUITE, partitions_def=DAILY, name="clean_is_sound")
+    assert named.name == "clean_is_sound"
+    assert named.asset_key == CLEAN
+    assert named.spec.partitions_def == DAILY
+    assert named.spec.blocking
+    assert unique_key_audit(TX, ["card_id", "event_ts"]).name == "card_id_and_event_ts_are_unique"
+    assert sorted(a.name for a in time_series_audits(TX, "day", freq="D")) == [
         "no_duplicate_days",
         "no_missing_days",
     ]
     with pytest.raises(ValueError, match="check name"):
-        build_unique_key_check("tx", "tx_id", name="tx id is unique")
+        unique_key_audit(TX, "tx_id", name="tx id is unique")
+
+
+def test_rule_results_and_ranged_results_name_what_failed() -> None:
+    ok = rule_result("positive", 3, 0)
+    bad = rule_result("positive", 3, 2, [-1, -2], columns=("x",))
+    assert ok.success and not bad.success
+    assert check_metadata(bad)["unexpected_count:x"] == 2
+    merged = merge_partition_results("positive", {"2024-01-01": ok, "2024-01-02": bad})
+    assert not merged.success and merged.row_count == 6
+    assert [r.label for r in merged.failures] == ["2024-01-02/positive(x)"]
+    assert merge_partition_results("positive", {"2024-01-01": ok}) is ok

@@ -145,8 +145,11 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
         assert int(candidate.version) > int(champions[respondent].version)
         assert candidate.tags["promotion.decision"] == "kept"
 
-    # A bad day: a duplicated hour and a missing one. The blocking checks fail, no model step
-    # runs in that run, a later backtest refuses the window, and the forecasts stay as they were.
+    # A bad day: a duplicated hour and a missing one. The blocking checks fail, the clean day is
+    # quarantined instead of published, no model step runs in that run, a later backtest refuses
+    # the window, naming the rejected day, and the forecasts stay as they were.
+    clean_day = data / "clean" / f"{LAST}.parquet"
+    published = clean_day.read_bytes()
     raw_day = data / "raw" / f"{LAST}.parquet"
     good = pl.read_parquet(raw_day)
     bad = pl.concat([good.filter(pl.int_range(pl.len()) != 5), good.slice(10, 1)])
@@ -171,9 +174,16 @@ def test_whole_group_backtests_promotes_and_forecasts(resources: dict, local_hom
     assert "CISO" in str(missing.metadata) and "2024-05-28T05:00" in str(missing.metadata)
     assert (data / "forecasts" / f"{LAST}.parquet").read_bytes() == forecast_bytes
 
+    assert clean_day.read_bytes() == published
+    assert metadata(broken, "demand/clean")["published"] is False
+    quarantined = Path(metadata(broken, "demand/clean")["quarantine"])
+    # The quarantine holds the rejected day itself: its duplicated hour is there.
+    assert pl.read_parquet(quarantined).select("unique_id", "ds").is_duplicated().sum() == 2
+
     later = _model(resources, keys=["demand/cv_results"])
     assert not later.success
-    assert "not fit to train on" in failures(later)
+    assert "rejected by its blocking checks" in failures(later)
+    assert "no_missing_hours" in failures(later) and LAST in failures(later)
     assert (data / "cv_results" / f"{LAST}.parquet").read_bytes() == before["cv_results"]
 
 
