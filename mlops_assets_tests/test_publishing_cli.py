@@ -20,7 +20,8 @@ from mlops_assets_tests.conftest import REPO_ROOT
 
 CLEVELAND = REPO_ROOT / "mlops_assets_tests" / "heart" / "data" / "processed.cleveland.data"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
-DAY = "2024-01-02"
+# The first day of the partitions: its 30-day history window holds no other day.
+DAY = "2024-01-01"
 SMALL = {"n_cards": 400, "n_merchants": 60, "tx_per_day": 300}
 
 
