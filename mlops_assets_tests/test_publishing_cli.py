@@ -194,3 +194,72 @@ def test_two_runs_of_one_fraud_day_at_once_leave_it_whole(
     joined = transactions.join(labels, on="tx_id", how="inner")
     assert (joined["label_available_ts"] >= joined["event_ts"]).all()
     assert not any((local_home / ".data" / "_staging").rglob("*.parquet"))
+
+
+# Loaded by the child process through PYTHONPATH: stalls the write of one temporary file after a
+# few bytes, so the test can kill -9 the run at exactly that moment.
+_STALL = """
+import os, sys, time
+
+_suffix = os.environ.get("MLOPS_TEST_STALL_WRITE")
+if _suffix:
+    import pyarrow.parquet as pq
+
+    _write_table = pq.write_table
+
+    def write_table(table, where, *args, **kwargs):
+        if str(where).endswith(_suffix) and "/_tmp/" in str(where):
+            with open(where, "wb") as handle:
+                handle.write(b"PAR1 half a file")
+            print(f"STALLED {where}", file=sys.stderr, flush=True)
+            time.sleep(600)
+        return _write_table(table, where, *args, **kwargs)
+
+    pq.write_table = write_table
+"""
+
+
+def test_a_run_killed_while_writing_a_feature_day_leaves_no_file_a_reader_takes_for_data(
+    cli, local_home: Path, tmp_path: Path
+) -> None:
+    import pyarrow.dataset as ds
+
+    bronze = cli("fraud/transactions,fraud/labels", {"ops": {"bronze": {"config": SMALL}}}, DAY)
+    assert bronze.returncode == 0, bronze.stderr[-3000:]
+    (tmp_path / "stall").mkdir()
+    (tmp_path / "stall" / "sitecustomize.py").write_text(_STALL)
+    env = {
+        **cli.env,
+        "PYTHONPATH": str(tmp_path / "stall"),
+        "MLOPS_TEST_STALL_WRITE": f"-{DAY}.parquet",
+    }
+    run = subprocess.Popen(
+        cli.command("fraud/card_features", None, DAY),
+        env=env,
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for line in run.stderr:
+        if line.startswith("STALLED "):
+            break
+    else:
+        pytest.fail("the run ended before it wrote the feature day")
+    run.kill()  # SIGKILL: no handler, no clean-up
+    run.wait(timeout=60)
+
+    data = local_home / ".data"
+    folder = data / "fraud" / "card_features"
+    # The half-written file is under _tmp/, named after the dead process; the asset's folder
+    # (which Feast's file source reads whole) holds nothing a reader would choke on.
+    [leftover] = (data / "_tmp").iterdir()
+    assert leftover.name.startswith(f"{run.pid}-")
+    assert not folder.exists() or not any(folder.iterdir())
+
+    again = cli("fraud/card_features", None, DAY)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert [p.name for p in folder.iterdir()] == [f"{DAY}.parquet"]
+    assert ds.dataset(str(folder), format="parquet").to_table().num_rows == SMALL["tx_per_day"]
+    # The next run swept the dead writer's file.
+    assert not list((data / "_tmp").iterdir())

@@ -68,6 +68,7 @@ class ParquetIOManager(dg.UPathIOManager):
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
         table = storage.to_arrow(obj)
+        self.publisher.sweep_temporary(path)
         digest = storage.write_parquet(path, table, tmp_dir=self.publisher.tmp_dir)
         context.add_output_metadata(
             {
@@ -114,6 +115,7 @@ class ParquetIOManager(dg.UPathIOManager):
         for partition_key in sorted(frames):
             table = storage.to_arrow(frames[partition_key])
             first = first if first is not None else table
+            self.publisher.sweep_temporary(self.partition_path(asset_key, partition_key))
             hashes[partition_key] = storage.write_parquet(
                 self.partition_path(asset_key, partition_key),
                 table,

@@ -399,10 +399,15 @@ class Publisher:
             run = instance.get_run_by_id(run_id) if instance is not None else None
             if run is None or run.is_finished:
                 _remove(folder / name)
-        if self.tmp_dir is not None:
-            storage.sweep_temporary_files(Path(self.tmp_dir.path))
-        if storage.is_local(place.published):
-            storage.sweep_legacy_temporary_files(Path(place.published.path).parent)
+        self.sweep_temporary(place.published)
+
+    def sweep_temporary(self, target: UPath) -> None:
+        """Before a write to ``target``: remove the temporary files of writers that died (in
+        ``_tmp/``, and those older versions left in ``target``'s folder)."""
+        if self.tmp_dir is None:
+            return
+        storage.sweep_temporary_files(Path(self.tmp_dir.path))
+        storage.sweep_legacy_temporary_files(Path(target.path).parent)
 
 
 def _unsegment(segment: str) -> str | None:
