@@ -75,10 +75,14 @@ class Staged:
     partitions_def: dg.PartitionsDefinition | None
     tables: Mapping[dg.AssetKey, pa.Table]
     io: Any  # ParquetIOManager; not imported here, it imports this module
+    _pandas: dict[dg.AssetKey, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def frame(self, key: dg.AssetKey) -> Any:
-        """The staged table of ``key`` as a pandas frame (what GX and the key checks take)."""
-        return self.tables[key].to_pandas()
+        """The staged table of ``key`` as a pandas frame (what GX and the key checks take),
+        converted once for all the audits of the partition."""
+        if key not in self._pandas:
+            self._pandas[key] = self.tables[key].to_pandas()
+        return self._pandas[key]
 
     def polars(self, key: dg.AssetKey) -> Any:
         import polars as pl
@@ -337,9 +341,6 @@ class Publisher:
         storage.write_pointer(place.marker, {**report, "data": str(target)}, tmp_dir=self.tmp_dir)
         return str(target)
 
-    def discard_staged(self, place: Place, run_id: str) -> None:
-        _remove(place.staged(run_id))
-
     # ---- reading ----
 
     def refuse_rejected(self, key: dg.AssetKey, partition_keys: Sequence[str | None]) -> None:
@@ -468,12 +469,19 @@ def publish(
             staged[place.key] = storage.read_parquet(place.staged(run_id))
         view = Staged(partition_key, partitions_def, staged, io)
         failed = []
-        for a in audits:
-            result = a.evaluate(view)
-            results[a.name][partition_key] = result
-            context.log.info(f"{_label(partition_key)} {a.name}: {_outcome(result)}")
-            if not result.success:
-                failed.append(a.name)
+        try:
+            for a in audits:
+                result = a.evaluate(view)
+                results[a.name][partition_key] = result
+                context.log.info(f"{_label(partition_key)} {a.name}: {_outcome(result)}")
+                if not result.success:
+                    failed.append(a.name)
+        except BaseException:
+            # An audit that could not be judged decides nothing: the staged files go, the
+            # published version stays, and the step fails with the audit's error.
+            for place in places:
+                _remove(place.staged(run_id))
+            raise
         verdict = PartitionVerdict(partition_key, published=not failed, failed_checks=failed)
         if failed:
             report = {

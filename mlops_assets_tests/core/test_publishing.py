@@ -369,3 +369,25 @@ def test_publishing_on_s3_copies_then_removes_staging_and_quarantines(
         o["Key"].removeprefix(base + "/")
         for o in client.list_objects_v2(Bucket=aws_env.bucket, Prefix=base)["Contents"]
     }
+
+
+def test_an_audit_that_cannot_judge_publishes_nothing_and_leaves_no_staged_file(
+    tmp_path: Path,
+) -> None:
+    key = dg.AssetKey(["meter", "broken"])
+
+    def cannot_judge(staged: Staged) -> validation.SuiteResult:
+        raise RuntimeError("the reference data is unreachable")
+
+    audits = [audit(key, "judged", cannot_judge, description="Raises.")]
+
+    @dg.asset(key=key, check_specs=check_specs(audits), required_resource_keys={"io_manager"})
+    def broken(context: dg.AssetExecutionContext):
+        yield from publish(context, {key: {None: pa.table({"x": [1]})}}, audits)
+
+    result = dg.materialize([broken], resources=_io(tmp_path), raise_on_error=False)
+    assert not result.success
+    assert "the reference data is unreachable" in failures(result)
+    assert not (tmp_path / "meter" / "broken.parquet").exists()
+    assert not any((tmp_path / "_staging").rglob("*.parquet"))
+    assert not (tmp_path / "_rejected").exists()
