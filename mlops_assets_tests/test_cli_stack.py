@@ -223,5 +223,5 @@ def test_stack_help_states_what_is_kept_and_where() -> None:
         timeout=60,
     )
     assert done.returncode == 0
-    assert "MEMORY" in done.stdout
+    assert "ON DISK" in done.stdout and "s3-data" in done.stdout
     assert "stack.env" in done.stdout and "stack-logs" in done.stdout

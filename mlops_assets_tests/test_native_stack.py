@@ -1,18 +1,19 @@
-"""`mlops stack` end to end: the fraud use case through the native stack, as an operator runs it.
+"""`mlops stack` end to end: the fraud use case through the native stack, as an operator runs it,
+and the stack's objects across a restart.
 
-One test, one stack, started with the real command line (`mlops stack`) in a session of its own,
-with MLOPS_PROFILE=local in its environment (the command runs the stack profile whatever it says),
-fresh PostgreSQL databases that the launcher itself creates, and the tests' Redis database. It
-proves that:
+Each stack is started with the real command line (`mlops stack`) in a session of its own, with
+MLOPS_PROFILE=local in its environment (the command runs the stack profile whatever it says),
+fresh PostgreSQL databases that the launcher itself creates, and the tests' Redis database. The
+fraud test proves that:
 
-* the launcher brings up moto's S3, the MLflow server and `dagster dev` (the webserver answers
+* the launcher brings up SeaweedFS's S3, the MLflow server and `dagster dev` (the webserver answers
   `/server_info`, every required daemon is healthy) and writes the environment of the stack to
   `.dagster-stack/stack.env`, which is all another shell needs;
 * `dagster job backfill -j fraud_ingestion` from that other shell puts one run per day on the
   queue (each run's events: ENQUEUED by the CLI, then STARTING when the daemon dequeued and
   launched it, then SUCCESS), and the runs, their partitions and statuses are rows of the
   `runs` table in PostgreSQL;
-* the data landed where the stack profile says: bronze and silver parquet per day in moto's
+* the data landed where the stack profile says: bronze and silver parquet per day in the S3
   bucket, Feast's registry in PostgreSQL and its online store in Redis;
 * `dagster job launch -j fraud_retraining` (run config and partition tag from the CLI) goes
   through the queue too and registers `fraud_classifier@champion` on the MLflow server, the
@@ -24,14 +25,22 @@ proves that:
 The daily volumes are the defaults (a backfill takes no run config): ~1 min per day on two
 cores, most of it process start-up. The training set of 2024-01-10 (window of 3 days ending 7
 days earlier, when legitimate payments are confirmed) covers the three ingested days.
+
+The restart test (`--no-dagster`, ~2 min) replays what a user does: objects put through the S3
+endpoint and an artifact logged through the MLflow server, the stack stopped with SIGTERM and
+started again on the same folder, then the S3 server killed with SIGKILL and the stack started
+once more: every object comes back with the same bytes and the artifact downloads each time.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shlex
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,7 +56,15 @@ import psycopg
 import pytest
 import redis
 
-from mlops_assets.native_stack import port_is_open, s3_client
+from mlops_assets.native_stack import (
+    S3_DATA_DIR,
+    SEAWEEDFS_GRPC_OFFSET,
+    SEAWEEDFS_INTERNAL_PORTS,
+    SEAWEEDFS_OPTIONS_FILE,
+    port_is_open,
+    s3_client,
+    seaweedfs_ports,
+)
 from mlops_assets_tests.fixtures.services import POSTGRES_ADMIN_URL, free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -148,21 +165,30 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
-    """`mlops stack` on free ports, MLOPS_HOME in ``tmp_path``; its databases dropped after."""
+def _fresh_databases() -> dict[str, str]:
+    """URLs of databases nobody has made yet, one per purpose: the launcher creates them."""
     server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
     suffix = uuid.uuid4().hex[:8]
-    databases = {
+    return {
         purpose: f"{server}/mlops_test_native_{purpose}_{suffix}"
         for purpose in ("mlops", "dagster", "mlflow")
     }
-    ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
+
+
+def _drop_databases(databases: dict[str, str]) -> None:
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
+        for url in databases.values():
+            name = url.rsplit("/", 1)[1]
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def _stack_env(home: Path, redis_url: str, databases: dict[str, str]) -> dict[str, str]:
+    """The environment `mlops stack` is started with: MLOPS_HOME ``home`` and these services."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_") and k not in _FOREIGN}
     env.update(
         {
             "MLOPS_PROFILE": "local",  # `mlops stack` runs the stack profile regardless
-            "MLOPS_HOME": str(tmp_path),
+            "MLOPS_HOME": str(home),
             "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
             "MLOPS_REDIS_URL": redis_url,
             "MLOPS_POSTGRES_URL": databases["mlops"],
@@ -177,19 +203,48 @@ def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    return env
+
+
+def _launch(
+    home: Path, env: dict[str, str], ports: dict[str, int], output: Path, *extra: str
+) -> subprocess.Popen:
+    """`mlops stack` on ``ports`` in a session of its own, its output to ``output``."""
     mlops = Path(sys.executable).with_name("mlops")
     command = [str(mlops)] if mlops.exists() else [sys.executable, "-m", "mlops_assets.cli"]
-    command += ["stack", *(f"--{name}-port={port}" for name, port in ports.items())]
-    output = tmp_path / "mlops-stack.out"
+    command += ["stack", *(f"--{name}-port={port}" for name, port in ports.items()), *extra]
     with open(output, "wb") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             command,
             env=env,
-            cwd=tmp_path,
+            cwd=home,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def _stop_leftovers(stack: NativeStack) -> None:
+    """The cleanup of a failed test: SIGTERM to the launcher, then SIGKILL to what is left."""
+    if stack.proc.poll() is None:
+        stack.descendants = stack.descendants or psutil.Process(stack.proc.pid).children(True)
+        stack.proc.send_signal(signal.SIGTERM)
+        try:
+            stack.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            stack.proc.kill()
+    for child in _alive(stack.descendants):
+        child.kill()
+
+
+@pytest.fixture
+def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
+    """`mlops stack` on free ports, MLOPS_HOME in ``tmp_path``; its databases dropped after."""
+    databases = _fresh_databases()
+    ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
+    env = _stack_env(tmp_path, redis_url, databases)
+    output = tmp_path / "mlops-stack.out"
+    proc = _launch(tmp_path, env, ports, output)
     stack = NativeStack(proc=proc, home=tmp_path, output=output, ports=ports, databases=databases)
     try:
         deadline = time.monotonic() + 180
@@ -205,19 +260,8 @@ def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
         yield stack
     finally:
         # Normally stopped by the test itself; this is the cleanup of a failed test.
-        if proc.poll() is None:
-            stack.descendants = stack.descendants or psutil.Process(proc.pid).children(True)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-        for child in _alive(stack.descendants):
-            child.kill()
-        with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-            for url in databases.values():
-                name = url.rsplit("/", 1)[1]
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _stop_leftovers(stack)
+        _drop_databases(databases)
 
 
 def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
@@ -366,12 +410,169 @@ def test_fraud_use_case_through_the_native_stack(native_stack: NativeStack) -> N
     assert "run requests for 1 run(s)" in after.stdout, after.stdout
 
     # -- stop: SIGTERM, everything down within 30 s ------------------------------------------
+    _stop_and_check(stack)
+
+
+def _stop_and_check(stack: NativeStack, timeout: float = 30) -> None:
+    """SIGTERM to the launcher: exit code 0 within ``timeout``, no process and no port left."""
     stack.descendants += psutil.Process(stack.proc.pid).children(recursive=True)
     started = time.monotonic()
     stack.proc.send_signal(signal.SIGTERM)
-    assert stack.proc.wait(timeout=30) == 0, stack.tail()
+    assert stack.proc.wait(timeout=timeout) == 0, stack.tail()
     stopped = time.monotonic() - started
     left = _alive(stack.descendants)
     assert not left, f"left running: {[p.pid for p in left]}"
     assert not [name for name, port in stack.ports.items() if port_is_open("127.0.0.1", port)]
-    assert stopped < 30
+    assert stopped < timeout
+
+
+# -- the stack's objects across restarts ------------------------------------------------------
+
+SERVICES_READY = "stack ready (no Dagster)"
+ARTIFACT = "model/weights.bin"
+
+
+def _start_services(
+    home: Path, env: dict[str, str], ports: dict[str, int], databases: dict[str, str], run: str
+) -> NativeStack:
+    """`mlops stack --no-dagster` on ``home``; returns once it says it is ready."""
+    output = home / f"mlops-stack-{run}.out"
+    proc = _launch(home, env, ports, output, "--no-dagster")
+    stack = NativeStack(proc=proc, home=home, output=output, ports=ports, databases=databases)
+    deadline = time.monotonic() + 180
+    while SERVICES_READY not in output.read_text(errors="replace"):
+        assert proc.poll() is None, f"mlops stack exited with {proc.returncode}:\n{stack.tail()}"
+        assert time.monotonic() < deadline, f"the stack did not come up:\n{stack.tail()}"
+        time.sleep(0.5)
+    stack.env = {**env, **_read_env_file(home / ".dagster-stack" / "stack.env")}
+    stack.descendants = psutil.Process(proc.pid).children(recursive=True)
+    return stack
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _put_objects(s3, bucket: str, prefix: str) -> dict[str, str]:
+    """Objects of several sizes under ``prefix``, one of them uploaded in parts; their sha256."""
+    from boto3.s3.transfer import TransferConfig
+
+    bodies = {
+        f"{prefix}/empty.bin": b"",
+        f"{prefix}/small.txt": b"a stack must survive a restart\n",
+        f"{prefix}/random-1mb.bin": os.urandom(1 << 20),
+    }
+    for key, body in bodies.items():
+        s3.put_object(Bucket=bucket, Key=key, Body=body)
+    multipart = f"{prefix}/multipart-11mb.bin"
+    bodies[multipart] = os.urandom(11 << 20)
+    parts = TransferConfig(multipart_threshold=5 << 20, multipart_chunksize=5 << 20)
+    s3.upload_fileobj(io.BytesIO(bodies[multipart]), bucket, multipart, Config=parts)
+    assert s3.head_object(Bucket=bucket, Key=multipart)["ETag"].endswith('-3"')  # 3 parts
+    return {key: _sha256(body) for key, body in bodies.items()}
+
+
+def _bucket_digests(s3, bucket: str) -> dict[str, str]:
+    """The sha256 of every object of ``bucket``, by key."""
+    return {
+        o["Key"]: _sha256(s3.get_object(Bucket=bucket, Key=o["Key"])["Body"].read())
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+        for o in page.get("Contents", [])
+    }
+
+
+def _log_artifact(tracking_uri: str, folder: Path) -> tuple[str, str]:
+    """A run with one artifact (:data:`ARTIFACT`) logged through the MLflow server, which
+    proxies it into the bucket; its run id and the artifact's sha256."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    run = client.create_run(client.create_experiment("restart"))
+    blob = folder / Path(ARTIFACT).name
+    blob.write_bytes(os.urandom(300_000))
+    client.log_artifact(run.info.run_id, str(blob), str(Path(ARTIFACT).parent))
+    client.set_terminated(run.info.run_id)
+    return run.info.run_id, _sha256(blob.read_bytes())
+
+
+def _artifact_digest(tracking_uri: str, run_id: str, folder: Path) -> str:
+    """The sha256 of :data:`ARTIFACT` of ``run_id``, downloaded through the MLflow server."""
+    from mlflow.artifacts import download_artifacts
+
+    folder.mkdir(parents=True)
+    path = download_artifacts(
+        run_id=run_id, artifact_path=ARTIFACT, dst_path=str(folder), tracking_uri=tracking_uri
+    )
+    return _sha256(Path(path).read_bytes())
+
+
+@pytest.mark.stack
+@pytest.mark.timeout(480)
+def test_objects_and_artifacts_survive_a_restart_and_a_killed_s3_server(
+    tmp_path: Path, redis_url: str
+) -> None:
+    databases = _fresh_databases()
+    ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
+    env = _stack_env(tmp_path, redis_url, databases)
+    stacks: list[NativeStack] = []
+    try:
+        # -- a first stack: objects through S3, an artifact through MLflow ------------------
+        stacks.append(_start_services(tmp_path, env, ports, databases, "first"))
+        stack = stacks[-1]
+        tracking_uri, bucket = stack.env["MLFLOW_TRACKING_URI"], stack.env["MLOPS_S3_BUCKET"]
+        s3 = s3_client(stack.env["AWS_ENDPOINT_URL"], stack.env)
+        written = _put_objects(s3, bucket, "before-restart")
+        run_id, artifact = _log_artifact(tracking_uri, tmp_path)
+        before = _bucket_digests(s3, bucket)
+        assert written.items() <= before.items()
+        assert [k for k in before if k.startswith("mlflow/") and k.endswith(ARTIFACT)], before
+        assert any((tmp_path / ".dagster-stack" / S3_DATA_DIR).glob("*.dat"))  # on disk
+        _stop_and_check(stack)
+
+        # -- SIGTERM, then a new stack on the same folder: everything is back -------------
+        stacks.append(_start_services(tmp_path, env, ports, databases, "after-sigterm"))
+        stack = stacks[-1]
+        s3 = s3_client(stack.env["AWS_ENDPOINT_URL"], stack.env)
+        assert _bucket_digests(s3, bucket) == before
+        assert _artifact_digest(tracking_uri, run_id, tmp_path / "download-1") == artifact
+
+        # -- SIGKILL to the S3 server: the launcher stops the rest; what was written stays --
+        before |= _put_objects(s3, bucket, "before-kill")
+        [weed] = [p for p in stack.descendants if p.name() == "weed"]
+        weed.kill()
+        assert stack.proc.wait(timeout=60) == 1, stack.tail()
+        assert not _alive(stack.descendants), stack.tail()
+        stacks.append(_start_services(tmp_path, env, ports, databases, "after-sigkill"))
+        stack = stacks[-1]
+        s3 = s3_client(stack.env["AWS_ENDPOINT_URL"], stack.env)
+        assert _bucket_digests(s3, bucket) == before
+        assert _artifact_digest(tracking_uri, run_id, tmp_path / "download-2") == artifact
+        _stop_and_check(stack)
+    finally:
+        for leftover in stacks:
+            _stop_leftovers(leftover)
+        _drop_databases(databases)
+
+
+def test_seaweedfs_keeps_the_ports_of_its_last_start_while_they_are_free(tmp_path: Path) -> None:
+    s3_port = free_port()
+    first = seaweedfs_ports(tmp_path, s3_port)
+    assert s3_port not in first.values()
+    assert len(set(first.values())) == len(first)
+    for name in SEAWEEDFS_INTERNAL_PORTS:
+        assert first[f"{name}.grpc"] == first[name] + SEAWEEDFS_GRPC_OFFSET
+    # As `weed mini` writes them at its start.
+    lines = [f"{name}={port}" for name, port in first.items()]
+    options = tmp_path / SEAWEEDFS_OPTIONS_FILE
+    options.write_text("# Mini server configuration\nadmin.ui=false\n" + "\n".join(lines) + "\n")
+    assert seaweedfs_ports(tmp_path, s3_port) == first
+
+    with socket.socket() as busy:  # someone else took the master's port meanwhile
+        busy.bind(("127.0.0.1", first["master.port"]))
+        busy.listen()
+        again = seaweedfs_ports(tmp_path, s3_port)
+    assert again["master.port"] != first["master.port"]
+    assert again["master.port.grpc"] == again["master.port"] + SEAWEEDFS_GRPC_OFFSET
+    assert {k: v for k, v in again.items() if not k.startswith("master.")} == {
+        k: v for k, v in first.items() if not k.startswith("master.")
+    }
