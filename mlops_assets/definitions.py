@@ -13,6 +13,7 @@ import dagster as dg
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import ParquetIOManagerResource
 from mlops_assets.core.profiles import Settings, check_stack, load_settings
+from mlops_assets.core.runs import executor as dead_run_reaping_executor
 from mlops_assets.core.tracking import MlflowTracking
 from mlops_assets.serving import definitions as serving
 from mlops_assets.use_cases import use_case_definitions
@@ -35,7 +36,13 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     return dg.Definitions.merge(
         *use_case_definitions(),
         serving.defs,
-        dg.Definitions(sensors=[automation], resources=resources_for(settings)),
+        dg.Definitions(
+            sensors=[automation],
+            resources=resources_for(settings),
+            # Dagster's default executor, same config, which first ends the runs that died holding
+            # a pool slot (mlops_assets/core/runs.py): the CLI path has no daemon to do it.
+            executor=dead_run_reaping_executor,
+        ),
     )
 
 
