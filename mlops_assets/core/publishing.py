@@ -293,8 +293,9 @@ class Publisher:
         """Move the staged files of ``run_id`` over their published paths, all or none.
 
         Under the partition's lock, so concurrent runs of one partition publish one after the
-        other, never interleaved. A journal naming every move is written first and removed last:
-        if the process dies in between, the next reader or publisher completes the moves.
+        other, never interleaved. With several outputs a journal naming every move is written
+        first and removed last: if the process dies in between, the next reader or publisher
+        completes the moves. One output needs none: its one move is atomic by itself.
         """
         partition_key = places[0].partition_key
         name = _lock_name((p.key for p in places), partition_key)
@@ -306,11 +307,12 @@ class Publisher:
         }
         with self.partition_lock((p.key for p in places), partition_key):
             self._complete_journals(places)
-            for p in places:
-                storage.write_pointer(p.journal, journal, tmp_dir=self.tmp_dir)
-            self._replay(journal)
+            if len(places) > 1:
+                for p in places:
+                    storage.write_pointer(p.journal, journal, tmp_dir=self.tmp_dir)
+            self._replay(journal, journaled=len(places) > 1)
 
-    def _replay(self, journal: Mapping[str, Any]) -> None:
+    def _replay(self, journal: Mapping[str, Any], *, journaled: bool = True) -> None:
         """Finish the moves of ``journal`` (idempotent: a file already moved is not staged)."""
         places = [self.place(dg.AssetKey(k), journal["partition"]) for k in journal["assets"]]
         for p in places:
@@ -321,7 +323,7 @@ class Publisher:
         # proof that the moves above still had to be finished).
         for p in places:
             _remove(p.marker)
-        for p in places:
+        for p in places if journaled else ():
             _remove(p.journal)
 
     def _complete_journals(self, places: Sequence[Place]) -> None:
