@@ -185,8 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="materialize every asset of every use case")
-    dev_parser = sub.add_parser("dev", help="start the Dagster UI and daemon")
-    dev_parser.add_argument("dagster_args", nargs=argparse.REMAINDER)
+    sub.add_parser(
+        "dev",
+        help="start the Dagster UI and daemon; other arguments go to `dagster dev` (e.g. -p 3001)",
+    )
     serve_parser = sub.add_parser("serve", help="start the prediction API")
     serve_parser.add_argument("--host", help="address to bind (MLOPS_SERVING_HOST, 127.0.0.1)")
     serve_parser.add_argument("--port", type=int, help="port (MLOPS_SERVING_PORT, 8000)")
@@ -216,7 +218,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("check", help="print the settings and check the stack's services")
     sub.add_parser("env", help="print export lines for the profile's environment")
-    args = parser.parse_args(argv)
+    # Whatever follows `dev` is `dagster dev`'s (its options start with "-", which argparse
+    # would otherwise take for ours).
+    args, rest = parser.parse_known_args(argv)
+    if args.command == "dev":
+        args.dagster_args = rest
+    elif rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
     try:
         if args.command == "stack":
