@@ -51,8 +51,6 @@ REJECTED = "_rejected"
 JOURNAL = "_publishing"
 # The partition segment of an unpartitioned asset in the staging, quarantine and marker trees.
 UNPARTITIONED = "_unpartitioned"
-# Every tree the publisher keeps beside the data: none is an asset's folder.
-RESERVED = (STAGING, QUARANTINE, REJECTED, JOURNAL, storage.TMP_DIR, "_locks")
 
 # How long a second publisher of the same partition waits before giving up: a publish is a few
 # renames, so waiting this long means something is wrong, and the run should say so.
