@@ -37,8 +37,11 @@ _R = schema.RANGES
 class HeartRequest(BaseModel):
     """One patient's clinical inputs, coded as in the UCI heart-disease data."""
 
+    # NaN or infinity in any number is refused as such ("Input should be a finite number"):
+    # without this a NaN age was reported as "less than or equal to 120".
     model_config = ConfigDict(
         extra="forbid",
+        allow_inf_nan=False,
         json_schema_extra={
             "examples": [
                 {

@@ -128,3 +128,16 @@ def test_missing_and_extra_fields_are_refused() -> None:
 def test_the_schema_documents_every_field() -> None:
     properties = HeartRequest.model_json_schema()["properties"]
     assert all(properties[name].get("description") for name in schema.INPUTS)
+
+
+@pytest.mark.parametrize("field", ["age", "trestbps", "chol", "thalach", "oldpeak"])
+@pytest.mark.parametrize("value", ["NaN", "Infinity"])
+def test_a_number_that_is_not_finite_is_refused_as_such(field: str, value: str) -> None:
+    # JSON as Python's json module (and many clients) writes it: NaN and Infinity literals.
+    payload = json.dumps(EXAMPLE)[:-1] + f', "{field}": {value}}}'
+    payload = payload.replace(f'"{field}": {json.dumps(EXAMPLE[field])}, ', "", 1)
+    with pytest.raises(ValidationError) as caught:
+        HeartRequest.model_validate_json(payload)
+    [error] = caught.value.errors()
+    assert error["loc"] == (field,)
+    assert error["msg"] == "Input should be a finite number"
