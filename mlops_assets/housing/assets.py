@@ -46,8 +46,23 @@ class RawConfig(dg.Config):
     path: str = Field(default="", description="With source='csv': the file to read.")
     n_sales: int = Field(default=30_000, gt=0, description="Generator: number of sales.")
     seed: int = Field(default=42, description="Generator: seed.")
+    max_price: float = Field(
+        default=schema.MAX_PRICE,
+        gt=0,
+        description="Blocking check: the highest plausible price. The default, 1e9 USD, is about "
+        "four times the dearest home ever sold: it refuses typos and wrong units, no real sale.",
+    )
+    latest_sale_date: str = Field(
+        default="",
+        description="Blocking check: no sale may be dated after this day (ISO, 2024-06-30). "
+        "Empty: today (UTC) when the check runs, plus a day for time zones ahead of UTC.",
+    )
 
 
+#: The latest `latest_sale_date` a run may set.
+LATEST_SALE_DATE_CAP = date(2200, 1, 1)
+
+# The declared checks (their names and specs); a run judges with its own bounds (RawConfig).
 RAW_AUDITS = checks.raw_audits(housing_key("raw"))
 
 
@@ -63,6 +78,20 @@ def raw(context: dg.AssetExecutionContext, config: RawConfig):
     condition, and the price it sold for (USD). Published only when its blocking checks pass."""
     from mlops_assets.housing import sources
 
+    try:
+        latest = date.fromisoformat(config.latest_sale_date) if config.latest_sale_date else None
+    except ValueError as exc:
+        raise dg.Failure(
+            f"housing/raw: latest_sale_date must be an ISO date (2024-06-30), "
+            f"got {config.latest_sale_date!r}"
+        ) from exc
+    if latest is not None and latest > LATEST_SALE_DATE_CAP:
+        # pandas' timestamps end in 2262: a later sale would pass the check and break `splits`.
+        raise dg.Failure(
+            f"housing/raw: latest_sale_date {latest} is past {LATEST_SALE_DATE_CAP}: no sale "
+            "is dated that far ahead"
+        )
+    audits = checks.raw_audits(housing_key("raw"), max_price=config.max_price, latest=latest)
     if config.source == "generator":
         table = sources.generate_sales(
             sources.GeneratorConfig(n_sales=config.n_sales, seed=config.seed)
@@ -82,7 +111,7 @@ def raw(context: dg.AssetExecutionContext, config: RawConfig):
     yield from publish(
         context,
         {housing_key("raw"): {None: table}},
-        RAW_AUDITS,
+        audits,
         metadata={housing_key("raw"): {"source": config.source, "sale_dates": span}},
     )
 

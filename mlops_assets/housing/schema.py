@@ -31,6 +31,16 @@ RAW_COLUMNS = (KEY, *FEATURE_INPUTS, TARGET)
 PROPERTY_TYPES = ("single_family", "condo", "townhouse", "multi_family")
 FIRST_YEAR, LAST_YEAR = 2012, 2023
 
+# Plausibility bounds of the contract (judged by the blocking checks of `raw`, see
+# :mod:`mlops_assets.housing.checks`; both can be set in the asset's config).
+#: The highest plausible sale price (USD). The dearest home sale on record is about 240 M USD
+#: (New York, 2019): a billion refuses no real sale, and refuses a price with extra zeros or in
+#: the wrong unit (1e12). A user whose prices are in a currency of smaller unit raises it.
+MAX_PRICE = 1_000_000_000.0
+#: A sale may be dated at most this many days after today (UTC, read when the check runs): a sale
+#: recorded today where the day has already begun (time zones ahead of UTC) is not refused.
+FUTURE_SLACK_DAYS = 1
+
 
 @cache
 def raw_schema() -> pa.Schema:

@@ -20,7 +20,7 @@ so that downstream encoders must handle rare and unseen values. Everything is dr
 **The file source** (:func:`read_sales_csv`) reads a user's CSV (or parquet) file with the columns
 of :func:`mlops_assets.housing.schema.raw_schema` and coerces it to that schema, failing with a
 :class:`HousingContractError` that names the file, the column, the count and a few sample rows
-when a column is missing or a value cannot be converted (the rules of
+when a column is missing, a value cannot be converted or there is no row at all (the rules of
 :mod:`mlops_assets.core.contracts`; only the zipcode's are the use case's own). Nulls, duplicates and out-of-range values
 are not judged here: the downstream checks report them.
 
@@ -357,8 +357,8 @@ def read_sales_csv(path: str | Path) -> ReadResult:
     The rules are those of :mod:`mlops_assets.core.contracts`.
 
     Raises :class:`FileNotFoundError` when there is no such file, and :class:`HousingContractError`
-    when the suffix is neither, the file cannot be parsed, a column is missing, or values cannot
-    be converted.
+    when the suffix is neither, the file cannot be parsed, a column is missing, values cannot
+    be converted, or the file holds no sales (a header only).
     """
     read = contracts.read_user_file(
         Path(path),
@@ -366,6 +366,10 @@ def read_sales_csv(path: str | Path) -> ReadResult:
         rules={"zipcode": contracts.ColumnRule(_to_zipcode, ("a zipcode", "zipcodes"))},
         error=HousingContractError,
     )
+    if read.table.num_rows == 0:
+        # Published, an empty table would fail every step downstream with a library's error
+        # (a split with no rows, an encoder fitted on nothing): refuse it here, naming the file.
+        raise HousingContractError(str(path), ["the file has a header but no sales (no data rows)"])
     return ReadResult(read.table, list(read.extra_columns))
 
 

@@ -173,3 +173,161 @@ def test_negative_prices_fail_the_blocking_suite(resources: dict, local_home: Pa
     assert check.passed is False
     assert "price" in str(check.metadata)
     assert not (local_home / ".data" / "housing" / "splits.parquet").exists()
+
+
+# -- a user's file: every problem is caught with a clear message, and nothing is published ------
+
+
+def _sales_csv(local_home: Path, n_sales: int = 300, edit=None) -> Path:
+    from mlops_assets.housing import sources
+
+    frame = sources.generate_sales(sources.GeneratorConfig(n_sales=n_sales)).to_pandas()
+    if edit is not None:
+        frame = edit(frame)
+    path = local_home / "sales.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def _from_csv(path: Path, resources: dict, **config) -> dg.ExecuteInProcessResult:
+    return _materialize(
+        ["housing/raw", "housing/splits"],
+        ops={"housing__raw": {"config": {"source": "csv", "path": str(path), **config}}},
+        resources=resources,
+    )
+
+
+def _sales_check(run: dg.ExecuteInProcessResult) -> dict:
+    [check] = [
+        e for e in run.get_asset_check_evaluations() if e.check_name == "sales_meet_expectations"
+    ]
+    assert check.passed is False
+    return {k: v.value for k, v in check.metadata.items()}
+
+
+def _step_errors(run: dg.ExecuteInProcessResult) -> list[str]:
+    return [e.step_failure_data.error.cls_name for e in run.all_events if e.is_step_failure]
+
+
+def test_a_header_only_file_is_refused_naming_the_file(resources: dict, local_home: Path) -> None:
+    path = _sales_csv(local_home, edit=lambda f: f.iloc[:0])
+    run = _from_csv(path, resources)
+    assert not run.success
+    assert _step_errors(run) == ["Failure"]
+    message = failures(run)
+    assert f"housing/raw: {path}: the file has a header but no sales" in message
+    assert "min() arg" not in message
+    data = local_home / ".data" / "housing"
+    assert not (data / "raw.parquet").exists()
+    assert not (data / "splits.parquet").exists()
+
+
+def test_null_sale_dates_fail_the_blocking_suite_with_the_count(
+    resources: dict, local_home: Path
+) -> None:
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame[schema.DATE] = frame[schema.DATE].astype(object)
+        frame.loc[[2, 7, 11], schema.DATE] = None
+        return frame
+
+    run = _from_csv(_sales_csv(local_home, edit=edit), resources)
+    assert not run.success
+    assert _step_errors(run) == ["DagsterAssetCheckFailedError"]  # not a bare TypeError
+    meta = _sales_check(run)
+    assert meta["failing_expectations"] == [f"expect_column_values_to_not_be_null({schema.DATE})"]
+    assert meta[f"unexpected_count:{schema.DATE}"] == 3
+    assert metadata(run, "housing/raw")["published"] is False
+    data = local_home / ".data" / "housing"
+    assert not (data / "raw.parquet").exists()
+    assert not (data / "splits.parquet").exists()
+
+
+def test_implausible_prices_and_future_sales_fail_with_their_counts(
+    resources: dict, local_home: Path
+) -> None:
+    good = _materialize(
+        ["housing/raw"], ops={"housing__raw": {"config": {"n_sales": 300}}}, resources=resources
+    )
+    assert good.success, failures(good)
+    published = local_home / ".data" / "housing" / "raw.parquet"
+    before = published.read_bytes()
+
+    def edit(frame: pd.DataFrame) -> pd.DataFrame:
+        frame.loc[[4, 8], schema.TARGET] = 1e12
+        frame[schema.DATE] = frame[schema.DATE].astype(str)
+        # In the future whenever this test runs: the default bound is today, read at run time.
+        frame.loc[[1, 3, 5], schema.DATE] = "2100-01-01"
+        return frame
+
+    path = _sales_csv(local_home, edit=edit)
+    run = _from_csv(path, resources)
+    assert not run.success
+    meta = _sales_check(run)
+    assert meta["failing_expectations"] == [
+        f"expect_column_values_to_be_between({schema.TARGET})",
+        f"sale_date_is_not_in_the_future({schema.DATE})",
+    ]
+    assert meta[f"unexpected_count:{schema.TARGET}"] == 2
+    assert meta[f"unexpected_count:{schema.DATE}"] == 3
+    assert meta["samples"][f"sale_date_is_not_in_the_future({schema.DATE})"] == ["2100-01-01"] * 3
+    assert published.read_bytes() == before
+    assert not (local_home / ".data" / "housing" / "splits.parquet").exists()
+
+    # Both bounds are the run's to set: a richer market, and sales known to be planned.
+    run = _from_csv(path, resources, max_price=1e13, latest_sale_date="2100-12-31")
+    assert run.success, failures(run)
+    assert published.read_bytes() != before
+
+
+def test_the_latest_sale_date_is_configurable_and_checked(
+    resources: dict, local_home: Path
+) -> None:
+    from mlops_assets.housing import sources
+
+    sales = sources.generate_sales(sources.GeneratorConfig(n_sales=300)).to_pandas()
+    after = int((pd.to_datetime(sales[schema.DATE]) > pd.Timestamp("2019-12-31")).sum())
+    assert 0 < after < len(sales)
+    ops = {"housing__raw": {"config": {"n_sales": 300, "latest_sale_date": "2019-12-31"}}}
+    run = _materialize(["housing/raw", "housing/splits"], ops=ops, resources=resources)
+    assert not run.success
+    meta = _sales_check(run)
+    assert meta["failing_expectations"] == [f"sale_date_is_not_in_the_future({schema.DATE})"]
+    assert meta[f"unexpected_count:{schema.DATE}"] == after
+    assert not (local_home / ".data" / "housing" / "raw.parquet").exists()
+
+    ops = {"housing__raw": {"config": {"n_sales": 300, "latest_sale_date": "31/12/2019"}}}
+    run = _materialize(["housing/raw"], ops=ops, resources=resources)
+    assert _step_errors(run) == ["Failure"]
+    assert "latest_sale_date must be an ISO date (2024-06-30), got '31/12/2019'" in failures(run)
+    assert not (local_home / ".data" / "housing" / "raw.parquet").exists()
+
+    # Past pandas' last timestamp a sale would pass the check and break the splits.
+    ops = {"housing__raw": {"config": {"n_sales": 300, "latest_sale_date": "2999-01-01"}}}
+    run = _materialize(["housing/raw"], ops=ops, resources=resources)
+    assert _step_errors(run) == ["Failure"]
+    assert "latest_sale_date 2999-01-01 is past 2200-01-01" in failures(run)
+
+
+def test_today_is_read_from_the_clock_when_the_check_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from datetime import UTC, datetime
+
+    from mlops_assets.core.publishing import Staged
+    from mlops_assets.housing import checks, sources
+    from mlops_assets.housing.assets import RAW_AUDITS
+
+    table = sources.generate_sales(sources.GeneratorConfig(n_sales=300))
+    [sales, _] = RAW_AUDITS  # built at import, as the code server does
+    key = sales.asset_key
+    assert sales.evaluate(Staged(None, None, {key: table}, io=None)).success
+
+    class Clock(datetime):
+        @classmethod
+        def now(cls, tz=None):  # the check's "now": 2020-06-29 (UTC), so the limit is 06-30
+            return datetime(2020, 6, 29, 23, 0, tzinfo=UTC)
+
+    monkeypatch.setattr(checks, "datetime", Clock)
+    result = sales.evaluate(Staged(None, None, {key: table}, io=None))
+    dates = pd.to_datetime(table.column(schema.DATE).to_pandas())
+    rule = result.result_for(checks.FUTURE_RULE, schema.DATE)
+    assert not result.success and rule.unexpected_count == int((dates > "2020-06-30").sum()) > 0
+    assert rule.kwargs == {"max_value": "2020-06-30"}

@@ -333,3 +333,14 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "junk.parquet").write_bytes(b"not parquet at all")
     with pytest.raises(HousingContractError, match="not a readable parquet"):
         sources.read_sales_csv(tmp_path / "junk.parquet")
+
+
+def test_a_file_with_a_header_and_no_sales_is_refused(small: pa.Table, tmp_path: Path) -> None:
+    csv = tmp_path / "header.csv"
+    csv.write_text(",".join(schema.RAW_COLUMNS) + "\n")
+    parquet = tmp_path / "none.parquet"
+    pq.write_table(small.slice(0, 0), parquet)
+    for path in (csv, parquet):
+        with pytest.raises(HousingContractError) as info:
+            sources.read_sales_csv(path)
+        assert str(info.value) == f"{path}: the file has a header but no sales (no data rows)"
