@@ -116,7 +116,7 @@ def test_every_blocking_check_is_judged_before_its_data_is_published(local_home:
     rejected data from replacing good data. Every one is an audit of its asset's own step."""
     graph = build_definitions(load_settings()).resolve_asset_graph()
     blocking = [k for k in graph.asset_check_keys if graph.get_check_spec(k).blocking]
-    assert len(blocking) == 18
+    assert len(blocking) == 19
     for check_key in blocking:
         assets_def = graph.assets_def_for_key(check_key.asset_key)
         # Emitted by the step that writes the asset, not by a separate check step.

@@ -86,6 +86,16 @@ def clean(context: dg.AssetExecutionContext, raw):
     from mlops_assets.core import reporting
 
     frame, report = cleaning.clean(raw)
+    if (why := cleaning.nothing_left(report)) is not None:
+        # Refused before staging: nothing is written, the published table stays as it was, and
+        # the step fails, so no feature version is rebuilt on an empty table.
+        raise dg.Failure(
+            f"athletes/clean: {why}",
+            metadata={
+                "rows_in": report["rows_in"],
+                **{f"removed:{k}": v for k, v in report["removed"].items()},
+            },
+        )
     removed = [{"rule": k, "removed": v} for k, v in report["removed"].items()]
     summary = {
         "rows_in": report["rows_in"],

@@ -118,6 +118,30 @@ def clean(raw: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, Any]]:
     return out, report
 
 
+def nothing_left(report: dict[str, Any]) -> str | None:
+    """Why the cleaning left no row, naming each rule that removed rows and how many; ``None``
+    when rows are left.
+
+    A clean table with no row is not a result: features and models built on it would be empty
+    (or fail far from the cause), and an eager automation would pass it on. Rows all removed
+    mean the file is not what the rules expect (other units, a column of another meaning, every
+    survey answer declined), which only the user can fix.
+    """
+    if report["rows_out"]:
+        return None
+    described = {rule.name: rule.description for rule in RULES}
+    removed = "; ".join(
+        f"{name} ({described[name]}): {count} removed"
+        for name, count in report["removed"].items()
+        if count
+    )
+    return (
+        f"the cleaning rules removed all {report['rows_in']} rows, so there is nothing to "
+        f"publish: {removed or 'no rows came in'}. Check the file's units and columns against "
+        "the rules."
+    )
+
+
 def _all_true(n: int) -> Any:
     import numpy as np
 

@@ -352,7 +352,12 @@ def read_athletes_csv(path: str | Path) -> pa.Table:
     cells (and ``NA``, ``NaN``... in number columns) are nulls; text is kept as written.
 
     Raises :class:`FileNotFoundError` when there is no such file, and
-    :class:`AthletesContractError` when a column is missing or values cannot be converted.
+    :class:`AthletesContractError` when it has no rows (a header only), when a column is missing
+    or values cannot be converted.
     """
     read = contracts.read_user_file(Path(path), schema.raw_schema(), error=AthletesContractError)
+    if read.table.num_rows == 0:
+        # A header and nothing else is an export cut short: publishing it would leave clean,
+        # the features and the models nothing to learn from, and fail far from the cause.
+        raise AthletesContractError(str(path), ["the file has no rows of athletes (a header only)"])
     return read.table

@@ -144,10 +144,15 @@ def bronze(context: dg.AssetExecutionContext, config: BronzeConfig):
         else:
             if not config.files_root:
                 raise dg.Failure("source='files' needs files_root (the folder of your files)")
-            read = [
-                sources.read_day_file(config.files_root, kind, date.fromisoformat(day))
-                for kind in ("transactions", "labels")
-            ]
+            try:
+                read = [
+                    sources.read_day_file(config.files_root, kind, date.fromisoformat(day))
+                    for kind in ("transactions", "labels")
+                ]
+            except (sources.BronzeContractError, FileNotFoundError) as exc:
+                # The user's file is at fault, not the code: the message alone (file, column,
+                # count), not a stack trace, as the other use cases do.
+                raise dg.Failure(f"fraud/bronze: {exc}") from exc
             for kind, result in zip(("transactions", "labels"), read, strict=True):
                 if result.extra_columns:
                     context.log.warning(

@@ -8,6 +8,7 @@ becomes current and are emitted by the asset itself.
 """
 
 # No `from __future__ import annotations`: Dagster reads the check functions' annotations.
+from dataclasses import replace
 from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
@@ -35,13 +36,31 @@ def bronze_audits(
         return expectations.events_inside_day(staged.tables[transactions], day)
 
     def labels_cover_transactions(staged: Staged) -> validation.SuiteResult:
+        import pyarrow.compute as pc
+
         coverage = expectations.label_coverage(staged.tables[transactions], staged.tables[labels])
         ordering = expectations.labels_after_events(staged.tables[labels])
+        # "Exactly one label": a payment with two label rows is counted twice in training.
+        ids = staged.tables[labels].column("tx_id")
+        counts = [v for v in pc.value_counts(pc.drop_null(ids)).to_pylist() if v["counts"] > 1]
+        repeated = [v["values"] for v in counts]
+        surplus = sum(v["counts"] - 1 for v in counts)
+        repeats = validation.rule_result(
+            "labels_repeated_for_one_transaction", len(ids), surplus, repeated, columns=("tx_id",)
+        ).results[0]
+        # The check's description is the summary of its failing results, each under its label
+        # (`type(columns)`): the generic names of the expectations ("label_coverage(tx_id): 3
+        # unexpected") do not say what is wrong, so each is named after the fault it counts.
+        results = (
+            replace(coverage.results[0], type="transactions_without_a_label"),
+            replace(ordering.results[0], type="labels_known_before_their_payment"),
+            repeats,
+        )
         return validation.SuiteResult(
             name="labels_cover_transactions",
-            success=coverage.success and ordering.success,
+            success=all(r.success for r in results),
             row_count=coverage.row_count,
-            results=(*coverage.results, *ordering.results),
+            results=results,
         )
 
     return [

@@ -37,26 +37,48 @@ from mlops_assets.fraud import schema
 _NOT_NULL = "column_values_to_not_be_null"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
-TRANSACTIONS_SUITE = ExpectationSuiteSpec(
-    name="transactions_meet_expectations",
-    description="Every payment has its keys, time and amount, a known channel and category, and "
-    "an ISO country code; the columns are those of the bronze contract, in order.",
-    expectations=[
-        expect("table_columns_to_match_ordered_list", column_list=list(schema.TRANSACTION_COLUMNS)),
-        *(expect(_NOT_NULL, column=c) for c in schema.TRANSACTION_COLUMNS),
-        expect("column_values_to_be_of_type", column="event_ts", type_="Timestamp"),
-        # A refund is a separate flow: a payment is never negative.
-        expect("column_values_to_be_between", column="amount", min_value=0),
-        expect("column_values_to_be_in_set", column="channel", value_set=list(schema.CHANNELS)),
-        expect(
-            "column_values_to_be_in_set",
-            column="merchant_category",
-            value_set=list(schema.MERCHANT_CATEGORIES),
-        ),
-        # ISO 3166-1 alpha-2, upper case: "us" or "USA" would be a category of its own in the model.
-        expect("column_values_to_match_regex", column="country", regex=r"^[A-Z]{2}$"),
-    ],
-)
+# A plausibility bound on one payment, part of the bronze contract. No card payment of this
+# population comes near it (the largest baskets are a few thousand), so an amount above it is a
+# unit or parsing error (cents read as units, a card or account number pasted into the column,
+# 1e12 from a spreadsheet) that would dominate every sum and mean of the features. Change it for a
+# population that really pays more, with `transactions_suite(max_amount=...)`.
+MAX_AMOUNT = 1_000_000.0
+
+
+def transactions_suite(max_amount: float = MAX_AMOUNT) -> ExpectationSuiteSpec:
+    """The suite of a day of transactions, with ``amount`` bounded to ``[0, max_amount]``."""
+    if not max_amount > 0:
+        raise ValueError(f"max_amount must be positive, got {max_amount}")
+    return ExpectationSuiteSpec(
+        name="transactions_meet_expectations",
+        description="Every payment has its keys, time and amount, a known channel and category, "
+        f"and an ISO country code; no amount is negative or above {max_amount:,.0f}; the columns "
+        "are those of the bronze contract, in order.",
+        expectations=[
+            expect(
+                "table_columns_to_match_ordered_list", column_list=list(schema.TRANSACTION_COLUMNS)
+            ),
+            *(expect(_NOT_NULL, column=c) for c in schema.TRANSACTION_COLUMNS),
+            expect("column_values_to_be_of_type", column="event_ts", type_="Timestamp"),
+            # A refund is a separate flow: a payment is never negative; above `max_amount` it is
+            # not plausible (see MAX_AMOUNT).
+            expect(
+                "column_values_to_be_between", column="amount", min_value=0, max_value=max_amount
+            ),
+            expect("column_values_to_be_in_set", column="channel", value_set=list(schema.CHANNELS)),
+            expect(
+                "column_values_to_be_in_set",
+                column="merchant_category",
+                value_set=list(schema.MERCHANT_CATEGORIES),
+            ),
+            # ISO 3166-1 alpha-2, upper case: "us" or "USA" would be a category of its own in the
+            # model.
+            expect("column_values_to_match_regex", column="country", regex=r"^[A-Z]{2}$"),
+        ],
+    )
+
+
+TRANSACTIONS_SUITE = transactions_suite()
 
 LABELS_SUITE = ExpectationSuiteSpec(
     name="labels_meet_expectations",

@@ -766,9 +766,10 @@ def read_day_file(root: str | Path | UPath, kind: Kind, day: date) -> SourceRead
     number and time columns) become nulls, never dropped rows.
 
     Raises :class:`FileNotFoundError` when there is no file for the day, and
-    :class:`BronzeContractError` when both formats exist, when the file cannot be parsed, when a
-    column is missing, or when values cannot be converted (naming the column, the count and a few
-    examples). Null keys, duplicates and event times outside the day are not judged here.
+    :class:`BronzeContractError` when both formats exist, when the file cannot be parsed, when it
+    has no rows (a header only), when a column is missing, or when values cannot be converted
+    (naming the column, the count and a few examples). Null keys, duplicates and event times
+    outside the day are not judged here.
     """
     if kind not in SCHEMAS:
         raise ValueError(f"kind must be one of {sorted(SCHEMAS)}, got {kind!r}")
@@ -786,6 +787,13 @@ def read_day_file(root: str | Path | UPath, kind: Kind, day: date) -> SourceRead
     fmt, path = next(iter(found.items()))
     table = contracts.read_table(path, fmt=fmt, source=f"{name}.{fmt}", error=BronzeContractError)
     coerced, extra = coerce_to_contract(table, SCHEMAS[kind], f"{name}.{fmt}")
+    if coerced.num_rows == 0:
+        # A header and nothing else is an export cut short, not a day without payments: taking it
+        # would publish an empty day and every window of the features would silently drop it.
+        raise BronzeContractError(
+            f"{name}.{fmt}",
+            [f"the file has a header but no rows: a day's file must hold that day's {kind}"],
+        )
     return SourceRead(table=coerced, path=str(path), extra_columns=extra)
 
 

@@ -230,8 +230,9 @@ def read_uci_file(path: str | Path | Any) -> pa.Table:
     number in a UCI file. ``target`` is ``num > 0``. Inputs follow the number rules of
     :mod:`mlops_assets.core.contracts` (``?``, empty, ``NA``... are nulls); ranges are judged
     downstream. Raises :class:`FileNotFoundError` when there is no such file, and
-    :class:`HeartContractError` when it is empty, a line has the wrong number of values, a
-    column is missing, a value is not a number, or ``num`` / ``target`` is out of its range.
+    :class:`HeartContractError` when it is empty or has a header only, a line has the wrong
+    number of values, a column is missing, a value is not a number, or ``num`` / ``target`` is
+    out of its range.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -255,6 +256,10 @@ def read_uci_file(path: str | Path | Any) -> pa.Table:
     else:
         columns = UCI_COLUMNS
         rows = lines
+    if not rows:
+        # A header and nothing else is an export cut short: publishing an empty table would only
+        # fail later, in a model fitted on nothing.
+        raise HeartContractError(name, ["the file has a header but no rows of patients"])
     _check_field_counts(name, rows, len(columns), has_header)
 
     body = "\n".join(line for _, line in rows)

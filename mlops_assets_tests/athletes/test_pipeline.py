@@ -19,9 +19,7 @@ GRID = {"n_estimators": [10, 30], "max_depths": [4]}
 
 def _materialize(keys: list[str], **kwargs) -> dg.ExecuteInProcessResult:
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
-    return dg.materialize(
-        ASSETS, selection=selection, raise_on_error=False, **kwargs
-    )
+    return dg.materialize(ASSETS, selection=selection, raise_on_error=False, **kwargs)
 
 
 @pytest.fixture
@@ -125,3 +123,55 @@ def test_grid_and_feature_store_on_the_stack_profile(stack_profile) -> None:
         ["athlete_features_v1:height"], [{"athlete_id": int(features["athlete_id"].iloc[0])}]
     )
     assert online["height"][0] == pytest.approx(float(features["height"].iloc[0]))
+
+
+def _step_failure(run: dg.ExecuteInProcessResult) -> dg.DagsterEvent:
+    [failure] = [e for e in run.all_events if e.is_step_failure]
+    assert failure.step_failure_data.error.cls_name == "Failure", failures(run)
+    return failure
+
+
+def test_a_header_only_file_is_refused_before_anything_is_built(
+    resources: dict, local_home: Path
+) -> None:
+    from mlops_assets.athletes import schema
+
+    empty = local_home / "athletes.csv"
+    empty.write_text(",".join(schema.RAW_COLUMNS) + "\n")
+    run = _materialize(
+        ["athletes/raw", "athletes/clean"],
+        resources=resources,
+        run_config={"ops": {"athletes__raw": {"config": {"source": "csv", "path": str(empty)}}}},
+    )
+    assert not run.success
+    message = _step_failure(run).step_failure_data.error.message
+    assert str(empty) in message and "no rows" in message, message
+    assert not (local_home / ".data" / "athletes").exists()
+
+
+def test_cleaning_that_removes_every_row_is_refused_and_nothing_is_published(
+    resources: dict, local_home: Path
+) -> None:
+    from mlops_assets.athletes.sources import GeneratorConfig, generate_athletes
+
+    frame = generate_athletes(GeneratorConfig(n_athletes=200, seed=3)).to_pandas()
+    frame["weight"] = frame["weight"] * 1000  # pounds written as thousandths
+    path = local_home / "athletes.csv"
+    frame.to_csv(path, index=False)
+    run = _materialize(
+        ["athletes/raw", "athletes/clean", "athletes/features"],
+        resources=resources,
+        partition_key="v1",
+        run_config={"ops": {"athletes__raw": {"config": {"source": "csv", "path": str(path)}}}},
+    )
+    assert not run.success
+    failure = _step_failure(run)
+    assert failure.step_key == "athletes__clean"
+    message = failure.step_failure_data.error.message
+    assert "removed all 200 rows" in message, message
+    assert "weight (weight is below 1500 lb): 200 removed" in message, message
+    data = local_home / ".data" / "athletes"
+    assert (data / "raw.parquet").exists()
+    assert not (data / "clean.parquet").exists()
+    assert not (data / "features").exists()
+    assert not (local_home / ".data" / "_staging" / "athletes").exists()

@@ -79,3 +79,25 @@ def test_read_csv_errors_name_columns_and_samples(tmp_path: Path) -> None:
     assert err.value.missing_columns == ("snatch",)
     assert err.value.bad_values == {"weight": 1}
     assert err.value.samples["weight"] == [(1, "abc")]
+
+
+def test_a_header_only_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "athletes.csv"
+    path.write_text(",".join(schema.RAW_COLUMNS) + "\n")
+    with pytest.raises(AthletesContractError, match="no rows"):
+        read_athletes_csv(path)
+
+
+def test_cleaning_that_leaves_nothing_names_the_rules_and_counts(table: pa.Table) -> None:
+    frame = table.slice(0, 3).to_pandas()
+    frame["age"] = [12.0, 15.0, 30.0]
+    frame["weight"] = [150.0, 150.0, 2000.0]
+    out, report = cleaning.clean(frame)
+    assert out.empty
+    message = cleaning.nothing_left(report)
+    assert message is not None and "removed all 3 rows" in message
+    assert "weight (weight is below 1500 lb): 1 removed" in message
+    assert "age (age is at least 18): 2 removed" in message
+    assert "height" not in message
+    _, kept = cleaning.clean(table.to_pandas())
+    assert cleaning.nothing_left(kept) is None

@@ -32,9 +32,7 @@ SILVER = ["fraud/transactions", "fraud/labels", "fraud/card_features", "fraud/me
 def _materialize(keys: list[str], **kwargs) -> dg.ExecuteInProcessResult:
     """Materialize the fraud assets ``keys`` (and their checks), the rest of the group loaded."""
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
-    return dg.materialize(
-        ASSETS, selection=selection, raise_on_error=False, **kwargs
-    )
+    return dg.materialize(ASSETS, selection=selection, raise_on_error=False, **kwargs)
 
 
 def _run_bronze_to_feast(resources: dict, first: str = FIRST, last: str = LAST, **bronze):
@@ -273,3 +271,111 @@ def test_whole_group_on_the_stack_profile(stack_profile) -> None:
         ["merchant_features:merchant_tx_count_30d"], [{"merchant_id": 1}]
     )
     assert online["merchant_tx_count_30d"][0] is not None
+
+
+def _bronze_from_files(resources: dict, root: Path, day: str) -> dg.ExecuteInProcessResult:
+    return _materialize(
+        SILVER,
+        resources=resources,
+        run_config={"ops": {"bronze": {"config": {"source": "files", "files_root": str(root)}}}},
+        partition_key=day,
+    )
+
+
+def _failure_message(run: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in run.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert error.cls_name == "Failure", error.cls_name
+    return error.message
+
+
+@pytest.mark.parametrize("empty", ["transactions", "labels"])
+def test_a_header_only_file_is_refused_with_a_clean_message(
+    resources: dict, local_home: Path, empty: str
+) -> None:
+    root = local_home / "incoming"
+    tx, labels = _good_day("2024-01-01")
+    tx, labels = (tx.head(0), labels) if empty == "transactions" else (tx, labels.head(0))
+    _write_user_day(root, "2024-01-01", tx, labels)
+    run = _bronze_from_files(resources, root, "2024-01-01")
+    assert not run.success
+    message = _failure_message(run)
+    assert f"{empty}/2024-01-01" in message and "no rows" in message, message
+    assert not (local_home / ".data" / "fraud").exists() or not any(
+        (local_home / ".data" / "fraud").rglob("*.parquet")
+    )
+
+
+def test_a_missing_file_fails_with_the_message_only(resources: dict, local_home: Path) -> None:
+    root = local_home / "incoming"
+    tx, _ = _good_day("2024-01-01")
+    (root / "transactions").mkdir(parents=True)
+    tx.write_csv(root / "transactions" / "2024-01-01.csv")
+    run = _bronze_from_files(resources, root, "2024-01-01")
+    assert not run.success
+    message = _failure_message(run)
+    assert "no labels file for 2024-01-01" in message, message
+    assert not (local_home / ".data" / "fraud" / "transactions").exists()
+
+
+def test_an_implausible_amount_fails_the_transactions_check_with_the_count(
+    resources: dict, local_home: Path
+) -> None:
+    root = local_home / "incoming"
+    tx, labels = _good_day("2024-01-01")
+    tx = tx.with_columns(
+        pl.when(pl.int_range(pl.len()) < 2)
+        .then(pl.lit(1e12))
+        .otherwise(pl.col("amount"))
+        .alias("amount")
+    )
+    _write_user_day(root, "2024-01-01", tx, labels)
+    run = _bronze_from_files(resources, root, "2024-01-01")
+    assert not run.success
+    check = {e.check_name: e for e in run.get_asset_check_evaluations()}[
+        "transactions_meet_expectations"
+    ]
+    assert check.passed is False
+    assert check.metadata["unexpected_count:amount"].value == 2
+    assert "amount" in check.description and "2 unexpected" in check.description
+    data = local_home / ".data" / "fraud"
+    assert not (data / "transactions" / "2024-01-01.parquet").exists()
+    assert not (data / "card_features").exists()
+
+
+def test_unlabelled_transactions_fail_with_a_description_that_says_so(
+    resources: dict, local_home: Path
+) -> None:
+    root = local_home / "incoming"
+    tx, labels = _good_day("2024-01-01")
+    _write_user_day(root, "2024-01-01", tx, labels.tail(labels.height - 3))
+    run = _bronze_from_files(resources, root, "2024-01-01")
+    assert not run.success
+    check = {e.check_name: e for e in run.get_asset_check_evaluations()}[
+        "labels_cover_transactions"
+    ]
+    assert check.passed is False
+    assert check.description == (
+        "labels_cover_transactions: 1 of 3 failed on 40 rows; "
+        "transactions_without_a_label(tx_id): 3 unexpected"
+    )
+    assert check.metadata["unexpected_count:tx_id"].value == 3
+    data = local_home / ".data" / "fraud"
+    assert not (data / "labels" / "2024-01-01.parquet").exists()
+    assert not (data / "card_features").exists()
+
+
+def test_a_payment_labelled_twice_fails_the_coverage_check(
+    resources: dict, local_home: Path
+) -> None:
+    root = local_home / "incoming"
+    tx, labels = _good_day("2024-01-01")
+    _write_user_day(root, "2024-01-01", tx, pl.concat([labels, labels.head(2)]))
+    run = _bronze_from_files(resources, root, "2024-01-01")
+    assert not run.success
+    check = {e.check_name: e for e in run.get_asset_check_evaluations()}[
+        "labels_cover_transactions"
+    ]
+    assert check.passed is False
+    assert "labels_repeated_for_one_transaction(tx_id): 2 unexpected" in check.description
+    assert not (local_home / ".data" / "fraud" / "labels" / "2024-01-01.parquet").exists()

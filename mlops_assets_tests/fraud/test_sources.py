@@ -713,3 +713,24 @@ def test_label_coverage_does_not_match_null_ids():
     result = expectations.label_coverage(transactions, labels)
     assert result.unexpected_count == 1
     assert expectations.label_coverage(transactions.slice(0, 0), labels).success
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "csv"])
+def test_a_file_with_no_rows_is_refused(tmp_path, small_day, fmt):
+    _write(tmp_path, "labels", DAY, small_day[1].slice(0, 0), fmt)
+    with pytest.raises(BronzeContractError, match=f"labels/2024-01-03.{fmt}: .*no rows"):
+        sources.read_day_file(tmp_path, "labels", DAY)
+
+
+def test_amounts_above_the_plausibility_bound_are_counted(suite_day):
+    frame = suite_day[0].copy()
+    frame.loc[[0, 7], "amount"] = 1e12
+    frame.loc[8, "amount"] = 5_000.0
+    default = run_suite(frame, expectations.TRANSACTIONS_SUITE)
+    assert {r.label: r.unexpected_count for r in default.failures} == {
+        "expect_column_values_to_be_between(amount)": 2
+    }
+    strict = run_suite(frame, expectations.transactions_suite(max_amount=1_000))
+    assert strict.failures[0].unexpected_count >= 3
+    with pytest.raises(ValueError, match="max_amount"):
+        expectations.transactions_suite(max_amount=0)

@@ -58,6 +58,7 @@ def test_real_cleveland_file_end_to_end(resources: dict, local_home: Path) -> No
     assert check_verdicts(run) == {
         "patients_meet_expectations": True,
         "record_id_is_unique": True,
+        "patients_are_not_repeated": True,
     }
     report = metadata(run, "heart/quality_report")
     assert report["patients"] == 303
@@ -133,3 +134,71 @@ def test_a_malformed_uci_file_fails_before_anything_is_built(
     assert not run.success
     assert "trestbps" in failures(run)
     assert not (local_home / ".data" / "heart" / "raw.parquet").exists()
+
+
+def _step_failure(run: dg.ExecuteInProcessResult) -> str:
+    [failure] = [e for e in run.all_events if e.is_step_failure]
+    error = failure.step_failure_data.error
+    assert error.cls_name == "Failure", error.to_string()
+    return error.message
+
+
+def test_a_header_only_file_is_refused_before_anything_is_built(
+    resources: dict, local_home: Path
+) -> None:
+    empty = local_home / "empty.csv"
+    empty.write_text(",".join([*schema.INPUTS, "num"]) + "\n")
+    run = _materialize(
+        ["heart/raw", "heart/features"],
+        raw_config={"source": "uci", "path": str(empty)},
+        resources=resources,
+    )
+    assert not run.success
+    message = _step_failure(run)
+    assert str(empty) in message and "no rows" in message, message
+    assert not (local_home / ".data" / "heart").exists()
+
+
+def test_copies_of_one_patient_are_blocked_and_nothing_is_published(
+    resources: dict, local_home: Path
+) -> None:
+    lines = CLEVELAND.read_text().splitlines()
+    copied = local_home / "copied.data"
+    copied.write_text("\n".join([*lines[:50], *[lines[7]] * 20]) + "\n")
+    run = _materialize(
+        ["heart/raw", "heart/features"],
+        raw_config={"source": "uci", "path": str(copied)},
+        resources=resources,
+    )
+    assert not run.success
+    verdicts = check_verdicts(run)
+    assert verdicts["record_id_is_unique"] is True  # the line number: it cannot see copies
+    assert verdicts["patients_are_not_repeated"] is False
+    [check] = [
+        e for e in run.get_asset_check_evaluations() if e.check_name == "patients_are_not_repeated"
+    ]
+    assert "20 unexpected" in check.description, check.description
+    assert metadata(run, "heart/raw")["published"] is False
+    samples = json.dumps(check.metadata["samples"].value)
+    assert "record_id 8, 51, 52" in samples, samples
+    data = local_home / ".data" / "heart"
+    assert not (data / "raw.parquet").exists() and not (data / "features.parquet").exists()
+
+
+def test_a_csv_with_target_and_no_num_is_supported(resources: dict, local_home: Path) -> None:
+    """The Kaggle layout: a header, the 13 inputs and `target` only. The severity is unknown
+    (`num` null), the checks pass and the features are built from it."""
+    rows = pd.read_csv(CLEVELAND, header=None, names=[*schema.INPUTS, "num"], na_values="?")
+    rows["target"] = (rows.pop("num") > 0).astype(int)
+    kaggle = local_home / "heart.csv"
+    rows.to_csv(kaggle, index=False)
+    run = _materialize(
+        ["heart/raw", "heart/quality_report", "heart/features"],
+        raw_config={"source": "uci", "path": str(kaggle)},
+        resources=resources,
+    )
+    assert run.success, failures(run)
+    assert all(check_verdicts(run).values()), check_verdicts(run)
+    raw = pd.read_parquet(local_home / ".data" / "heart" / "raw.parquet")
+    assert len(raw) == 303 and raw["num"].isna().all()
+    assert raw["target"].tolist() == rows["target"].tolist()

@@ -330,7 +330,6 @@ def test_an_empty_or_absent_file(tmp_path: Path) -> None:
         sources.read_uci_file(tmp_path / "nope.data")
 
 
-def test_a_header_only_csv_is_an_empty_table(tmp_path: Path) -> None:
-    table = sources.read_uci_file(write(tmp_path, "h.csv", f"{HEADER},num\n"))
-    assert table.num_rows == 0
-    assert table.schema.equals(schema.raw_schema())
+def test_a_header_only_csv_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(HeartContractError, match=r"h\.csv: the file has a header but no rows"):
+        sources.read_uci_file(write(tmp_path, "h.csv", f"{HEADER},num\n\n"))
