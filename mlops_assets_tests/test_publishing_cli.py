@@ -51,6 +51,13 @@ class Cli:
             timeout=600,
         )
 
+    def create_instance(self) -> None:
+        """Create the instance's SQLite storage now: two processes creating a fresh one at once
+        race on its tables ("table secondary_indexes already exists"), a Dagster limit of SQLite
+        storage that a deployment meets once, at its first run."""
+        code = "import dagster as dg; dg.DagsterInstance.get().get_runs(limit=1)"
+        subprocess.run([sys.executable, "-c", code], env=self.env, check=True, timeout=120)
+
     def start(self, select: str, config: dict | None = None, partition: str | None = None):
         return subprocess.Popen(
             self.command(select, config, partition),
@@ -174,6 +181,7 @@ def test_two_runs_of_one_fraud_day_at_once_leave_it_whole(
     roots = [tmp_path / "a", tmp_path / "b"]
     for seed, root in enumerate(roots, start=1):
         _fraud_files(root, seed=seed)
+    cli.create_instance()
     runs = [cli.start("fraud/transactions,fraud/labels", _bronze(root), DAY) for root in roots]
     for run in runs:
         _, err = run.communicate(timeout=600)
