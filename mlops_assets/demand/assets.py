@@ -83,10 +83,16 @@ def history_days(day: str, n: int) -> list[str]:
 class RawConfig(dg.Config):
     """Where hourly demand comes from, and for which balancing authorities."""
 
-    source: Literal["generator", "eia"] = Field(
+    source: Literal["generator", "eia", "files"] = Field(
         default="generator",
         description="'generator': deterministic offline data; 'eia': the EIA API v2 (needs "
-        "EIA_API_KEY in the environment).",
+        "EIA_API_KEY in the environment); 'files': your own CSV/parquet files under files_root.",
+    )
+    files_root: str = Field(
+        default="",
+        description="With source='files': folder (or s3:// URL) holding one file per UTC day, "
+        "<YYYY-MM-DD>.csv or <YYYY-MM-DD>.parquet, with columns respondent, period (the hour's "
+        "start with its UTC offset, e.g. 2024-05-01T05:00Z) and value (MWh).",
     )
     respondents: list[str] = Field(
         default=list(schema.RESPONDENTS),
@@ -126,6 +132,32 @@ def _fetch(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
                 respondents=tuple(config.respondents), noise=config.noise, seed=config.seed
             ),
         )
+    if config.source == "files":
+        from mlops_assets.demand import sources
+
+        if not config.files_root:
+            raise dg.Failure(
+                "demand/raw: source='files' needs files_root (the folder of your files)",
+                allow_retries=False,
+            )
+        try:
+            read = sources.read_files(
+                config.files_root, config.respondents, start.date(), end.date()
+            )
+        except sources.FilesError as exc:
+            # Nothing is written: the whole range is read and checked before any day is staged.
+            # Not retried: a bad or missing file fails the same way until it is fixed.
+            raise dg.Failure(f"demand/raw: {exc}", allow_retries=False) from exc
+        log = dg.get_dagster_logger()
+        if read.extra_columns:
+            log.warning(
+                f"demand/raw: ignored columns not in the contract: {list(read.extra_columns)}"
+            )
+        if read.ignored_rows:
+            log.warning(
+                f"demand/raw: ignored rows of respondents not asked for: {read.ignored_rows}"
+            )
+        return read.table
     from mlops_assets.demand import eia
 
     try:

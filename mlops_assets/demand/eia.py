@@ -18,6 +18,11 @@ How it talks to EIA (``GET {base_url}/electricity/rto/region-data/data/``):
   ``length`` until the ``total`` that EIA announced is read; a page shorter than announced, or a
   ``total`` that changes between pages (EIA republished data mid-download), is an error rather than
   a silent gap or duplicate;
+* a ``period`` without a UTC offset is a UTC hour only because ``frequency=hourly`` says so: an
+  answer that declares another frequency (``local-hourly``) with offset-less periods is refused,
+  naming the respondent and the period, rather than stored as if the local hours were UTC;
+* an hour sent twice with the same value is kept twice (the clean step's ``no_duplicate_hours``
+  check then reports it, with the count); two different values for one hour are an error;
 * HTTP 429, 5xx, connection errors and timeouts are retried with exponential backoff
   (``backoff_seconds * 2**attempt``, or the server's ``Retry-After``, capped at
   :data:`MAX_RETRY_DELAY_SECONDS`); a rejected key (401/403) or another 4xx is not retried: it
@@ -140,17 +145,29 @@ def api_key_from_env(var: str = DEFAULT_API_KEY_VAR) -> str:
     return key
 
 
-def parse_period(text: str) -> datetime:
+class LocalHourError(ValueError):
+    """A local hour without its UTC offset: which UTC hour it is cannot be known."""
+
+
+def parse_period(text: str, *, offsetless_is_utc: bool = True) -> datetime:
     """The UTC start of the hour that an EIA ``period`` names, as a tz-aware datetime.
 
     ``"2024-01-01T05"`` is a UTC hour (``frequency=hourly``). ``"2024-11-03T01-04"`` is a local
     hour with its UTC offset (``frequency=local-hourly``): on a DST fall-back night
     ``"2024-11-03T01-04"`` and ``"2024-11-03T01-05"`` are two different UTC hours (05:00 and 06:00).
+    ``"...Z"`` and ``"...+00:00"`` are explicit UTC. With ``offsetless_is_utc=False`` (the
+    periods are known to be local hours), a period without ``Z`` or an offset raises
+    :class:`LocalHourError`: read as UTC it would shift every hour by the local offset.
     Raises ``ValueError`` quoting ``text`` for anything else.
     """
     match = _PERIOD_RE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         raise ValueError(f"not an EIA hourly period: {text!r}")
+    if not offsetless_is_utc and not (match["sign"] or match["z"]):
+        raise LocalHourError(
+            f"local hour without a UTC offset: {text!r} (expected e.g. {text + '-05'!r} or "
+            f"{text + 'Z'!r})"
+        )
     try:
         if match["sign"]:
             offset = timedelta(hours=int(match["oh"]), minutes=int(match["om"] or 0))
@@ -178,15 +195,18 @@ def fetch_demand(
 
     ``start`` and ``end`` are tz-aware and on the hour (any zone; they are converted to UTC).
     Returns a table with exactly :func:`~mlops_assets.demand.schema.raw_schema`, sorted by
-    ``(respondent, period)``, one row per respondent and hour that EIA has (hours EIA does not
-    have are absent, not null: gaps are the clean step's business). ``value`` is the text EIA sent
-    (a JSON number becomes its decimal text, ``21783.0`` becoming ``"21783"``); a null stays null.
+    ``(respondent, period)``, one row per row EIA sent (hours EIA does not have are absent, not
+    null: gaps are the clean step's business; an hour EIA sent twice with the same value is there
+    twice, for the clean step's ``no_duplicate_hours`` check to report). ``value`` is the text EIA
+    sent (a JSON number becomes its decimal text, ``21783.0`` becoming ``"21783"``); a null stays
+    null.
 
     Raises :class:`EiaError`, and returns nothing, when EIA rejects the key or the request, keeps
     failing after ``config.max_retries`` retries, answers something that is not the documented
     format, sends a row that was not asked for (another respondent or type, a period outside the
-    range or unreadable, two different values for one hour), or has no row at all for one of the
-    respondents. ``ValueError`` for bad arguments (no respondent, naive or misaligned datetimes).
+    range, unreadable or a local hour without its offset, two different values for one hour), or
+    has no row at all for one of the respondents. ``ValueError`` for bad arguments (no
+    respondent, naive or misaligned datetimes).
 
     ``session``: a ``requests.Session`` to use (one is created and closed otherwise).
     ``on_retry``: called with a one-line, key-free message before each retry (e.g. a logger).
@@ -261,8 +281,9 @@ def _describe(wanted: list[str], start: datetime, end: datetime) -> str:
 # Download
 # --------------------------------------------------------------------------------------------------
 
-# (respondent, period) -> (value text or None, value units or None)
-_Rows = dict[tuple[str, datetime], tuple[str | None, str | None]]
+# (respondent, period) -> every (value text or None, value units or None) sent for that hour, all
+# equal: an exact repeat is kept (and reported downstream), a different value is an error.
+_Rows = dict[tuple[str, datetime], list[tuple[str | None, str | None]]]
 
 
 def _download(
@@ -300,7 +321,7 @@ def _download(
         body = _get_with_retries(
             session, url, params, config, f"{where}, offset {offset}", on_retry
         )
-        page_total, data = _parse_page(body, config.api_key, where, offset)
+        page_total, data, frequency = _parse_page(body, config.api_key, where, offset)
         if total is None:
             total = page_total
         elif page_total != total:
@@ -316,8 +337,20 @@ def _download(
                 f"EIA sent {len(data)} rows at offset {offset} for {where}, expected {expected} "
                 f"(total {total}, page size {config.page_size}): the download would be incomplete"
             )
+        # Offset-less periods are UTC hours only in an hourly answer (the frequency asked for);
+        # an answer that says it holds local hours must carry their offsets.
+        offsetless_is_utc = frequency in (None, "hourly")
         for index, row in enumerate(data):
-            _add_row(rows, row, wanted_set, start, end, f"row {offset + index} of {where}")
+            _add_row(
+                rows,
+                row,
+                wanted_set,
+                start,
+                end,
+                f"row {offset + index} of {where}",
+                offsetless_is_utc=offsetless_is_utc,
+                frequency=frequency,
+            )
         offset += len(data)
         if offset >= total:
             return rows
@@ -443,8 +476,11 @@ def _error_text(body: bytes, key: str) -> str:
     return _redact(text[:_SNIPPET_CHARS], key)
 
 
-def _parse_page(body: bytes, key: str, where: str, offset: int) -> tuple[int, list[Any]]:
-    """``(total, data)`` of a 200 answer, or EiaError quoting the start of the body."""
+def _parse_page(
+    body: bytes, key: str, where: str, offset: int
+) -> tuple[int, list[Any], str | None]:
+    """``(total, data, frequency)`` of a 200 answer (``frequency`` as EIA declared it, ``None``
+    when absent), or EiaError quoting the start of the body."""
     try:
         parsed = json.loads(body)
     except ValueError as exc:
@@ -475,7 +511,8 @@ def _parse_page(body: bytes, key: str, where: str, offset: int) -> tuple[int, li
             f"EIA's answer for {where} at offset {offset} has no valid response.total "
             f"(got {total!r}); body starts with: {_snippet(body, key)!r}"
         ) from None
-    return count, data
+    frequency = response.get("frequency")
+    return count, data, frequency if isinstance(frequency, str) else None
 
 
 def _add_row(
@@ -485,6 +522,9 @@ def _add_row(
     start: datetime,
     end: datetime,
     what: str,
+    *,
+    offsetless_is_utc: bool = True,
+    frequency: str | None = None,
 ) -> None:
     """Check one EIA row against the request and store it under ``(respondent, period)``."""
     if not isinstance(row, dict):
@@ -504,7 +544,14 @@ def _add_row(
     if text is None:
         raise EiaError(f"EIA sent a row without a period for respondent {respondent!r} as {what}")
     try:
-        period = parse_period(text)
+        period = parse_period(text, offsetless_is_utc=offsetless_is_utc)
+    except LocalHourError:
+        raise EiaError(
+            f"EIA sent period {text!r} for respondent {respondent!r} as {what}: the answer says "
+            f"frequency {frequency!r}, so this is a local hour, and without its UTC offset "
+            f"(e.g. {text + '-05'!r}) it cannot be placed on a UTC hour; refusing rather than "
+            f"storing it as UTC"
+        ) from None
     except ValueError:
         raise EiaError(
             f"EIA sent an unreadable period {text!r} for respondent {respondent!r} as {what}"
@@ -516,14 +563,16 @@ def _add_row(
         )
     units = row.get("value-units")
     value = (_value_text(row.get("value")), None if units is None else str(units))
-    previous = rows.setdefault((respondent, period), value)
-    # An exact repeat says nothing new and is dropped; two different values for one hour cannot
-    # both be "what EIA said" in a one-row-per-hour table, and picking one would be a guess.
-    if previous != value:
+    sent = rows.setdefault((respondent, period), [])
+    # An exact repeat is kept: raw is what EIA said, and the clean step's `no_duplicate_hours`
+    # check reports it with its count (dropping it here would hide a fault of the source). Two
+    # different values for one hour cannot both be right, and keeping either would be a guess.
+    if sent and sent[0] != value:
         raise EiaError(
             f"EIA sent two different values for respondent {respondent!r} at {_fmt(period)} "
-            f"({previous[0]!r} and {value[0]!r}) as {what}"
+            f"({sent[0][0]!r} and {value[0]!r}) as {what}"
         )
+    sent.append(value)
 
 
 def _value_text(value: Any) -> str | None:
@@ -544,14 +593,16 @@ def _value_text(value: Any) -> str | None:
 def _to_table(rows: _Rows) -> pa.Table:
     import pyarrow as pa
 
-    keys = sorted(rows)
+    # One row per row EIA sent: an hour sent twice appears twice.
+    keys = [key for key in sorted(rows) for _ in rows[key]]
+    values = [value for key in sorted(rows) for value in rows[key]]
     return pa.Table.from_pydict(
         {
             "respondent": [respondent for respondent, _ in keys],
             "period": [period for _, period in keys],
             "type": [DEMAND_TYPE] * len(keys),
-            "value": [rows[key][0] for key in keys],
-            "value_units": [rows[key][1] for key in keys],
+            "value": [value for value, _ in values],
+            "value_units": [units for _, units in values],
         },
         schema=raw_schema(),
     )

@@ -427,12 +427,53 @@ def test_values_are_kept_as_text_and_nulls_as_null(fake: FakeEia) -> None:
     ]
 
 
-def test_an_exact_duplicate_row_is_kept_once(fake: FakeEia) -> None:
-    fake.rows_override = lambda rows: [*rows, dict(rows[3])]
+def test_an_exact_duplicate_row_is_kept_and_reported_by_clean(fake: FakeEia) -> None:
+    from mlops_assets.demand import cleaning
 
-    table = fetch_demand(["CISO"], START, START + 6 * HOUR, _config(fake))
+    # The 04:00 hour sent three times with the same value, across two pages.
+    fake.rows_override = lambda rows: [*rows, dict(rows[4]), dict(rows[4])]
 
-    assert table.column("period").to_pylist() == [START + i * HOUR for i in range(6)]
+    table = fetch_demand(["CISO"], START, START + 6 * HOUR, _config(fake, page_size=4))
+
+    hours = [START + i * HOUR for i in range(6)]
+    assert table.column("period").to_pylist() == [*hours[:4], *[hours[4]] * 3, hours[5]]
+    repeats = [r["value"] for r in table.to_pylist() if r["period"] == hours[4]]
+    assert len(repeats) == 3 and len(set(repeats)) == 1
+    _, report = cleaning.to_clean(table, start=START, end=START + 6 * HOUR)
+    assert report["duplicate_hours"] == 2 and report["status"] == "invalid"
+
+
+def _local_hourly_answer(periods: list[str]) -> dict[str, object]:
+    rows = [
+        {
+            "period": p,
+            "respondent": "CISO",
+            "type": "D",
+            "value": "100",
+            "value-units": "megawatthours",
+        }
+        for p in periods
+    ]
+    return {"response": {"total": str(len(rows)), "frequency": "local-hourly", "data": rows}}
+
+
+def test_local_hours_without_an_offset_are_refused(fake: FakeEia) -> None:
+    fake.respond_next(200, _local_hourly_answer(["2024-01-01T00", "2024-01-01T01"]))
+
+    with pytest.raises(EiaError) as caught:
+        fetch_demand(["CISO"], START, START + 2 * HOUR, _config(fake))
+
+    message = str(caught.value)
+    assert "'CISO'" in message and "'2024-01-01T00'" in message
+    assert "local-hourly" in message and "offset" in message
+
+
+def test_local_hours_with_their_offset_are_converted_to_utc(fake: FakeEia) -> None:
+    fake.respond_next(200, _local_hourly_answer(["2023-12-31T16-08", "2023-12-31T17-08"]))
+
+    table = fetch_demand(["CISO"], START, START + 2 * HOUR, _config(fake))
+
+    assert table.column("period").to_pylist() == [START, START + HOUR]
 
 
 def test_value_text_of_json_values() -> None:
@@ -491,6 +532,20 @@ def test_parse_period_rejects_junk(text: str) -> None:
     with pytest.raises(ValueError, match="not an EIA hourly period") as caught:
         parse_period(text)
     assert repr(text) in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2024-01-01T05Z", datetime(2024, 1, 1, 5, tzinfo=UTC)),
+        ("2024-01-01T05+00:00", datetime(2024, 1, 1, 5, tzinfo=UTC)),
+        ("2024-01-01T00-05", datetime(2024, 1, 1, 5, tzinfo=UTC)),
+    ],
+)
+def test_parse_period_of_local_hours_needs_an_offset(text: str, expected: datetime) -> None:
+    assert parse_period(text, offsetless_is_utc=False) == expected
+    with pytest.raises(eia.LocalHourError, match="without a UTC offset: '2024-01-01T05'"):
+        parse_period("2024-01-01T05", offsetless_is_utc=False)
 
 
 def test_parse_period_rejects_non_strings() -> None:

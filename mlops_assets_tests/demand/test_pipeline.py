@@ -31,9 +31,7 @@ MODELLING = ["demand/cv_results", "demand/leaderboard", "demand/champion", "dema
 def _materialize(keys: list[str], assets=ASSETS, **kwargs) -> dg.ExecuteInProcessResult:
     """Materialize the demand assets ``keys`` (and their checks), the rest of the group loaded."""
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
-    return dg.materialize(
-        assets, selection=selection, raise_on_error=False, **kwargs
-    )
+    return dg.materialize(assets, selection=selection, raise_on_error=False, **kwargs)
 
 
 def _range_tags(first: str, last: str) -> dict[str, str]:
@@ -338,3 +336,96 @@ def test_whole_group_on_the_stack_profile(stack_profile) -> None:
         assert champion is not None
         best = board[(board["unique_id"] == respondent) & (board["rank"] == 1)]
         assert champion.tags["model"] == best["model"].iloc[0]
+
+
+def _write_user_csvs(root: Path, first: str, last: str) -> pl.DataFrame:
+    """A user's hourly load, one CSV per UTC day, its hours written in each respondent's local
+    time with the offset (as a utility's export would), values as plain numbers. Returns the
+    series as (respondent, UTC hour, MWh)."""
+    from datetime import date
+    from zoneinfo import ZoneInfo
+
+    from mlops_assets.demand import generator
+
+    table = generator.generate(
+        date.fromisoformat(first),
+        date.fromisoformat(last) + pd.Timedelta(days=1).to_pytimedelta(),
+        generator.GeneratorConfig(respondents=tuple(RESPONDENTS), seed=7),
+    )
+    series = pl.from_arrow(table).select(
+        "respondent", "period", pl.col("value").cast(pl.Float64).alias("mwh")
+    )
+    zones = {"CISO": "America/Los_Angeles", "NYIS": "America/New_York"}
+    root.mkdir(parents=True, exist_ok=True)
+    for day, rows in series.group_by(pl.col("period").dt.date().alias("day")):
+        lines = ["respondent,period,value,note"]
+        for respondent, period, mwh in rows.select("respondent", "period", "mwh").iter_rows():
+            local = period.astimezone(ZoneInfo(zones[respondent]))
+            lines.append(f"{respondent},{local.isoformat()},{mwh:.1f},metered")
+        (root / f"{day[0].isoformat()}.csv").write_text("\n".join(lines) + "\n")
+    return series
+
+
+def test_your_own_files_feed_the_whole_group(resources: dict, local_home: Path) -> None:
+    files = local_home / "my_load"
+    series = _write_user_csvs(files, FIRST, LAST)
+    ingest = _ingest(resources, source="files", files_root=str(files))
+    assert ingest.success, failures(ingest)
+    assert all(check_verdicts(ingest).values()), check_verdicts(ingest)
+    data = local_home / ".data" / "demand"
+    clean = pl.concat(
+        [pl.read_parquet(p) for p in sorted((data / "clean").glob("*.parquet"))]
+    ).sort("unique_id", "ds")
+    expected = series.sort("respondent", "period")
+    assert clean.height == 28 * 24 * len(RESPONDENTS)
+    assert clean["ds"].to_list() == expected["period"].to_list()  # local hours, now UTC
+    assert clean["y"].to_list() == expected["mwh"].to_list()
+    assert metadata(ingest, "demand/raw")["source"] == "files"
+
+    run = _model(resources)
+    assert run.success, failures(run)
+    forecasts = pd.read_parquet(data / "forecasts" / f"{LAST}.parquet")
+    assert set(forecasts["unique_id"]) == set(RESPONDENTS)
+    assert forecasts["ds"].min() == pd.Timestamp("2024-05-29T00:00", tz="UTC")
+
+
+def test_bad_user_files_fail_the_ingest_naming_file_column_and_count(
+    resources: dict, local_home: Path
+) -> None:
+    files = local_home / "my_load"
+    _write_user_csvs(files, "2024-05-01", "2024-05-02")
+    raw = local_home / ".data" / "demand" / "raw"
+
+    missing = _ingest(resources, "2024-05-01", "2024-05-03", source="files", files_root=str(files))
+    assert not missing.success
+    assert "no demand file for 2024-05-03" in failures(missing)
+    assert str(files / "2024-05-03.csv") in failures(missing)
+    assert not list(raw.glob("*.parquet"))  # nothing written, not even the good days
+
+    day = files / "2024-05-02.csv"
+    good = day.read_text()
+    day.write_text(good.replace("respondent,period,", "respondent,when,"))
+    no_column = _ingest(
+        resources, "2024-05-01", "2024-05-02", source="files", files_root=str(files)
+    )
+    assert not no_column.success
+    assert str(day) in failures(no_column) and "missing column 'period'" in failures(no_column)
+
+    # Local times without their offset: which UTC hour is "2024-05-02T01:00"? Refused.
+    naive = [
+        ",".join([r, p[:16], *rest]) if i else ",".join([r, p, *rest])
+        for i, (r, p, *rest) in enumerate(line.split(",") for line in good.splitlines())
+    ]
+    day.write_text("\n".join(naive) + "\n")
+    no_offset = _ingest(
+        resources, "2024-05-01", "2024-05-02", source="files", files_root=str(files)
+    )
+    assert not no_offset.success
+    message = failures(no_offset)
+    assert str(day) in message and "column 'period' has 48 values" in message
+    assert "UTC offset" in message and "row 1 '2024-05-01T17:00'" in message
+    assert not list(raw.glob("*.parquet"))
+
+    day.write_text(good)
+    fixed = _ingest(resources, "2024-05-01", "2024-05-02", source="files", files_root=str(files))
+    assert fixed.success, failures(fixed)
