@@ -33,8 +33,10 @@ module (which the code location does at load) costs nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +139,42 @@ class Coerced:
 # --------------------------------------------------------------------------------------------------
 # Reading
 # --------------------------------------------------------------------------------------------------
+
+
+def as_path(root: str | Path | Any) -> Any:
+    """A folder or file a user names: a local ``Path``, or a ``UPath`` for a remote URL
+    (``s3://...``)."""
+    if isinstance(root, Path) or hasattr(root, "protocol"):
+        return root
+    text = str(root)
+    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
+        from upath import UPath  # only for remote roots (s3://...): fsspec is a slow import
+
+        return UPath(text)
+    return Path(text.removeprefix("file://"))
+
+
+def day_file(
+    folder: str | Path | Any, day: date, *, what: str, error: type[ContractError]
+) -> tuple[str, Any]:
+    """The one file of ``day`` in ``folder``, ``<YYYY-MM-DD>.csv`` or ``.parquet``: its format
+    and path. ``what`` names the data in messages ("labels").
+
+    Raises :class:`FileNotFoundError` naming the paths looked for when there is none, and
+    ``error`` when both exist (which one is the day would be a guess).
+    """
+    base = as_path(folder)
+    candidates = {fmt: base / f"{day.isoformat()}.{fmt}" for fmt in FILE_FORMATS}
+    found = {fmt: path for fmt, path in candidates.items() if path.exists()}
+    if not found:
+        looked = " or ".join(str(p) for p in candidates.values())
+        raise FileNotFoundError(f"no {what} file for {day.isoformat()}: looked for {looked}")
+    if len(found) > 1:
+        raise error(
+            f"{base / day.isoformat()}.*",
+            ["both a .parquet and a .csv file exist for this day; keep only one"],
+        )
+    return next(iter(found.items()))
 
 
 def read_user_file(

@@ -76,12 +76,6 @@ def file_contract() -> pa.Schema:
     )
 
 
-def day_file_candidates(root: str | Path | Any, day: date) -> dict[str, Any]:
-    """The paths a day's file may have, by format: ``<root>/<YYYY-MM-DD>.<fmt>``."""
-    folder = _as_path(root)
-    return {fmt: folder / f"{day.isoformat()}.{fmt}" for fmt in contracts.FILE_FORMATS}
-
-
 def read_files(
     root: str | Path | Any, respondents: list[str] | tuple[str, ...], start: date, end: date
 ) -> FilesRead:
@@ -129,20 +123,10 @@ def read_day_file(root: str | Path | Any, day: date) -> tuple[pa.Table, str, tup
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    candidates = day_file_candidates(root, day)
-    found = {fmt: path for fmt, path in candidates.items() if path.exists()}
-    if not found:
-        looked = " or ".join(str(p) for p in candidates.values())
-        raise FilesError(
-            str(candidates["csv"].parent),
-            [f"no demand file for {day.isoformat()}: looked for {looked}"],
-        )
-    if len(found) > 1:
-        raise FilesError(
-            str(candidates["csv"].with_suffix(".*")),
-            ["both a .parquet and a .csv file exist for this day; keep only one"],
-        )
-    fmt, path = next(iter(found.items()))
+    try:
+        fmt, path = contracts.day_file(root, day, what="demand", error=FilesError)
+    except FileNotFoundError as exc:
+        raise FilesError(str(root), [str(exc)]) from exc
     table = contracts.read_table(path, fmt=fmt, source=str(path), error=FilesError)
     if "period" not in table.column_names and "hour" in table.column_names:
         table = table.rename_columns(["period" if c == "hour" else c for c in table.column_names])
@@ -256,14 +240,3 @@ def _to_raw(table: pa.Table) -> pa.Table:
         },
         schema=schema.raw_schema(),
     )
-
-
-def _as_path(root: str | Path | Any) -> Any:
-    if isinstance(root, Path) or hasattr(root, "protocol"):
-        return root
-    text = str(root)
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
-        from upath import UPath  # only for remote roots (s3://...): fsspec is a slow import
-
-        return UPath(text)
-    return Path(text.removeprefix("file://"))

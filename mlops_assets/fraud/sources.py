@@ -38,12 +38,11 @@ read.
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -717,7 +716,6 @@ def _tx_ids(day: date, n: int) -> pa.Array:
 
 Kind = Literal["transactions", "labels"]
 SCHEMAS: dict[str, pa.Schema] = {"transactions": schema.TRANSACTIONS, "labels": schema.LABELS}
-FILE_FORMATS = ("parquet", "csv")
 
 
 class BronzeContractError(contracts.ContractError):
@@ -749,12 +747,6 @@ class SourceRead:
     extra_columns: tuple[str, ...] = ()
 
 
-def day_file_candidates(root: str | Path | UPath, kind: Kind, day: date) -> dict[str, Any]:
-    """The paths a day's file may have, by format: ``<root>/<kind>/<YYYY-MM-DD>.<fmt>``."""
-    folder = _as_path(root) / kind
-    return {fmt: folder / f"{day.isoformat()}.{fmt}" for fmt in FILE_FORMATS}
-
-
 def read_day_file(root: str | Path | UPath, kind: Kind, day: date) -> SourceRead:
     """Read one day of the user's ``transactions`` or ``labels`` and coerce it to the contract.
 
@@ -773,18 +765,10 @@ def read_day_file(root: str | Path | UPath, kind: Kind, day: date) -> SourceRead
     """
     if kind not in SCHEMAS:
         raise ValueError(f"kind must be one of {sorted(SCHEMAS)}, got {kind!r}")
-    candidates = day_file_candidates(root, kind, day)
-    found = {fmt: path for fmt, path in candidates.items() if path.exists()}
+    fmt, path = contracts.day_file(
+        contracts.as_path(root) / kind, day, what=kind, error=BronzeContractError
+    )
     name = f"{kind}/{day.isoformat()}"
-    if not found:
-        looked = " or ".join(str(p) for p in candidates.values())
-        raise FileNotFoundError(f"no {kind} file for {day.isoformat()}: looked for {looked}")
-    if len(found) > 1:
-        raise BronzeContractError(
-            f"{name}.*",
-            ["both a .parquet and a .csv file exist for this day; keep only one"],
-        )
-    fmt, path = next(iter(found.items()))
     table = contracts.read_table(path, fmt=fmt, source=f"{name}.{fmt}", error=BronzeContractError)
     coerced, extra = coerce_to_contract(table, SCHEMAS[kind], f"{name}.{fmt}")
     if coerced.num_rows == 0:
@@ -814,14 +798,3 @@ def coerce_to_contract(
         error=BronzeContractError,
     )
     return coerced.table, coerced.extra_columns
-
-
-def _as_path(root: str | Path | UPath) -> Any:
-    if isinstance(root, Path) or hasattr(root, "protocol"):
-        return root
-    text = str(root)
-    if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) and not text.startswith("file://"):
-        from upath import UPath  # only for remote roots (s3://...): fsspec is a slow import
-
-        return UPath(text)
-    return Path(text.removeprefix("file://"))
