@@ -112,10 +112,10 @@ class ParquetIOManager(dg.UPathIOManager):
         hashes: dict[str, str] = {}
         rows: dict[str, int] = {}
         first = None
+        self.publisher.sweep_temporary(self.partition_path(asset_key, min(frames)))
         for partition_key in sorted(frames):
             table = storage.to_arrow(frames[partition_key])
             first = first if first is not None else table
-            self.publisher.sweep_temporary(self.partition_path(asset_key, partition_key))
             hashes[partition_key] = storage.write_parquet(
                 self.partition_path(asset_key, partition_key),
                 table,

@@ -392,7 +392,7 @@ class Publisher:
 
     def sweep(self, key: dg.AssetKey, partition_key: str | None, instance: Any) -> None:
         """Remove staged files of runs that are over (killed before they published or
-        quarantined), and temporary files of dead processes: the next run cleans up."""
+        quarantined): the next run cleans up."""
         place = self.place(key, partition_key)
         folder = place.staged("x").parent
         for name in _listing(folder):
@@ -400,7 +400,6 @@ class Publisher:
             run = instance.get_run_by_id(run_id) if instance is not None else None
             if run is None or run.is_finished:
                 _remove(folder / name)
-        self.sweep_temporary(place.published)
 
     def sweep_temporary(self, target: UPath) -> None:
         """Before a write to ``target``: remove the temporary files of writers that died (in
@@ -455,6 +454,9 @@ def publish(
     previews: dict[dg.AssetKey, pa.Table] = {}
     results: dict[str, dict[str | None, SuiteResult]] = {a.name: {} for a in audits}
     verdicts: list[PartitionVerdict] = []
+    # Temporary files of dead writers: once per step and asset folder, not once per partition.
+    for key in keys:
+        publisher.sweep_temporary(publisher.place(key, partitions[0]).published)
     for partition_key in partitions:
         places = [publisher.place(k, partition_key) for k in keys]
         for p in places:

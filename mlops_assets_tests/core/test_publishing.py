@@ -315,7 +315,9 @@ def test_a_writer_killed_mid_write_leaves_nothing_in_the_asset_folder(tmp_path: 
     legacy = folder / f".tmp-{'0' * 32}-2024-01-03.parquet"
     legacy.write_bytes(b"left by an older version")
     io = ParquetIOManager(base_path=storage.make_upath(str(tmp_path)))
-    io.publisher.sweep(dg.AssetKey(["fraud", "card_features"]), "2024-01-02", instance=None)
+    io.publisher.sweep_temporary(
+        io.partition_path(dg.AssetKey(["fraud", "card_features"]), "2024-01-02")
+    )
     assert [p.name for p in (tmp_path / "_tmp").iterdir()] == [live.name]
     assert not legacy.exists()
 
