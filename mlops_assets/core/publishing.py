@@ -436,16 +436,25 @@ def publish(
     """
     io = context.resources.io_manager
     publisher: Publisher = io.publisher
+    # A subset of a multi-asset (one asset picked in the UI or with `--select`): the outputs
+    # not selected still reach the audits of those that are (labels are judged against the
+    # day's transactions), but are neither staged nor published, and their own checks, not
+    # selected either, do not run.
+    selected = set(context.selected_asset_keys)
+    companions = {k: frames for k, frames in outputs.items() if k not in selected}
+    checks = set(context.selected_asset_check_keys)
+    audits = [a for a in audits if a.spec.key in checks]
+    unknown = [a.name for a in audits if a.asset_key not in outputs or a.asset_key not in selected]
+    if unknown:
+        raise ValueError(f"audits of assets this step does not write: {', '.join(unknown)}")
+    outputs = {k: frames for k, frames in outputs.items() if k in selected}
     keys = list(outputs)
     partitions = sorted(
         {p for frames in outputs.values() for p in frames}, key=lambda p: (p is None, p or "")
     )
-    for key, frames in outputs.items():
+    for key, frames in {**outputs, **companions}.items():
         if set(frames) != set(partitions):
             raise ValueError(f"{key.to_user_string()}: every output needs the same partitions")
-    unknown = [a.name for a in audits if a.asset_key not in outputs]
-    if unknown:
-        raise ValueError(f"audits of assets this step does not write: {', '.join(unknown)}")
     run_id = context.run_id
     partitions_def = context.assets_def.partitions_def
 
@@ -469,6 +478,8 @@ def publish(
             previews.setdefault(place.key, table)
             # The audits read the staged bytes back: what is judged is what would be published.
             staged[place.key] = storage.read_parquet(place.staged(run_id))
+        for key, frames in companions.items():
+            staged[key] = storage.to_arrow(frames[partition_key])
         view = Staged(partition_key, partitions_def, staged, io)
         failed = []
         try:
@@ -514,8 +525,12 @@ def publish(
             verdicts,
             (metadata or {}).get(key, {}),
         )
+    ranged = len(partitions) > 1
     for a in audits:
-        yield _check_result(a, results[a.name])
+        if ranged and a.spec.partitions_def is not None:
+            yield from _partition_check_results(context, a, results[a.name])
+        else:
+            yield _check_result(a, results[a.name])
 
 
 def _label(partition_key: str | None) -> str:
@@ -593,3 +608,51 @@ def _check_result(a: Audit, by_partition: Mapping[str | None, SuiteResult]) -> d
 
     result = merge_partition_results(a.name, by_partition)
     return asset_check_result(result, asset_key=a.asset_key, check_name=a.name)
+
+
+def _partition_check_results(
+    context: dg.AssetExecutionContext, a: Audit, by_partition: Mapping[str | None, SuiteResult]
+) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
+    """One evaluation per partition of a ranged step, each recorded on its own partition.
+
+    Dagster records an ``AssetCheckResult`` of a ranged step without a partition, so the UI
+    would show the check as *skipped* on every day of a backfill although it judged each one.
+    The step therefore yields the check's output once (it ran) and an evaluation per partition,
+    each pointing at that partition's materialization of this run.
+    """
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    from mlops_assets.core.validation import asset_check_result
+
+    key = dg.AssetCheckKey(a.asset_key, a.name)
+    output = next(
+        name
+        for name, spec in context.assets_def.check_specs_by_output_name.items()
+        if spec.key == key
+    )
+    yield dg.Output(None, output_name=output)
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=a.asset_key, asset_partitions=list(by_partition)),
+        limit=len(by_partition) * 4,
+    ).records
+    targets = {}
+    for record in records:
+        if record.run_id == context.run_id and record.partition_key not in targets:
+            targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+    for partition, result in sorted(by_partition.items(), key=lambda kv: kv[0] or ""):
+        check = asset_check_result(result, asset_key=a.asset_key, check_name=a.name)
+        yield dg.AssetCheckEvaluation(
+            asset_key=a.asset_key,
+            check_name=a.name,
+            passed=check.passed,
+            metadata=check.metadata,
+            target_materialization_data=targets.get(partition),
+            severity=check.severity,
+            description=check.description,
+            blocking=True,
+            partition=partition,
+        )
