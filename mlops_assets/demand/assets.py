@@ -33,6 +33,7 @@ from mlops_assets.core.policies import (
     data_error,
 )
 from mlops_assets.core.publishing import check_specs, publish
+from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.demand import checks, schema
@@ -46,11 +47,13 @@ GROUP = schema.USE_CASE
 DAILY = dg.DailyPartitionsDefinition(start_date="2019-01-01")
 
 # Default history of the modelling assets: eight weeks, enough for weekly seasonality (MSTL
-# needs two weekly cycles) and for several backtest windows. The partition mapping shows it in
-# the UI; a run may ask for more with `history_days`.
+# needs two weekly cycles) and for several backtest windows; a run may ask for more with
+# `history_days`. The window is read by `read_clean_window`, which records the data version of
+# every day read, not declared as a partition mapping: Dagster maps a window dependency both
+# ways, so a backfill of two days of `clean` would also claim the 55 following days of every
+# modelling asset, none of which has its history.
 HISTORY_DAYS = 56
 MAX_HISTORY_DAYS = 3 * 366
-_history = dg.TimeWindowPartitionMapping(start_offset=-(HISTORY_DAYS - 1))
 
 # Step-level retries of the ingest (on top of the client's per-request retries): the seed asks
 # for 3 retries 5 minutes apart in production; tests and demos set the delay in seconds.
@@ -80,6 +83,7 @@ def history_days(day: str, n: int) -> list[str]:
 # -- raw ----------------------------------------------------------------------------------------
 
 
+@deployment_defaults("demand__raw")
 class RawConfig(dg.Config):
     """Where hourly demand comes from, and for which balancing authorities."""
 
@@ -298,6 +302,7 @@ def _report_summary(reports: dict[str, dict]) -> dict[str, Any]:
 # -- backtest -----------------------------------------------------------------------------------
 
 
+@deployment_defaults("demand__cv_results")
 class BacktestConfig(dg.Config):
     """The rolling-origin backtest: which models, how far ahead, over how many windows."""
 
@@ -338,7 +343,11 @@ def read_clean_window(
     try:
         table, versions = io.read_partitions(demand_key("clean"), days)
     except FileNotFoundError as exc:
-        raise dg.Failure(f"{exc} (the history window is {days[0]} .. {days[-1]})") from exc
+        # A data error: retrying will not make the days appear (the step's network retries
+        # would only delay the message by a minute).
+        raise dg.Failure(
+            f"{exc} (the history window is {days[0]} .. {days[-1]})", allow_retries=False
+        ) from exc
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     report = cleaning.integrity_report(
@@ -359,6 +368,7 @@ def read_clean_window(
             f"demand/clean {days[0]} .. {days[-1]} is not fit to train on: {problems}; "
             f"e.g. {samples}. Fix or re-ingest those days (their blocking checks fail too).",
             metadata={"problems": dg.MetadataValue.json(problems)},
+            allow_retries=False,
         )
     return frame.to_pandas(), versions, days
 
@@ -384,7 +394,7 @@ def _champion_models(mlflow: MlflowTracking, respondents: list[str]) -> dict[str
     key=demand_key("cv_results"),
     partitions_def=DAILY,
     group_name=GROUP,
-    deps=[dg.AssetDep(demand_key("clean"), partition_mapping=_history)],
+    deps=[demand_key("clean")],
     required_resource_keys={"io_manager", "mlflow"},
     # One run per day: each day is its own backtest on the history ending with it.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
@@ -481,6 +491,7 @@ def leaderboard(context: dg.AssetExecutionContext, cv_results):
 # -- champion -----------------------------------------------------------------------------------
 
 
+@deployment_defaults("demand__champion")
 class ChampionConfig(dg.Config):
     """The promotion gate of the demand forecasters."""
 
@@ -529,7 +540,7 @@ def _row_metrics(row: "pd.Series") -> dict[str, float]:
     partitions_def=DAILY,
     group_name=GROUP,
     ins={"leaderboard": frame_input(demand_key("leaderboard"), load_as="pandas")},
-    deps=[dg.AssetDep(demand_key("clean"), partition_mapping=_history)],
+    deps=[demand_key("clean")],
     required_resource_keys={"io_manager", "mlflow"},
     # Promotions are decided one day after the other, in order, never as a batch.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
@@ -653,6 +664,7 @@ def champion(
 # -- forecasts ----------------------------------------------------------------------------------
 
 
+@deployment_defaults("demand__forecasts")
 class ForecastConfig(dg.Config):
     """How far ahead to forecast, from how much history."""
 
@@ -675,9 +687,10 @@ class ForecastConfig(dg.Config):
     partitions_def=DAILY,
     group_name=GROUP,
     deps=[
-        dg.AssetDep(demand_key("clean"), partition_mapping=_history),
-        # Forecasts use whichever model is champion when they run.
-        dg.AssetDep(demand_key("champion"), partition_mapping=dg.LastPartitionMapping()),
+        demand_key("clean"),
+        # Forecasts use whichever model is champion when they run; in a backfill of the group,
+        # the day's champion is decided first.
+        demand_key("champion"),
     ],
     required_resource_keys={"io_manager", "mlflow"},
     backfill_policy=dg.BackfillPolicy.multi_run(1),

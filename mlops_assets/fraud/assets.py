@@ -26,6 +26,7 @@ from mlops_assets.core.policies import (
     weekly_freshness,
 )
 from mlops_assets.core.publishing import check_specs, publish
+from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.fraud import checks, schema
@@ -45,9 +46,6 @@ GROUP = schema.USE_CASE
 MAX_CHARGEBACK_DAYS = 14
 HISTORY_DAYS = schema.LOOKBACK.days
 LABEL_HISTORY_DAYS = HISTORY_DAYS + MAX_CHARGEBACK_DAYS
-
-_history = dg.TimeWindowPartitionMapping(start_offset=-HISTORY_DAYS)
-_label_history = dg.TimeWindowPartitionMapping(start_offset=-LABEL_HISTORY_DAYS)
 
 
 def fraud_key(name: str) -> dg.AssetKey:
@@ -71,6 +69,7 @@ def _day_start(day: str) -> datetime:
 # -- bronze ------------------------------------------------------------------------------------
 
 
+@deployment_defaults("bronze")
 class BronzeConfig(dg.Config):
     """Where a day of transactions and labels comes from."""
 
@@ -118,6 +117,10 @@ BRONZE_AUDITS = checks.bronze_audits(fraud_key("transactions"), fraud_key("label
         ),
     ],
     check_specs=check_specs(BRONZE_AUDITS),
+    # Either asset alone can be materialized (`--select fraud/transactions`, one asset picked in
+    # the UI): the day is still generated or read whole, since labels are judged against the
+    # day's payments, but only what was selected is published.
+    can_subset=True,
     # Single run: a range is read (or generated) in one step and each day written by it, so a
     # 30-day backfill is one run, and a malformed file fails it before any day is written.
     backfill_policy=dg.BackfillPolicy.single_run(),
@@ -129,6 +132,10 @@ def bronze(context: dg.AssetExecutionContext, config: BronzeConfig):
     quarantined while the published version of that day stays as it was."""
     from mlops_assets.fraud import sources
 
+    # Transactions alone need no label file; labels are judged against the day's payments.
+    kinds = ("transactions", "labels")
+    if fraud_key("labels") not in context.selected_asset_keys:
+        kinds = ("transactions",)
     days: dict[str, tuple] = {}
     for day in _days(context):
         if config.source == "generator":
@@ -147,32 +154,89 @@ def bronze(context: dg.AssetExecutionContext, config: BronzeConfig):
             try:
                 read = [
                     sources.read_day_file(config.files_root, kind, date.fromisoformat(day))
-                    for kind in ("transactions", "labels")
+                    for kind in kinds
                 ]
             except (sources.BronzeContractError, FileNotFoundError) as exc:
                 # The user's file is at fault, not the code: the message alone (file, column,
                 # count), not a stack trace, as the other use cases do.
                 raise dg.Failure(f"fraud/bronze: {exc}") from exc
-            for kind, result in zip(("transactions", "labels"), read, strict=True):
+            for kind, result in zip(kinds, read, strict=True):
                 if result.extra_columns:
                     context.log.warning(
                         f"{kind}/{day}: ignored columns not in the contract: "
                         f"{', '.join(result.extra_columns)}"
                     )
-            days[day] = (read[0].table, read[1].table)
+            days[day] = tuple(r.table for r in read)
     # A day's transactions and labels are judged together and published together, or not at
     # all: a label file must never be paired with another run's transactions.
     yield from publish(
         context,
         {
-            fraud_key("transactions"): {d: t for d, (t, _) in days.items()},
-            fraud_key("labels"): {d: lab for d, (_, lab) in days.items()},
+            fraud_key(kind): {d: tables[i] for d, tables in days.items()}
+            for i, kind in enumerate(kinds)
         },
         BRONZE_AUDITS,
     )
 
 
 # -- silver: feature snapshots ------------------------------------------------------------------
+
+
+def _with_history(
+    context: dg.AssetExecutionContext, name: str, frame: "pl.DataFrame", days: int
+) -> tuple["pl.DataFrame", dict]:
+    """``frame`` (the run's own days of bronze ``name``) preceded by the ``days`` days before
+    the run, read from the published partitions, and the lineage of what was read.
+
+    The history is read here rather than declared as a partition mapping on purpose: Dagster
+    maps a window dependency both ways, so a backfill of two days of bronze would also claim the
+    30 (44) following days of features, which fail for want of bronze that was never asked
+    for. In Dagster's graph a feature day depends on its own day; the days read before it are
+    recorded as metadata (`history`, `history_data_versions`: the hash of each file read).
+
+    Days before the first day ever ingested are the beginning of the data, as days before the
+    partitions' start are: windows reaching there are partial, and the metadata says so. A day
+    missing *after* data began is a hole that would silently shrink every window over it: the
+    step fails naming the days to backfill.
+    """
+    import polars as pl
+
+    io: ParquetIOManager = context.resources.io_manager
+    first = date.fromisoformat(_days(context)[0])
+    start = max(first - timedelta(days=days), DAILY.start.date())
+    wanted = [(start + timedelta(days=i)).isoformat() for i in range((first - start).days)]
+    present = [d for d in wanted if io.partition_path(fraud_key(name), d).exists()]
+    holes = [d for d in wanted if present and d > present[0] and d not in present]
+    if holes:
+        raise dg.Failure(
+            f"{context.assets_def.key.to_user_string()} for {first} reads the {days} days of "
+            f"fraud/{name} before it, and {len(holes)} of them, after data began on "
+            f"{present[0]}, were never materialized: {_ranges(holes)}. Materialize them first: "
+            "`dagster asset materialize -m mlops_assets.definitions --select "
+            f"'fraud/transactions,fraud/labels' --partition-range {holes[0]}...{holes[-1]}`.",
+            allow_retries=False,
+        )
+    if not present:
+        begins = "the partitions' first day" if not wanted else "no earlier day was ingested"
+        return frame, {"history": f"none: data begins on {first} ({begins})"}
+    table, versions = io.read_partitions(fraud_key(name), present)
+    partial = "" if present[0] == wanted[0] else f"; none before {present[0]}: windows are partial"
+    return pl.concat([pl.from_arrow(table), frame], how="vertical_relaxed"), {
+        "history": f"fraud/{name} {present[0]} .. {present[-1]} ({len(present)} days{partial})",
+        "history_data_versions": dg.MetadataValue.json(versions),
+    }
+
+
+def _ranges(days: list[str]) -> str:
+    """Consecutive days written as ranges: ``2024-01-02..2024-01-05, 2024-01-09``."""
+    spans: list[list[str]] = []
+    for day in days:
+        previous = spans[-1][-1] if spans else None
+        if previous and date.fromisoformat(day) - date.fromisoformat(previous) == timedelta(1):
+            spans[-1].append(day)
+        else:
+            spans.append([day])
+    return ", ".join(s[0] if len(s) == 1 else f"{s[0]}..{s[-1]}" for s in spans)
 
 
 def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dict:
@@ -192,7 +256,8 @@ def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> d
     # Single run: a range is computed in one step that reads the shared history once and
     # writes each day itself (`write_partitions`), so a 30-day backfill is one run, not 30.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"transactions": frame_input(fraud_key("transactions"), partition_mapping=_history)},
+    # Its own days; the 30 days before them are read by `_with_history`.
+    ins={"transactions": frame_input(fraud_key("transactions"))},
     required_resource_keys={"io_manager"},
     kinds={"polars", "parquet"},
 )
@@ -204,8 +269,12 @@ def card_features(context: dg.AssetExecutionContext, transactions) -> dg.Materia
 
     start, end = _window(context)
     io: ParquetIOManager = context.resources.io_manager
+    transactions, lineage = _with_history(context, "transactions", transactions, HISTORY_DAYS)
     by_day = _feature_days(context, features.card_features(transactions, start, end))
-    return io.write_partitions(fraud_key("card_features"), by_day)
+    result = io.write_partitions(fraud_key("card_features"), by_day)
+    return dg.MaterializeResult(
+        metadata={**(result.metadata or {}), **lineage}, data_version=result.data_version
+    )
 
 
 MERCHANT_AUDITS = checks.merchant_features_audits(
@@ -224,9 +293,10 @@ MERCHANT_AUDITS = checks.merchant_features_audits(
     # Single run: a range is computed in one step that reads the shared history once and
     # writes each day itself (`write_partitions`), so a 30-day backfill is one run, not 30.
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # Its own days; the 44 days before them are read by `_with_history`.
     ins={
-        "transactions": frame_input(fraud_key("transactions"), partition_mapping=_label_history),
-        "labels": frame_input(fraud_key("labels"), partition_mapping=_label_history),
+        "transactions": frame_input(fraud_key("transactions")),
+        "labels": frame_input(fraud_key("labels")),
     },
     required_resource_keys={"io_manager"},
     check_specs=check_specs(MERCHANT_AUDITS),
@@ -239,11 +309,32 @@ def merchant_features(context: dg.AssetExecutionContext, transactions, labels):
     from mlops_assets.fraud import features
 
     start, end = _window(context)
+    transactions, tx_lineage = _with_history(
+        context, "transactions", transactions, LABEL_HISTORY_DAYS
+    )
+    labels, label_lineage = _with_history(context, "labels", labels, LABEL_HISTORY_DAYS)
     snapshots = features.merchant_features(transactions, labels, start, end)
     yield from publish(
         context,
         {fraud_key("merchant_features"): _feature_days(context, snapshots)},
         MERCHANT_AUDITS,
+        metadata={
+            fraud_key("merchant_features"): {
+                "history": f"{tx_lineage['history']}; {label_lineage['history']}",
+                **(
+                    {
+                        "history_data_versions": dg.MetadataValue.json(
+                            {
+                                "transactions": tx_lineage["history_data_versions"].data,
+                                "labels": label_lineage["history_data_versions"].data,
+                            }
+                        )
+                    }
+                    if "history_data_versions" in tx_lineage
+                    else {}
+                ),
+            }
+        },
     )
 
 
@@ -289,6 +380,7 @@ def fraud_feature_store(context: dg.AssetExecutionContext) -> dg.MaterializeResu
 # -- training set -------------------------------------------------------------------------------
 
 
+@deployment_defaults("fraud__training_set")
 class TrainingSetConfig(dg.Config):
     """Which labelled transactions make the training set of day D."""
 
@@ -444,6 +536,7 @@ def load_training_set(io: ParquetIOManager, day: str) -> tuple["pl.DataFrame", d
 # -- models -------------------------------------------------------------------------------------
 
 
+@deployment_defaults("fraud__model")
 class ModelConfig(dg.Config):
     """How candidates are trained and compared."""
 
@@ -534,6 +627,7 @@ def model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.Material
     )
 
 
+@deployment_defaults("fraud__champion")
 class ChampionConfig(dg.Config):
     """The promotion gate."""
 
@@ -638,8 +732,9 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
         "card_features": frame_input(fraud_key("card_features")),
         "merchant_features": frame_input(fraud_key("merchant_features")),
     },
-    # Scores use whichever model is champion when they run.
-    deps=[dg.AssetDep(fraud_key("champion"), partition_mapping=dg.LastPartitionMapping())],
+    # Scores use whichever model is champion when they run. Same day, so that in a backfill of
+    # the whole group a day is scored after its champion was decided, not before.
+    deps=[fraud_key("champion")],
     # The IO manager stores one partition per output: one run per day.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     retry_policy=NETWORK_RETRY,
