@@ -8,21 +8,39 @@ imported by the resources and assets when they run, never here.
 
 from __future__ import annotations
 
+import warnings
+
 import dagster as dg
 
-from mlops_assets.core.feature_store import FeastFeatureStore
-from mlops_assets.core.io_managers import ParquetIOManagerResource
-from mlops_assets.core.profiles import Settings, check_stack, load_settings
-from mlops_assets.core.runs import executor as dead_run_reaping_executor
-from mlops_assets.core.tracking import MlflowTracking
-from mlops_assets.serving import definitions as serving
-from mlops_assets.use_cases import use_case_definitions
+# Dagster's notices about its own API (beta, preview, superseded parameters such as
+# `backfill_policy`), raised while this module builds the definitions and again while runs
+# execute: one per use of such a parameter, ~2,000 lines for the demo, none of them anything the
+# person running a command can act on. Set here, before the use cases load, because every
+# Dagster process (CLI, code server, run worker, step process) imports this module. Other
+# warnings, the project's own included, are shown as usual.
+for _category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
+    warnings.filterwarnings("ignore", category=_category)
+# (The imports below come after the filters: importing them builds definitions.)
+
+from mlops_assets.core.feature_store import FeastFeatureStore  # noqa: E402
+from mlops_assets.core.io_managers import (  # noqa: E402
+    STEP_IO_MANAGER,
+    ParquetIOManagerResource,
+)
+from mlops_assets.core.profiles import Settings, check_stack, load_settings  # noqa: E402
+from mlops_assets.core.run_config import check_file as check_run_config  # noqa: E402
+from mlops_assets.core.runs import executor as dead_run_reaping_executor  # noqa: E402
+from mlops_assets.core.tracking import MlflowTracking  # noqa: E402
+from mlops_assets.serving import definitions as serving  # noqa: E402
+from mlops_assets.use_cases import use_case_definitions  # noqa: E402
 
 
 def resources_for(settings: Settings) -> dict[str, object]:
     """The resources every use case can ask for, configured for ``settings.profile``."""
     return {
         "io_manager": ParquetIOManagerResource.from_settings(settings),
+        # No base_dir: `$DAGSTER_HOME/storage/<run id>/`, Dagster's own place for step outputs.
+        STEP_IO_MANAGER: dg.FilesystemIOManager(),
         "mlflow": MlflowTracking.from_settings(settings),
         "feature_store": FeastFeatureStore.from_settings(settings),
     }
@@ -33,8 +51,12 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     if settings.profile == "stack":
         # Fail at load, naming the setting, rather than in the middle of the first run.
         check_stack(settings)
+    use_cases = use_case_definitions()
+    # After the use cases loaded (their config classes claim their ops): an op in the
+    # deployment's run-config file that none claimed is a typo, not a setting to ignore.
+    check_run_config()
     return dg.Definitions.merge(
-        *use_case_definitions(),
+        *use_cases,
         serving.defs,
         dg.Definitions(
             sensors=[automation],

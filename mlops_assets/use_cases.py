@@ -4,7 +4,10 @@ A use case is a package ``mlops_assets/<name>/`` whose ``definitions.py`` export
 
 * ``defs``: a ``dagster.Definitions`` with its assets, checks, jobs, schedules and sensors;
 * ``demo``: a list of :class:`DemoStep`, the CLI materializations that run every asset of the use
-  case on tiny data (what ``mlops demo`` runs, in order).
+  case on tiny data (what ``mlops demo`` runs, in order);
+* optionally ``demo_run_config``: the ops' settings of that tiny data, in run-config shape, which
+  ``mlops demo`` writes into the deployment's ``mlops.yaml`` (see
+  :mod:`mlops_assets.core.run_config`) so that later runs, from the UI or the CLI, use them too.
 
 Adding a use case is adding its folder and its name below; nothing else changes. Use cases are
 imported lazily, one module each, so a broken use case names itself in the error.
@@ -60,3 +63,11 @@ def use_case_definitions(names: tuple[str, ...] = USE_CASES) -> list[dg.Definiti
 
 def demo_steps(names: tuple[str, ...] = USE_CASES) -> list[tuple[str, DemoStep]]:
     return [(name, step) for name in names for step in getattr(load_use_case(name), "demo", [])]
+
+
+def demo_run_config(names: tuple[str, ...] = USE_CASES) -> dict:
+    """The ops' settings of every use case's demo, merged (op names are unique in the location)."""
+    merged: dict = {}
+    for name in names:
+        merged.update(getattr(load_use_case(name), "demo_run_config", {}))
+    return merged

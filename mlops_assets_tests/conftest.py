@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +16,15 @@ if TYPE_CHECKING:
 pytest_plugins = [
     "mlops_assets_tests.fixtures.services",
     "mlops_assets_tests.fixtures.mlflow_server",
+    "mlops_assets_tests.fixtures.dagster_ui",
 ]
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+
+# The code's own defaults, not those of a deployment file a developer's demo left in the repo
+# (`mlops.yaml`): set before any test imports the definitions, which read it once. Tests of that
+# file point MLOPS_RUN_CONFIG at their own.
+os.environ["MLOPS_RUN_CONFIG"] = os.devnull
 
 
 @pytest.fixture
@@ -97,3 +104,31 @@ def stack_profile(
         return StackProfile(settings=settings, prefix=prefix, s3=aws_env)
 
     return switch
+
+
+# Fixtures and modules that reach this machine's shared services (PostgreSQL databases of fixed
+# names, Redis database 13, the session's S3 and MLflow servers, the native stack).
+_SERVICE_FIXTURES = {
+    "stack_profile",
+    "postgres_database",
+    "redis_url",
+    "aws_env",
+    "s3_server",
+    "mlflow_server",
+}
+_SERVICE_MODULES = {"test_locks", "test_profiles", "test_promotion_race", "test_cli_stack"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With pytest-xdist (`-n`, as scripts/test.sh runs it), the tests that use the shared
+    services run on one worker, one after the other, as they would without it: two of them at
+    once would flush each other's Redis database and drop each other's PostgreSQL databases.
+    Everything else (temp homes, free ports) is spread over the workers."""
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if (
+            item.get_closest_marker("stack")
+            or _SERVICE_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or module in _SERVICE_MODULES
+        ):
+            item.add_marker(pytest.mark.xdist_group("services"))

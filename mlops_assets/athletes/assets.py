@@ -18,9 +18,10 @@ from pydantic import Field
 
 from mlops_assets.athletes import checks, schema
 from mlops_assets.core.feature_store import FeastFeatureStore
-from mlops_assets.core.io_managers import frame_input
+from mlops_assets.core.io_managers import STEP_IO_MANAGER, frame_input
 from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY, eager_on_published
 from mlops_assets.core.publishing import check_specs, publish
+from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 
 GROUP = schema.USE_CASE
@@ -35,6 +36,7 @@ def athletes_key(name: str) -> dg.AssetKey:
     return dg.AssetKey([schema.USE_CASE, name])
 
 
+@deployment_defaults("athletes__raw")
 class RawConfig(dg.Config):
     """Where the athletes come from."""
 
@@ -161,6 +163,7 @@ def athletes_feature_store(
 # -- the grid ---------------------------------------------------------------------------------
 
 
+@deployment_defaults("athletes__models", "grid_points")
 class GridConfig(dg.Config):
     """The random-forest grid: every forest size with every depth (0 = unlimited)."""
 
@@ -175,7 +178,10 @@ class GridConfig(dg.Config):
 # processes.
 
 
-@dg.op(out=dg.DynamicOut())
+# The grid's points and fitted results are intermediates, not assets: Dagster's step storage
+# under the instance (`$DAGSTER_HOME/storage/<run>/`) keeps them, not the data root, where the
+# parquet IO manager would leave a `<run id>/` folder per run beside the use cases.
+@dg.op(out=dg.DynamicOut(io_manager_key=STEP_IO_MANAGER))
 def grid_points(context: dg.OpExecutionContext, config: GridConfig):
     """Every point of the grid, one mapped step each."""
     import pandas as pd
@@ -202,7 +208,11 @@ def grid_points(context: dg.OpExecutionContext, config: GridConfig):
 
 # Not in the `training` pool: a grid point fits on one core (`n_jobs=1`), and the executor's
 # process limit already bounds how many run at once.
-@dg.op(required_resource_keys={"mlflow"}, retry_policy=NETWORK_RETRY)
+@dg.op(
+    required_resource_keys={"mlflow"},
+    retry_policy=NETWORK_RETRY,
+    out=dg.Out(io_manager_key=STEP_IO_MANAGER),
+)
 def train_grid_point(context: dg.OpExecutionContext, features, point):
     """Train, score and measure one grid point on the partition's feature version; log it as
     an MLflow run (params, validation RMSE/MAE/R², residual plot, emissions, the model)."""
@@ -311,6 +321,7 @@ def models(features):
     return grid_table(results.collect())
 
 
+@deployment_defaults("athletes__champion")
 class ChampionConfig(dg.Config):
     """The promotion gate."""
 

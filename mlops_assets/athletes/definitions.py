@@ -43,16 +43,19 @@ defs = dg.Definitions(
 # What `mlops demo` runs: 2,000 generated athletes, both feature versions with a 2 x 2 grid each,
 # then the champion over both.
 _GRID = {"n_estimators": [30, 80], "max_depths": [6, 0]}
+# The deployment settings `mlops demo` writes to `mlops.yaml` (when there is none).
+demo_run_config = {
+    "athletes__raw": {"config": {"n_athletes": 2000}},
+    "athletes__models": {"ops": {"grid_points": {"config": _GRID}}},
+}
 demo = [
     DemoStep(
         select="athletes/raw,athletes/clean",
-        config={"ops": {"athletes__raw": {"config": {"n_athletes": 2000}}}},
     ),
     *(
         DemoStep(
             select="athletes/features,athletes/models",
             partition=version,
-            config={"ops": {"athletes__models": {"ops": {"grid_points": {"config": _GRID}}}}},
         )
         for version in ("v1", "v2")
     ),

@@ -204,6 +204,12 @@ def _record_data_version(context: dg.OutputContext, digest: str) -> None:
 LOAD_AS = "load_as"
 
 
+# The resource key of Dagster's filesystem IO manager for op outputs that are not assets (the
+# grid points of a graph-backed asset): stored under the instance's storage, per run, where
+# Dagster keeps step outputs, never in the data root beside the assets.
+STEP_IO_MANAGER = "step_io_manager"
+
+
 def frame_input(
     key: dg.AssetKey,
     *,

@@ -45,6 +45,7 @@ ENV_VARS: dict[str, str] = {
     "feast_online_store": "MLOPS_FEAST_ONLINE_STORE",
     "redis_url": "MLOPS_REDIS_URL",
     "postgres_url": "MLOPS_POSTGRES_URL",
+    "run_config": "MLOPS_RUN_CONFIG",
 }
 
 # Defaults per profile. "{home}" and "{s3_bucket}" are filled in from the resolved settings, so
@@ -64,6 +65,7 @@ _DEFAULTS: dict[Profile, dict[str, str]] = {
         "feast_online_store": "sqlite",
         "redis_url": "",
         "postgres_url": "",
+        "run_config": "{home}/mlops.yaml",
     },
     "stack": {
         "home": ".",
@@ -80,6 +82,7 @@ _DEFAULTS: dict[Profile, dict[str, str]] = {
         "feast_online_store": "redis",
         "redis_url": "redis://127.0.0.1:6379/0",
         "postgres_url": "postgresql://postgres@127.0.0.1:5432/mlops",
+        "run_config": "{home}/mlops.yaml",
     },
 }
 
@@ -106,6 +109,7 @@ class Settings:
     feast_online_store: str
     redis_url: str
     postgres_url: str
+    run_config: str
 
     @property
     def data_on_s3(self) -> bool:

@@ -101,12 +101,14 @@ defs = dg.Definitions(
 # the training set, models, champion and scores of the last day. Small volumes keep it quick.
 DEMO_FIRST_DAY, DEMO_LAST_DAY = "2024-01-01", "2024-01-22"
 DEMO_BRONZE = {"n_cards": 5_000, "n_merchants": 500, "tx_per_day": 4_000, "fraud_rate": 0.02}
+# The deployment settings `mlops demo` writes to `mlops.yaml` (when there is none): every later
+# run, from the UI or the CLI, generates the same population.
+demo_run_config = {"bronze": {"config": DEMO_BRONZE}}
 demo = [
     DemoStep(
         select="fraud/transactions,fraud/labels,fraud/card_features,fraud/merchant_features,"
         "fraud/feature_store",
         partition_range=f"{DEMO_FIRST_DAY}...{DEMO_LAST_DAY}",
-        config={"ops": {"bronze": {"config": DEMO_BRONZE}}},
     ),
     DemoStep(
         select="fraud/training_set,fraud/model,fraud/champion,fraud/scores",

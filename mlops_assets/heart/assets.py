@@ -15,6 +15,7 @@ from pydantic import Field
 from mlops_assets.core.io_managers import ParquetIOManager, frame_input
 from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
 from mlops_assets.core.publishing import check_specs, publish
+from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.heart import checks, schema
 
@@ -27,6 +28,7 @@ def heart_key(name: str) -> dg.AssetKey:
     return dg.AssetKey([schema.USE_CASE, name])
 
 
+@deployment_defaults("heart__raw")
 class RawConfig(dg.Config):
     """Where the patients come from."""
 
@@ -137,6 +139,7 @@ def features(context: dg.AssetExecutionContext, raw):
     return frame
 
 
+@deployment_defaults("heart__models")
 class ModelsConfig(dg.Config):
     """How the four models are compared."""
 
@@ -216,6 +219,7 @@ def models(
     )
 
 
+@deployment_defaults("heart__champion")
 class ChampionConfig(dg.Config):
     """The promotion gate."""
 

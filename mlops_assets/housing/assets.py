@@ -19,6 +19,7 @@ from mlops_assets.core import validation
 from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
 from mlops_assets.core.publishing import Staged, audit, check_specs, publish
+from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.housing import checks, schema
 
@@ -35,6 +36,7 @@ def housing_key(name: str) -> dg.AssetKey:
 # -- raw ----------------------------------------------------------------------------------------
 
 
+@deployment_defaults("housing__raw")
 class RawConfig(dg.Config):
     """Where the sales come from."""
 
@@ -119,6 +121,7 @@ def raw(context: dg.AssetExecutionContext, config: RawConfig):
 # -- splits -------------------------------------------------------------------------------------
 
 
+@deployment_defaults("housing__splits")
 class SplitConfig(dg.Config):
     """Where time cuts the sales: train before `eval_start`, evaluate until `holdout_start`,
     hold out the rest."""
@@ -312,6 +315,7 @@ def features(context: dg.AssetExecutionContext, config: EncoderConfig, splits, e
 # -- model --------------------------------------------------------------------------------------
 
 
+@deployment_defaults("housing__model")
 class ModelConfig(dg.Config):
     """The hyperparameter search."""
 
@@ -470,6 +474,7 @@ def holdout_report(context: dg.AssetExecutionContext, mlflow: MlflowTracking, sp
     return pd.DataFrame(frame)
 
 
+@deployment_defaults("housing__champion")
 class ChampionConfig(dg.Config):
     """The promotion gate."""
 

@@ -41,10 +41,11 @@ defs = dg.Definitions(
 
 # What `mlops demo` runs: the whole group on the default 30,000 generated sales, with a short
 # study (the default is 20 trials of up to 1,500 rounds) so that the demo stays quick.
+# The deployment settings `mlops demo` writes to `mlops.yaml` (when there is none).
+demo_run_config = {"housing__model": {"config": {"n_trials": 5, "max_estimators": 300}}}
 demo = [
     DemoStep(
         select="housing/raw,housing/splits,housing/encoders,housing/features,housing/model,"
         "housing/holdout_report,housing/champion",
-        config={"ops": {"housing__model": {"config": {"n_trials": 5, "max_estimators": 300}}}},
     )
 ]

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from mlops_assets.core.io_managers import ParquetIOManager
 from mlops_assets.core.policies import daily_freshness
+from mlops_assets.core.run_config import deployment_defaults
 
 GROUP = "serving"
 # Log days are wall-clock days of the API; the first one the platform could have served.
@@ -36,6 +37,7 @@ def predictions_log(context: dg.AssetExecutionContext) -> dg.DataVersionsByParti
     )
 
 
+@deployment_defaults("serving__prediction_monitoring")
 class MonitoringConfig(dg.Config):
     latency_budget_ms: dict[str, float] = Field(
         default_factory=lambda: {"fraud": 10.0},
