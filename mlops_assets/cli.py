@@ -18,7 +18,6 @@ import argparse
 import os
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -33,8 +32,30 @@ from mlops_assets.core.profiles import (
 )
 
 CODE_LOCATION = "mlops_assets.definitions"
+# `python -m dagster`, with Dagster's notices about its own API (beta, preview, superseded) off:
+# they concern the project's code, not whoever runs it, and the CLI emits some before any code
+# location is loaded (asset_materialize_command is "superseded"), so the filters of
+# mlops_assets/definitions.py come too late for them. Other warnings are shown as usual.
+DAGSTER = [
+    sys.executable,
+    "-c",
+    # argv[0] is "-c" otherwise, which click would show as the program's name in its messages.
+    "import sys; sys.argv[0] = 'dagster'; "
+    "from mlops_assets.cli import quiet_dagster_warnings; quiet_dagster_warnings(); "
+    "from dagster._cli import main; main()",
+]
 # The project's workspace file: `dagster dev` runs in MLOPS_HOME, which need not hold one.
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+
+
+def quiet_dagster_warnings() -> None:
+    """Ignore Dagster's BetaWarning, PreviewWarning and SupersessionWarning in this process."""
+    import warnings
+
+    from dagster import BetaWarning, PreviewWarning, SupersessionWarning
+
+    for category in (BetaWarning, PreviewWarning, SupersessionWarning):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def dagster_home(settings: Settings, environ: dict[str, str] | None = None) -> Path:
@@ -61,8 +82,27 @@ def command_env(settings: Settings) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str]) -> int:
-    print("+", " ".join(args), flush=True)
+    # Shown as the `dagster` command a user would type, not as DAGSTER's `python -c ...`.
+    shown = ["dagster", *args[len(DAGSTER) :]] if args[: len(DAGSTER)] == DAGSTER else args
+    print("+", shlex.join(shown), flush=True)
     return subprocess.call(args, env=env)
+
+
+def _demo_settings(settings: Settings) -> None:
+    """Write the demo's small data settings as the deployment's run config, unless the
+    deployment has its own: then every later run (UI, CLI, schedules) uses the same ones."""
+    from mlops_assets.core.run_config import write_if_absent
+    from mlops_assets.use_cases import demo_run_config
+
+    header = (
+        "Settings of this deployment's runs, in Dagster's run-config shape: the defaults of\n"
+        "every run, whoever launches it (UI, CLI, schedules). Written by `mlops demo` with its\n"
+        "small data; edit it, then reload the code location. See README, 'Deployment settings'."
+    )
+    if write_if_absent(settings.run_config, demo_run_config(), header):
+        print(f"Deployment settings: wrote the demo's small data to {settings.run_config}")
+    else:
+        print(f"Deployment settings: {settings.run_config} (kept as it is)")
 
 
 def demo(settings: Settings) -> int:
@@ -77,33 +117,57 @@ def demo(settings: Settings) -> int:
             "in place; run the tests to see it work."
         )
         return 0
+    _demo_settings(settings)
     env = command_env(settings)
-    dagster = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", CODE_LOCATION]
+    dagster = [*DAGSTER, "asset", "materialize", "-m", CODE_LOCATION]
     for use_case, step in steps:
         print(f"[{use_case}] {step.select}", flush=True)
         code = _run(dagster + step.cli_args(), env)
         if code != 0:
             print(f"[{use_case}] failed with exit code {code}", file=sys.stderr)
             return code
+    _print_demo_summary(settings, Path(env["DAGSTER_HOME"]))
     return 0
 
 
-def dev(settings: Settings, extra: list[str]) -> int:
-    """Run ``dagster dev`` in the foreground with signals handled normally.
+def _print_demo_summary(settings: Settings, home: Path) -> None:
+    """The demo's last words: what it made, where it is, and what to run next. Best effort: the
+    materializations succeeded whatever happens here."""
+    from mlops_assets.demo_summary import demo_summary
 
-    A shell that starts us in the background with ``&`` makes SIGINT/SIGTERM ignored in the
-    child; ``dagster dev`` inherits that and then cannot be stopped. Restore the defaults first.
+    try:
+        print("\n" + demo_summary(settings, home), flush=True)
+    except Exception as exc:  # a summary that fails must not turn a good demo into a failed one
+        print(f"mlops demo: done (no summary: {type(exc).__name__}: {exc})", flush=True)
+
+
+DEV_HELP = """\
+Start the Dagster UI (webserver) and the daemon: `dagster dev` on the project's workspace and the
+profile's instance. Other arguments go to `dagster dev` as they are (e.g. --log-level debug).
+
+SIGINT (Ctrl-C) or SIGTERM (`kill <pid>`) to this process stops dagster dev, its webserver, its
+daemon and its code servers within 30 s, also when started in the background with `&`.
+"""
+
+
+def dev(
+    settings: Settings, extra: list[str], host: str | None = None, port: int | None = None
+) -> int:
+    """Run ``dagster dev`` until it exits or this process is asked to stop.
+
+    It runs in a process group of its own, which a SIGINT or SIGTERM to us stops as a whole
+    (dagster dev first, then whatever of its group is left): a `kill <pid>` of the wrapper alone
+    used to leave dagster dev, its webserver and daemon running.
     """
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    from mlops_assets.native_stack import run_in_foreground
+
     env = command_env(settings)
-    args = [sys.executable, "-m", "dagster", "dev", "-w", str(WORKSPACE), *extra]
-    return subprocess.call(args, env=env, cwd=settings.home, preexec_fn=_reset_signals)
-
-
-def _reset_signals() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    args = [*DAGSTER, "dev", "-w", str(WORKSPACE)]
+    if host:
+        args += ["--host", host]
+    if port is not None:
+        args += ["--port", str(port)]
+    return run_in_foreground([*args, *extra], env=env, cwd=Path(settings.home), name="mlops dev")
 
 
 def serve(settings: Settings, host: str | None, port: int | None) -> int:
@@ -115,7 +179,8 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     from mlops_assets.serving.config import ServingConfig
 
     # uvicorn installs its own SIGINT/SIGTERM handlers (even where a shell left them ignored):
-    # both shut it down gracefully, through the app's lifespan.
+    # both shut it down gracefully, through the app's lifespan. It starts no child process.
+    quiet_dagster_warnings()
     config = ServingConfig.from_env(settings.home)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     return run_api(settings, dataclasses.replace(config, **overrides))
@@ -182,12 +247,24 @@ def check(settings: Settings) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``mlops`` command line on ``argv``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="materialize every asset of every use case")
-    sub.add_parser(
+    # No automatic -h: it is --host here, as in `dagster dev`.
+    dev_parser = sub.add_parser(
         "dev",
-        help="start the Dagster UI and daemon; other arguments go to `dagster dev` (e.g. -p 3001)",
+        help="start the Dagster UI and daemon (`dagster dev`)",
+        description=DEV_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=False,
+    )
+    dev_parser.add_argument("--help", action="help", help="show this help message and exit")
+    dev_parser.add_argument(
+        "-p", "--port", type=int, help="port of the Dagster UI (default 3000, as dagster dev)"
+    )
+    dev_parser.add_argument(
+        "-h", "--host", help="address the Dagster UI binds (default 127.0.0.1, as dagster dev)"
     )
     serve_parser = sub.add_parser("serve", help="start the prediction API")
     serve_parser.add_argument("--host", help="address to bind (MLOPS_SERVING_HOST, 127.0.0.1)")
@@ -239,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "demo":
             return demo(settings)
         if args.command == "dev":
-            return dev(settings, args.dagster_args)
+            return dev(settings, args.dagster_args, host=args.host, port=args.port)
         if args.command == "serve":
             return serve(settings, args.host, args.port)
         if args.command == "check":

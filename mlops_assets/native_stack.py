@@ -229,6 +229,14 @@ def spawn(
         )
 
 
+# What the group of a stopped leader gets between SIGTERM and SIGKILL (its workers, run
+# processes): a leader that exited on its own has normally stopped them already.
+GROUP_LEFTOVER_GRACE_S = 3.0
+# `mlops dev`, `mlops stack`: a SIGINT or SIGTERM stops every process they started within 30 s
+# (what a service manager or a user's `kill` waits before SIGKILL): the budget of the whole stop.
+STOP_BUDGET_S = 25.0
+
+
 def _group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
@@ -243,7 +251,8 @@ def stop_process_group(
     """Stop ``proc`` and every process of its group (``proc`` was started by :func:`spawn`).
 
     SIGTERM first (to the leader alone with ``leader_only_first``, so it can shut its own
-    children down in order), SIGKILL to whatever is left of the group after ``timeout``.
+    children down in order), SIGKILL to whatever is left of the group after ``timeout``. Takes at
+    most ``timeout`` + :data:`GROUP_LEFTOVER_GRACE_S` seconds.
     """
     pgid = proc.pid  # a session leader's group id is its pid
     if proc.poll() is None:
@@ -262,12 +271,69 @@ def stop_process_group(
     if _group_alive(pgid):
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGTERM)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + GROUP_LEFTOVER_GRACE_S
         while _group_alive(pgid) and time.monotonic() < deadline:
             time.sleep(0.1)
         if _group_alive(pgid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
+
+
+# dagster dev, asked to stop, waits up to 60 s for each of its webserver and daemon: past this,
+# its whole group (webserver, daemon, code servers, runs) is killed. Both normally stop in a few
+# seconds.
+DAGSTER_DEV_STOP_TIMEOUT_S = 15.0
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def _child_signals() -> None:
+    # The child of run_in_foreground: default dispositions (a shell's `&` left SIGINT ignored,
+    # which Python and dagster dev would keep), and the signals our parent blocked unblocked.
+    _default_signals()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+def run_in_foreground(
+    command: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None = None,
+    stop_timeout: float = DAGSTER_DEV_STOP_TIMEOUT_S,
+    name: str = "mlops",
+) -> int:
+    """Run ``command`` with our stdout and stderr until it exits (its exit code), or until this
+    process gets SIGINT or SIGTERM (0 once it and every process of its group are gone).
+
+    The command runs in a process group of its own, so that all it starts (dagster dev's
+    webserver, daemon and code servers, their runs) can be stopped together even after it exited:
+    a signal is passed to it as SIGTERM, and its group is killed if it has not stopped within
+    ``stop_timeout`` (see :func:`stop_process_group`). Our own handlers replace whatever
+    disposition we inherited: started by a shell with ``&``, SIGINT arrives ignored.
+    """
+    with _stop_on_signals() as signals:
+        proc: subprocess.Popen | None = None
+        # Blocked while the child starts: a signal between its fork and `proc = ...` would leave
+        # it running unknown to us. It is delivered at the unblock, inside the try.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            try:
+                proc = subprocess.Popen(
+                    list(command),
+                    env=dict(env),
+                    cwd=cwd,
+                    start_new_session=True,
+                    preexec_fn=_child_signals,
+                )
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+            return proc.wait()
+        except _Interrupted as exc:
+            print(f"{name}: {exc}: stopping", file=sys.stderr, flush=True)
+            return 0
+        finally:
+            signals.armed = False
+            if proc is not None:
+                stop_process_group(proc, stop_timeout, leader_only_first=True)
 
 
 # -- the services ---------------------------------------------------------------------------------
@@ -827,10 +893,11 @@ def _ports_free(plan: StackPlan, start_dagster: bool) -> None:
 
 
 def dagster_dev_command(plan: StackPlan, extra: Sequence[str] = ()) -> list[str]:
+    """``dagster dev`` on the stack's workspace and port (Dagster's own API notices off)."""
+    from mlops_assets.cli import DAGSTER
+
     return [
-        sys.executable,
-        "-m",
-        "dagster",
+        *DAGSTER,
         "dev",
         "-w",
         str(WORKSPACE),
@@ -880,7 +947,7 @@ def run_stack(
             proc = start_seaweedfs(plan.s3_port, plan.s3_data_dir, base_env, log)
             # It stops in 1-3 s; one that hangs is killed sooner than the default: a SIGKILL
             # loses no object whose upload had completed (measured in the restart test).
-            services.append(Service("seaweedfs", proc, log, stop_timeout=10.0))
+            services.append(Service("seaweedfs", proc, log, stop_timeout=5.0))
             create_buckets(plan.s3_endpoint_url, plan.buckets, plan.aws_env)
 
             log = plan.log_dir / "mlflow.log"
@@ -898,7 +965,7 @@ def run_stack(
                 )
             except (RuntimeError, TimeoutError) as exc:
                 raise StackError(str(exc)) from exc
-            services.append(Service("mlflow", proc, log))
+            services.append(Service("mlflow", proc, log, stop_timeout=5.0))
             say(f"MLflow server answered after {time.monotonic() - started:.0f} s")
 
             check_stack(plan.settings, force=True)
@@ -922,7 +989,13 @@ def run_stack(
                     cwd=plan.dagster_home,
                 )
                 services.append(
-                    Service("dagster", proc, log, stop_timeout=45.0, leader_only_first=True)
+                    Service(
+                        "dagster",
+                        proc,
+                        log,
+                        stop_timeout=DAGSTER_DEV_STOP_TIMEOUT_S,
+                        leader_only_first=True,
+                    )
                 )
             code = _supervise(plan, services, start_dagster, say)
         except _Interrupted as exc:
@@ -932,13 +1005,24 @@ def run_stack(
             code = 1
         finally:
             signals.armed = False
-            for service in reversed(services):
-                stop_process_group(
-                    service.proc, service.stop_timeout, leader_only_first=service.leader_only_first
-                )
+            _stop_services(services)
             if services:
                 say("stack stopped")
     return code
+
+
+def _stop_services(services: Sequence[Service], budget: float = STOP_BUDGET_S) -> None:
+    """Stop ``services`` in reverse order of their start, all of them within ``budget`` seconds:
+    each gets its own ``stop_timeout``, cut to what is left of the budget (at least 1 s), so a
+    slow first one (dagster dev waits up to 60 s for its webserver) cannot hold the rest up."""
+    deadline = time.monotonic() + budget
+    for service in reversed(services):
+        left = deadline - time.monotonic() - GROUP_LEFTOVER_GRACE_S
+        stop_process_group(
+            service.proc,
+            max(1.0, min(service.stop_timeout, left)),
+            leader_only_first=service.leader_only_first,
+        )
 
 
 def _supervise(
