@@ -111,8 +111,8 @@ def _as_category(frame: pd.DataFrame) -> pd.DataFrame:
 def _hour_of_day(frame: pd.DataFrame) -> pd.DataFrame:
     """The UTC hour (0-23) of each event; -1 when the time is missing (one-hot ignores it).
 
-    Accepts tz-aware timestamps, naive ones (taken as UTC: MLflow signatures only carry naive
-    datetimes) and ISO strings (JSON payloads).
+    Accepts tz-aware timestamps (the training set's), naive ones (taken as UTC: the stored input
+    example has them) and ISO strings (JSON payloads).
     """
     out = {}
     for column in frame.columns:
@@ -215,8 +215,8 @@ class TrainingResult:
     validation period; ``y_validation``/``score_validation`` are the labels and fraud
     probabilities behind them (for plots and later comparisons). ``params`` are plain values for
     MLflow: kind, hyper-parameters, row counts, the split boundary and the positive rates.
-    ``input_example`` is a few rows of the model-input columns, typed as MLflow signatures want
-    them (numbers as float, event time as naive UTC).
+    ``input_example`` is a few rows of the model-input columns as plain JSON-able values
+    (numbers as float, event time as naive UTC), see :func:`input_example`.
     """
 
     kind: ModelKind
@@ -261,11 +261,13 @@ def _check_training_set(frame: pd.DataFrame) -> None:
 
 
 def input_example(frame: pd.DataFrame, rows: int = INPUT_EXAMPLE_ROWS) -> pd.DataFrame:
-    """The first ``rows`` of the model-input columns, typed for an MLflow signature.
+    """The first ``rows`` of the model-input columns, as the logged model's input example.
 
-    Numbers become float64: a count is an integer in the feature store but null for a card
-    without history, and a signature that says ``long`` would reject those rows at serving time.
-    ``event_ts`` becomes naive UTC, the only datetime an MLflow signature can describe.
+    Numbers become float64 (a count is an integer in the feature store but null for a card
+    without history) and ``event_ts`` naive UTC, which MLflow stores as ISO text: the example is
+    plain JSON that any client can send back. It does not constrain the model's inputs: the
+    pyfunc of a classifier has no input schema (``core.tracking.classifier_signature``), so it
+    takes the training set's own rows too (int64 counts, tz-aware times).
     """
     example = frame[MODEL_INPUT_COLUMNS].head(rows).copy()
     example[NUMERIC_FEATURES] = _as_float(example[NUMERIC_FEATURES])

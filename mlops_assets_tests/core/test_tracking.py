@@ -263,13 +263,18 @@ def test_logged_model_has_signature_input_example_and_pinned_requirements(
         )
     )
     mlmodel = yaml.safe_load((local / "MLmodel").read_text())
-    inputs = json.loads(mlmodel["signature"]["inputs"])
+    example = json.loads((local / "input_example.json").read_text())
     requirements = (local / "requirements.txt").read_text().split()
 
-    assert [column["name"] for column in inputs] == FEATURES
-    assert mlmodel["signature"]["outputs"]
+    assert example["columns"] == FEATURES
+    # A binary classifier's pyfunc: no input schema (MLflow's strict types would refuse int64
+    # or tz-aware columns of a training set), one float64 per row out, P(positive class).
+    assert mlmodel["signature"].get("inputs") is None
+    assert json.loads(mlmodel["signature"]["outputs"]) == [
+        {"type": "tensor", "tensor-spec": {"dtype": "float64", "shape": [-1]}}
+    ]
+    assert mlmodel["flavors"]["python_function"]["loader_module"] == "mlops_assets.core.tracking"
     assert mlmodel["flavors"]["sklearn"]["serialization_format"] == "cloudpickle"
-    assert (local / "input_example.json").exists()
     assert set(default_pip_requirements("sklearn")) <= set(requirements)
 
 
@@ -284,9 +289,10 @@ def test_candidate_loads_in_a_fresh_process_and_predicts_the_same(trained: Train
         "skip_feast_request_header_provider(); "
         "model = mlflow.pyfunc.load_model(sys.argv[1]); "
         "frame = pd.read_parquet(sys.argv[2]); "
-        "labels = [int(v) for v in model.predict(frame)]; "
+        "pyfunc = [float(v) for v in model.predict(frame)]; "
+        "labels = [int(v) for v in model.get_raw_model().predict(frame)]; "
         "proba = model.get_raw_model().predict_proba(frame)[:, 1].tolist(); "
-        "print(json.dumps({'labels': labels, 'proba': proba}))"
+        "print(json.dumps({'pyfunc': pyfunc, 'labels': labels, 'proba': proba}))"
     )
     env = {**os.environ, "MLFLOW_TRACKING_URI": trained.tracking.tracking_uri}
     # Served artifacts are proxied by the tracking server: the client needs no S3 settings.
@@ -310,6 +316,8 @@ def test_candidate_loads_in_a_fresh_process_and_predicts_the_same(trained: Train
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
 
     assert loaded["proba"] == expected
+    # A classifier's pyfunc returns the probability of the positive class, not the label.
+    assert loaded["pyfunc"] == expected
     assert loaded["labels"] == trained.model.predict(scoring).tolist()
 
 

@@ -156,7 +156,7 @@ def test_result_carries_scores_figures_and_an_input_example(
     example = result.input_example
     assert list(example.columns) == MODEL_INPUT_COLUMNS
     assert len(example) == 5
-    # Typed for an MLflow signature: numbers as double, event time as naive (UTC) datetime.
+    # Plain JSON for the stored example: numbers as double, event time as naive (UTC) datetime.
     assert (example[NUMERIC_FEATURES].dtypes == "float64").all()
     assert str(example["event_ts"].dtype) == "datetime64[us]"
     assert score(result.pipeline, example).shape == (5,)
