@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops_assets.athletes import features, schema
 from mlops_assets.serving.endpoints import (
     Endpoint,
+    Integer,
     ModelInfo,
     Prediction,
     RequestError,
@@ -51,7 +52,7 @@ class AthleteRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"athlete_id": 42}]})
 
-    athlete_id: int = Field(
+    athlete_id: Integer = Field(  # JSON true is not athlete 1
         ge=1,
         le=2**63 - 1,
         description="The registered athlete (ids start at 1); their features are read from the "

@@ -5,12 +5,20 @@ A request carries what the payment terminal knows (card, merchant, amount, categ
 country, time). The card's and the merchant's recent activity come from the online store, the
 latest snapshots that ``fraud/feature_store`` materialized (Redis on the stack profile).
 
+Online features are read as of the payment's ``event_ts`` (the request time when left out), as
+Feast's TTL works for an entity row: a snapshot is used when it was written at most the views' TTL
+(30 days) before the payment and not after it. The answer's ``online_features`` says, per view,
+whether its features were ``present`` (used), ``stale``, ``future``, ``unknown`` or ``partial``.
+
 Missing online features, handled as the model saw them in training:
 
-* the key has a snapshot older than the views' TTL (30 days, ``OUTSIDE_MAX_AGE``): nothing
+* the key has a snapshot older than the views' TTL before the payment (``stale``): nothing
   happened in any window, so counts and sums are 0 and means and maxima are missing, which is
   exactly how the training set describes a card or merchant with no recent history; the pipeline
   imputes the missing values (median plus a missing-indicator column);
+* the key's snapshot was written after the payment (``future``, a payment replayed or sent late):
+  it describes activity that had not happened yet, so using it would leak the future; every
+  feature is missing (not even the counts are known to be zero) and imputed as in training;
 * a feature is null (``NULL_VALUE``, the mean of an empty window): missing, as in training;
 * the key was never materialized (``NOT_FOUND``): by default a 404 naming ``card_id`` or
   ``merchant_id``, because an id the feature pipeline has never seen is more often a wrong id
@@ -33,13 +41,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_assets.fraud import schema
 from mlops_assets.serving.endpoints import (
+    ERA,
+    MAX_ENTITY_ID,
     Endpoint,
     FeatureRow,
+    Integer,
     ModelInfo,
+    Moment,
+    Number,
     Prediction,
     RequestError,
     Services,
@@ -82,9 +95,18 @@ class FraudRequest(BaseModel):
     tx_id: str | None = Field(
         default=None, min_length=1, max_length=64, description="The payment's id, echoed back."
     )
-    card_id: int = Field(ge=0, description="The card; its recent activity is read online.")
-    merchant_id: int = Field(ge=0, description="The merchant; its recent activity is read online.")
-    amount: float = Field(gt=0, le=1_000_000, allow_inf_nan=False, description="Amount, in USD.")
+    # Integer and Number: JSON true/false are not numbers (pydantic's lax mode reads them as 1, 0).
+    card_id: Integer = Field(
+        ge=0,
+        le=MAX_ENTITY_ID,
+        description="The card; its recent activity is read online.",
+    )
+    merchant_id: Integer = Field(
+        ge=0,
+        le=MAX_ENTITY_ID,
+        description="The merchant; its recent activity is read online.",
+    )
+    amount: Number = Field(gt=0, le=1_000_000, allow_inf_nan=False, description="Amount, in USD.")
     merchant_category: Literal[schema.MERCHANT_CATEGORIES] = Field(  # type: ignore[valid-type]
         description="The merchant's category."
     )
@@ -92,10 +114,11 @@ class FraudRequest(BaseModel):
     country: str = Field(
         pattern=r"^[A-Z]{2}$", description="ISO 3166 alpha-2 country of the merchant."
     )
-    event_ts: AwareDatetime | None = Field(
+    event_ts: Moment | None = Field(
         default=None,
-        description="When the payment happened (with a UTC offset); the time of the request "
-        "when left out. The hour of the day is a model input.",
+        description="When the payment happened: an ISO 8601 date and time with its UTC offset "
+        f"('2026-11-22T02:14:00Z'), {ERA}; the time of the request when left out. The hour of "
+        "the day is a model input, and the online features are read as of this time.",
     )
 
 
@@ -154,6 +177,7 @@ def _fill(row: FeatureRow, key: str, key_value: int, policy: str) -> dict[str, f
         )
     values: dict[str, float] = {}
     for name, value in row.values.items():
+        # AFTER_AS_OF is not zero-filled: the card had activity, only not known as of the payment.
         if row.status[name] == "PRESENT" and value is not None:
             values[name] = float(value)
         elif row.status[name] in ("OUTSIDE_MAX_AGE", "NOT_FOUND") and any(
@@ -172,16 +196,19 @@ def predict(model: FraudModel, request: FraudRequest, services: Services) -> Pre
             None, "fraud scoring needs the online feature store, and none is configured", status=503
         )
     policy = services.options.get(UNKNOWN_ENTITIES_OPTION, "reject")
-    # One read for both views: Feast fetches them in one round trip.
+    event_ts = request.event_ts or datetime.now(UTC)
+    # One read for both views, as of the payment: the TTL is measured back from event_ts (as
+    # Feast does for an entity row), and a snapshot written after it is not used.
     both = services.online.read(
-        ONLINE_FEATURES, {"card_id": request.card_id, "merchant_id": request.merchant_id}
+        ONLINE_FEATURES,
+        {"card_id": request.card_id, "merchant_id": request.merchant_id},
+        as_of=event_ts.timestamp(),
     )
     card, merchant = _split(both, _CARD_NAMES), _split(both, _MERCHANT_NAMES)
     features = {
         **_fill(card, "card_id", request.card_id, policy),
         **_fill(merchant, "merchant_id", request.merchant_id, policy),
     }
-    event_ts = request.event_ts or datetime.now(UTC)
     row = {
         **features,
         "amount": request.amount,
@@ -219,13 +246,16 @@ def _split(row: FeatureRow, names: frozenset[str]) -> FeatureRow:
 
 
 def _summary(row: FeatureRow) -> str:
-    """One word for a view's row: ``present``, ``stale`` (older than the TTL), ``unknown`` (never
+    """One word for a view's row: ``present`` (used), ``stale`` (written more than the TTL before
+    the payment), ``future`` (written after the payment: not used), ``unknown`` (never
     materialized) or ``partial``."""
     statuses = set(row.status.values()) - {"NULL_VALUE"}
     if statuses <= {"PRESENT"}:
         return "present"
     if statuses == {"OUTSIDE_MAX_AGE"}:
         return "stale"
+    if statuses == {"AFTER_AS_OF"}:
+        return "future"
     if statuses == {"NOT_FOUND"}:
         return "unknown"
     return "partial"

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mlops_assets.heart import schema
 from mlops_assets.heart.features import ENGINEERED
 from mlops_assets.heart.training import DECISION_THRESHOLD
-from mlops_assets.serving.endpoints import Endpoint, Prediction, Services
+from mlops_assets.serving.endpoints import Endpoint, Integer, Number, Prediction, Services
 
 MODEL_NAME = "heart_disease"  # as registered by mlops_assets.heart.assets
 
@@ -38,7 +38,8 @@ class HeartRequest(BaseModel):
     """One patient's clinical inputs, coded as in the UCI heart-disease data."""
 
     # NaN or infinity in any number is refused as such ("Input should be a finite number"):
-    # without this a NaN age was reported as "less than or equal to 120".
+    # without this a NaN age was reported as "less than or equal to 120". Integer and Number
+    # refuse JSON true/false (lax mode read "sex": true as 1) and texts of digits.
     model_config = ConfigDict(
         extra="forbid",
         allow_inf_nan=False,
@@ -63,51 +64,51 @@ class HeartRequest(BaseModel):
         },
     )
 
-    age: float = Field(ge=_R["age"][0], le=_R["age"][1], description="Age, in years.")
-    sex: int = Field(ge=_R["sex"][0], le=_R["sex"][1], description="Sex: 1 = male, 0 = female.")
-    cp: int = Field(
+    age: Number = Field(ge=_R["age"][0], le=_R["age"][1], description="Age, in years.")
+    sex: Integer = Field(ge=_R["sex"][0], le=_R["sex"][1], description="Sex: 1 = male, 0 = female.")
+    cp: Integer = Field(
         ge=_R["cp"][0],
         le=_R["cp"][1],
         description="Chest-pain type: 1 typical angina, 2 atypical angina, 3 non-anginal pain, "
         "4 asymptomatic.",
     )
-    trestbps: float = Field(
+    trestbps: Number = Field(
         ge=_R["trestbps"][0],
         le=_R["trestbps"][1],
         description="Resting blood pressure on admission, in mm Hg.",
     )
-    chol: float = Field(
+    chol: Number = Field(
         ge=_R["chol"][0], le=_R["chol"][1], description="Serum cholesterol, in mg/dl."
     )
-    fbs: int = Field(
+    fbs: Integer = Field(
         ge=_R["fbs"][0], le=_R["fbs"][1], description="Fasting blood sugar > 120 mg/dl: 1 or 0."
     )
-    restecg: int = Field(
+    restecg: Integer = Field(
         ge=_R["restecg"][0],
         le=_R["restecg"][1],
         description="Resting ECG: 0 normal, 1 ST-T wave abnormality, 2 left ventricular "
         "hypertrophy.",
     )
-    thalach: float = Field(
+    thalach: Number = Field(
         ge=_R["thalach"][0],
         le=_R["thalach"][1],
         description="Maximum heart rate reached in the exercise test, in beats per minute.",
     )
-    exang: int = Field(
+    exang: Integer = Field(
         ge=_R["exang"][0], le=_R["exang"][1], description="Exercise-induced angina: 1 or 0."
     )
-    oldpeak: float = Field(
+    oldpeak: Number = Field(
         ge=_R["oldpeak"][0],
         le=_R["oldpeak"][1],
         allow_inf_nan=False,
         description="ST depression induced by exercise relative to rest, in mm.",
     )
-    slope: int = Field(
+    slope: Integer = Field(
         ge=_R["slope"][0],
         le=_R["slope"][1],
         description="Slope of the peak exercise ST segment: 1 upsloping, 2 flat, 3 downsloping.",
     )
-    ca: int | None = Field(
+    ca: Integer | None = Field(
         ge=_R["ca"][0],
         le=_R["ca"][1],
         description="Major vessels (0-3) coloured by fluoroscopy; null when not measured "

@@ -50,7 +50,7 @@ import math
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 import mlflow.pyfunc
@@ -119,6 +119,9 @@ def _jsonable(value: Any) -> Any:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else repr(value)
+    if isinstance(value, date):
+        # As the client wrote it ('0001-01-01'), not as Python's repr (datetime.date(1, 1, 1)).
+        return value.isoformat()
     if isinstance(value, list | dict):
         try:
             json.dumps(value, allow_nan=False)
@@ -319,6 +322,24 @@ def _prepare_categorical(
     return out, converted
 
 
+def _beyond_pandas(value: Any) -> bool:
+    """Whether ``value`` is a date (an object, or a text starting ``YYYY-MM-DD``) that pandas
+    cannot represent: before 1677-09-22 or after 2262-04-11."""
+    if isinstance(value, np.datetime64):
+        value = value.astype("datetime64[D]").item()  # a date, or an int when out of range
+        if not isinstance(value, date):
+            return True
+    if isinstance(value, str):
+        try:
+            value = date.fromisoformat(value.strip()[:10])
+        except ValueError:
+            return False
+    if not isinstance(value, date):
+        return False
+    day = value.date() if isinstance(value, datetime) else value
+    return not pd.Timestamp.min.date() < day < pd.Timestamp.max.date()
+
+
 def _prepare_dates(column: pd.Series, problems: _Problems) -> pd.Series:
     """Naive datetime64 sale dates (UTC where an offset was given); nulls and values that are not
     dates are problems."""
@@ -358,9 +379,21 @@ def _prepare_dates(column: pd.Series, problems: _Problems) -> pd.Series:
         pd.Series(candidates, dtype=object), errors="coerce", utc=True, format="ISO8601"
     )
     unparsed = ~null & ~wrong_type & parsed.isna().to_numpy()
+    # A real date that pandas cannot hold (before 1677-09-22 or after 2262-04-11) is a date all
+    # the same: say it is out of range, not "not a date".
+    out_of_range = unparsed & np.fromiter((_beyond_pandas(v) for v in values), bool, len(values))
     nothing = np.full(len(values), None, dtype=object)
     problems.add_rows(name, null, nothing, "is missing " + hint)
-    problems.add_rows(name, wrong_type | unparsed, values, "is not a date " + hint)
+    problems.add_rows(
+        name,
+        out_of_range,
+        values,
+        f"is outside the dates the model can read ({pd.Timestamp.min:%Y-%m-%d} to "
+        f"{pd.Timestamp.max:%Y-%m-%d})",
+    )
+    problems.add_rows(
+        name, wrong_type | (unparsed & ~out_of_range), values, "is not a date " + hint
+    )
     return parsed.dt.tz_localize(None)
 
 

@@ -16,8 +16,8 @@ lenient where a guess is safe and says what it did, in the answer:
 * a city, zipcode or property type the model never saw in training is allowed (it takes the
   encoders' row for unseen categories) and listed in ``unseen_categories``.
 
-What inference still refuses (a sale date outside the range pandas can represent, for one) is a
-422 naming the field.
+The request model refuses what cannot be a home (a JSON boolean as a number, a sale date outside
+the years served); what inference still refuses is a 422 naming the field, in words.
 
 ``mlops_assets.housing.inference`` imports mlflow and pandas at its top: it is imported inside the
 functions only, so that the app's start-up does not pay for it until the model loads.
@@ -25,15 +25,19 @@ functions only, so that the app's start-up does not pay for it until the model l
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from mlops_assets.housing import schema
 from mlops_assets.serving.endpoints import (
+    ERA,
+    DayOrMoment,
     Endpoint,
+    Integer,
     ModelInfo,
+    Number,
     Prediction,
     RequestError,
     Services,
@@ -68,9 +72,9 @@ class HousingRequest(BaseModel):
         },
     )
 
-    sale_date: date | datetime = Field(
+    sale_date: DayOrMoment = Field(
         description="When the home sells: an ISO 8601 date ('2023-05-01') or time (a time with "
-        "an offset is read in UTC). Required: prices move with the market."
+        f"an offset is read in UTC), {ERA}. Required: prices move with the market."
     )
     city: str | None = Field(
         default=None,
@@ -94,28 +98,33 @@ class HousingRequest(BaseModel):
         description=f"One of {', '.join(schema.PROPERTY_TYPES)}; another type is allowed and "
         "listed in unseen_categories.",
     )
-    beds: int | None = Field(default=None, ge=0, le=20, description="Bedrooms.")
-    baths: float | None = Field(
-        default=None, ge=0, le=20, allow_inf_nan=False, description="Bathrooms (0.5 = half bath)."
+    # Integer and Number: a JSON true or false is not a size or a count (lax mode read false as 0).
+    beds: Integer | None = Field(default=None, ge=0, le=20, description="Bedrooms.")
+    baths: Number | None = Field(
+        default=None,
+        ge=0,
+        le=20,
+        allow_inf_nan=False,
+        description="Bathrooms (0.5 = half bath).",
     )
-    living_area_sqft: float | None = Field(
+    living_area_sqft: Number | None = Field(
         default=None,
         ge=100,
         le=50_000,
         allow_inf_nan=False,
         description="Living area, in square feet.",
     )
-    lot_sqft: float | None = Field(
+    lot_sqft: Number | None = Field(
         default=None,
         ge=0,
         le=50_000_000,
         allow_inf_nan=False,
         description="Lot area, in square feet; null or left out for a condo.",
     )
-    year_built: int | None = Field(
+    year_built: Integer | None = Field(
         default=None, ge=1700, le=2100, description="Year of construction."
     )
-    condition: int | None = Field(
+    condition: Integer | None = Field(
         default=None, ge=1, le=5, description="Condition, 1 (poor) to 5 (excellent)."
     )
 
@@ -136,8 +145,11 @@ def prepare(model: Any, info: ModelInfo) -> Any:
 
 def _problem_message(problem: dict[str, Any]) -> str:
     subject = problem.get("field") or "the request"
-    if problem.get("value") is not None:
-        subject += f"={problem['value']!r}"
+    value = problem.get("value")
+    if value is not None:
+        # A date as the client wrote it ('0001-01-01'), not as Python's repr (datetime.date(1, 1, 1)).
+        shown = value.isoformat() if isinstance(value, date) else value
+        subject += f"={shown!r}"
     return f"{subject} {problem['reason']}"
 
 

@@ -5,17 +5,21 @@
     GET  /models               per use case: model, version, alias, run, training data versions,
                                input schema
     POST /predict/{use_case}   one prediction with the use case's champion
-    GET  /docs                 OpenAPI docs, with each use case's request schema
+    GET  /docs, /redoc         OpenAPI docs, with each use case's request schema (Swagger UI and
+                               ReDoc served by the API itself from the fastapi-offline package:
+                               no CDN, so they work where browsers have no internet)
 
 Every prediction request, answered or refused, is appended to the durable request log
 (:mod:`mlops_assets.serving.request_log`) before its response is sent, with the model version,
 the features the model saw and the latency; the log lands in the asset store as the
 ``serving/predictions_log`` source asset.
 
-Errors are always JSON in FastAPI's validation shape, ``{"detail": [{"loc", "msg", "type"}]}``:
-422 for a body that does not match the request model, 404 for an unknown use case or an id the
-online store never saw, 413 for an oversized body, 503 while a use case has no champion. User
-input never causes a 500.
+Errors are always JSON in FastAPI's validation shape, ``{"detail": [{"loc", "msg", "type"}]}``
+(:class:`~mlops_assets.serving.endpoints.ErrorResponse`, declared in the OpenAPI document): 400 for
+a body that is not UTF-8 text, 422 for a body that does not match the request model, 404 for an
+unknown use case or an id the online store never saw, 413 for an oversized body, 503 with
+``Retry-After`` while a use case has no champion or a store it needs does not answer. User input
+never causes a 500.
 """
 
 from __future__ import annotations
@@ -37,18 +41,28 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_assets.core.profiles import Settings, load_settings
 from mlops_assets.serving.champions import Champions, LoadedModel
 from mlops_assets.serving.config import ServingConfig
-from mlops_assets.serving.endpoints import Endpoint, RequestError, Services, error_detail
+from mlops_assets.serving.endpoints import (
+    PREDICT_ERRORS,
+    Endpoint,
+    RequestError,
+    Services,
+    error_detail,
+)
 from mlops_assets.use_cases import USE_CASES
 
 log = logging.getLogger(__name__)
 
 PREDICT_PREFIX = "/predict/"
 _REQUEST_ID_HEADER = "x-request-id"
+# Retry-After (seconds) of a 503 that names no better time (the request log cannot be written).
+_LOG_RETRY_AFTER_S = 1
 
 
 def discover_endpoints(use_cases: tuple[str, ...] = ()) -> dict[str, Endpoint]:
@@ -72,7 +86,12 @@ def discover_endpoints(use_cases: tuple[str, ...] = ()) -> dict[str, Endpoint]:
 
 class _BodyLimit:
     """Pure ASGI middleware: refuse bodies over ``limit`` bytes with a 413 before reading them
-    (by Content-Length), or as soon as a chunked body passes the limit."""
+    (by Content-Length), or as soon as a chunked body passes the limit.
+
+    The body is read here, up to the limit, and handed to the app whole. Raising from inside the
+    app's ``receive`` instead does not work: FastAPI catches any error while it reads a body and
+    answers 400 "There was an error parsing the body", so a large chunked body got a 400.
+    """
 
     def __init__(self, app: Any, limit: int, on_refused: Callable[..., Awaitable[None]]) -> None:
         self.app = app
@@ -95,21 +114,31 @@ class _BodyLimit:
         if length is not None and length > self.limit:
             await self._refuse(scope, send, length, started)
             return
+        chunks: list[bytes] = []
         received = 0
-
-        async def limited_receive() -> dict:
-            nonlocal received
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.limit:
-                    raise _TooLarge(received)
-            return message
+            if message["type"] != "http.request":
+                return  # the client left before its body ended: nobody to answer
+            chunk = message.get("body", b"")
+            received += len(chunk)
+            if received > self.limit:
+                await self._refuse(scope, send, received, started)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge as exc:
-            await self._refuse(scope, send, exc.size, started)
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()  # after the body: the disconnect, when it comes
+
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: dict, send: Callable, size: int, started: float) -> None:
         message = f"the request body ({size} bytes or more) is larger than the limit of {self.limit} bytes"
@@ -117,11 +146,6 @@ class _BodyLimit:
         response = JSONResponse(payload, status_code=413)
         await self.on_refused(scope, 413, payload, message, started)
         await response(scope, _no_receive, send)
-
-
-class _TooLarge(Exception):
-    def __init__(self, size: int) -> None:
-        self.size = size
 
 
 async def _no_receive() -> dict:
@@ -200,12 +224,18 @@ def create_app(
             champions.stop()
             await run_in_threadpool(request_log.close)
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from files of the
+    # installed fastapi-offline package (under /static-offline-docs), not from a CDN: with the
+    # CDN, a deployment whose browsers have no internet showed blank pages.
+    app = FastAPIOffline(
         title="mlops-assets prediction API",
         description=__doc__.split("\n\n", 1)[0],
         version="1",
         lifespan=lifespan,
     )
+
+    # The registry is polled every poll_s: a newly promoted champion serves no sooner.
+    app.state.no_champion_retry_after_s = max(1, math.ceil(config.poll_s))
 
     async def write_log(
         *,
@@ -243,10 +273,13 @@ def create_app(
         started: float,
         status: int,
         payload: dict,
+        *,
+        retry_after_s: int | None = None,
         **log_fields: Any,
     ) -> JSONResponse:
         """Log, then answer: a response is only sent once its record is durable."""
         payload = {**payload, "request_id": request_id}
+        headers = {_REQUEST_ID_HEADER: request_id}
         try:
             await write_log(
                 request_id=request_id,
@@ -259,9 +292,14 @@ def create_app(
         except Exception as exc:
             log.error("request log write failed: %s", exc)
             message = "the request log cannot be written, so no prediction is acknowledged"
-            payload = error_detail([], message, "unavailable")
+            payload = {**error_detail([], message, "unavailable"), "request_id": request_id}
             status = 503
-        return JSONResponse(payload, status_code=status, headers={_REQUEST_ID_HEADER: request_id})
+            retry_after_s = _LOG_RETRY_AFTER_S
+        if status == 503:
+            # A 503 is temporary by definition: say when to come back, so that clients back off
+            # instead of hammering a store that is down.
+            headers["retry-after"] = str(retry_after_s or _LOG_RETRY_AFTER_S)
+        return JSONResponse(payload, status_code=status, headers=headers)
 
     async def on_refused(
         scope: dict, status: int, payload: dict, message: str, started: float
@@ -316,11 +354,45 @@ def create_app(
             error=message,
         )
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Errors raised by FastAPI itself (400 for an unreadable body, 405 for a wrong method,
+        404 for an unknown path) in the same shape as every other error."""
+        started = getattr(request.state, "started", time.perf_counter())
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == "There was an error parsing the body":
+            # json.loads fails this way only on bytes that are not text (UTF-8, -16 or -32).
+            message = "the request body is not JSON text: it must be UTF-8 encoded JSON"
+        kind = {400: "unreadable_body", 404: "not_found", 405: "method_not_allowed"}.get(
+            exc.status_code, "http_error"
+        )
+        loc = ["body"] if exc.status_code == 400 else []
+        payload = error_detail(loc, message, kind)
+        path = request.url.path
+        if exc.status_code == 400 and path.startswith(PREDICT_PREFIX):
+            return await respond(
+                request_id_of(request),
+                path[len(PREDICT_PREFIX) :],
+                started,
+                400,
+                payload,
+                request_body=None,
+                error=message,
+            )
+        return JSONResponse(payload, status_code=exc.status_code, headers=exc.headers)
+
     @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", tags=["operations"], summary="Readiness: champions, online store, log")
+    @app.get(
+        "/ready",
+        tags=["operations"],
+        summary="Readiness: champions, online store, log",
+        responses={
+            503: {"description": "Not ready: `problems` names each missing champion or store."}
+        },
+    )
     async def ready() -> JSONResponse:
         champions: Champions = app.state.champions
         problems: dict[str, str] = {}
@@ -360,7 +432,7 @@ def create_app(
             tags=["predictions"],
             summary=endpoint.summary or f"Predict with the {use_case} champion",
             name=f"predict_{use_case}",
-            responses=_example_response(endpoint),
+            responses={**PREDICT_ERRORS, **(_example_response(endpoint) or {})},
         )
 
     @app.post(PREDICT_PREFIX + "{use_case}", tags=["predictions"], include_in_schema=False)
@@ -420,6 +492,8 @@ def _predict_route(
                 started,
                 503,
                 error_detail([], message, "no_champion"),
+                # The registry is polled every poll_s: a new champion serves no sooner.
+                retry_after_s=app.state.no_champion_retry_after_s,
                 error=message,
                 **common,
             )
@@ -436,6 +510,7 @@ def _predict_route(
                 started,
                 exc.status,
                 {"detail": exc.detail(), **_model_fields(loaded)},
+                retry_after_s=exc.retry_after_s,
                 loaded=loaded,
                 error=exc.message,
                 **common,

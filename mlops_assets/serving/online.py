@@ -12,18 +12,38 @@ None. Feast's own statuses cannot be taken as they are (seen with Feast 0.67):
 
 So :class:`FeastOnlineReader` derives the status from the value and its event timestamp, with the
 TTL of each view read from the registry, and the same request gets the same answer on both stores.
+
+The TTL is measured as Feast measures it for an entity row: back from the time the features must
+describe (``as_of``, a fraud request's ``event_ts``), not from the wall clock, and a value written
+after that time is not used either (``AFTER_AS_OF``: it would leak the future into the answer).
+
+An online store that does not answer is an :class:`OnlineStoreUnavailable` (a fast 503 with
+``Retry-After``), not a slow 500: the serving client of Redis gets short connect and read timeouts
+and one immediate retry (a pooled connection that died with a restarted server), instead of
+redis-py's three retries with exponential backoff (7 s per request while Redis is down). The
+connection pool reconnects by itself, so the API recovers when Redis returns, without a restart.
 """
 
 from __future__ import annotations
 
+import logging
+import sqlite3
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.serving.endpoints import FeatureRow
+from mlops_assets.serving.endpoints import FeatureRow, OnlineStoreUnavailable
 
 if TYPE_CHECKING:
     from mlops_assets.core.feature_store import FeastFeatureStore
+
+log = logging.getLogger(__name__)
+
+# A read of both fraud views takes ~0.3 ms on Redis: half a second is a dead or hung server, and a
+# request waits at most twice that (one retry) before its 503.
+READ_TIMEOUT_S = 0.5
+# What a 503 tells the client to wait before retrying (the Retry-After header, in seconds).
+RETRY_AFTER_S = 1
 
 
 class FeastOnlineReader:
@@ -35,19 +55,48 @@ class FeastOnlineReader:
     takes ~0.3 ms on Redis), most of the API's latency budget.
     """
 
-    def __init__(self, feature_store: FeastFeatureStore) -> None:
+    def __init__(
+        self, feature_store: FeastFeatureStore, *, timeout_s: float = READ_TIMEOUT_S
+    ) -> None:
         self._resource = feature_store
         self._views: dict[str, Any] = {}
         self._provider: Any = None
+        self._timeout_s = timeout_s
 
     def warm_up(self) -> None:
         """Build the Feast store and provider and read the views now, not on the first request."""
         from feast.infra.provider import get_provider
 
         store = self._resource.get_store()
-        self._provider = get_provider(store.config)
+        provider = get_provider(store.config)
+        self._bound_redis_client(provider, store.config)
+        self._provider = provider
         for view in store.list_feature_views(allow_cache=True):
             self._views[view.name] = view
+
+    def _bound_redis_client(self, provider: Any, config: Any) -> None:
+        """Give the serving Redis client bounded timeouts and a single immediate retry.
+
+        Done on this process's client only: the connection string stays the profile's, because
+        materialization writes big batches through it and must not time out after half a second.
+        """
+        if getattr(config.online_store, "type", None) != "redis":
+            return
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+
+        try:
+            # Feast's RedisOnlineStore keeps one client per process (created on first use).
+            client = provider.online_store._get_client(config.online_store)
+            kwargs = client.connection_pool.connection_kwargs
+        except AttributeError as exc:  # another Feast layout: reads keep redis-py's defaults
+            log.warning("cannot bound the online store's Redis timeouts: %s", exc)
+            return
+        kwargs["socket_connect_timeout"] = self._timeout_s
+        kwargs["socket_timeout"] = self._timeout_s
+        client.set_retry(Retry(NoBackoff(), 1))
+        # Connections opened before (none, normally) keep their old timeouts: drop them.
+        client.connection_pool.disconnect()
 
     def ping(self) -> str | None:
         """None when the online store answers, else why not (for ``GET /ready``)."""
@@ -55,8 +104,16 @@ class FeastOnlineReader:
         try:
             if config.online_store == "redis":
                 import redis
+                from redis.backoff import NoBackoff
+                from redis.retry import Retry
 
-                redis.Redis.from_url(config.redis_url, socket_timeout=1).ping()
+                # No retries with backoff: /ready must answer fast while Redis is down.
+                redis.Redis.from_url(
+                    config.redis_url,
+                    socket_timeout=1,
+                    socket_connect_timeout=1,
+                    retry=Retry(NoBackoff(), 0),
+                ).ping()
             self._resource.get_store().list_feature_views(allow_cache=True)
         except Exception as exc:  # readiness reports, it does not raise
             return f"{type(exc).__name__}: {exc}"
@@ -70,16 +127,34 @@ class FeastOnlineReader:
         return view
 
     def read(
-        self, features: Sequence[str], entity: Mapping[str, Any], *, now: float | None = None
+        self, features: Sequence[str], entity: Mapping[str, Any], *, as_of: float | None = None
     ) -> FeatureRow:
-        """The latest values of ``features`` (``"view:feature"``) for one entity row; ``now``
-        (epoch seconds, default the clock) is what the TTL is measured against."""
+        """The latest values of ``features`` (``"view:feature"``) for one entity row, as of
+        ``as_of`` (epoch seconds; default the clock, with no check for values from the future).
+
+        Raises :class:`OnlineStoreUnavailable` when the online store does not answer.
+        """
+        try:
+            return self._read(features, entity, as_of)
+        except Exception as exc:
+            if not _is_outage(exc):
+                raise
+            log.warning("online store read failed: %s: %s", type(exc).__name__, exc)
+            raise OnlineStoreUnavailable(
+                f"the online feature store does not answer ({type(exc).__name__}: {exc}); "
+                f"retry in {RETRY_AFTER_S} s",
+                retry_after_s=RETRY_AFTER_S,
+            ) from None
+
+    def _read(
+        self, features: Sequence[str], entity: Mapping[str, Any], as_of: float | None
+    ) -> FeatureRow:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
         from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 
         if self._provider is None:
             self.warm_up()
-        now = time.time() if now is None else now
+        now = time.time() if as_of is None else as_of
         by_view: dict[str, list[str]] = {}
         for ref in features:
             view_name, _, feature = ref.partition(":")
@@ -112,6 +187,8 @@ class FeastOnlineReader:
                 has_value = proto is not None and proto.WhichOneof("val") is not None
                 if written is None:
                     code = "NOT_FOUND"
+                elif as_of is not None and written.timestamp() > as_of:
+                    code = "AFTER_AS_OF"
                 elif ttl and written.timestamp() < now - ttl:
                     code = "OUTSIDE_MAX_AGE"
                 elif not has_value:
@@ -121,6 +198,19 @@ class FeastOnlineReader:
                 status[name] = code
                 values[name] = feast_value_type_to_python_type(proto) if code == "PRESENT" else None
         return FeatureRow(values=values, status=status)
+
+
+def _is_outage(exc: BaseException) -> bool:
+    """Whether ``exc`` says the store is down or unreachable (not that the code is wrong)."""
+    if isinstance(exc, OSError | TimeoutError | sqlite3.OperationalError):
+        return True
+    # redis-py's ConnectionError and TimeoutError derive from RedisError, not from OSError.
+    return type(exc).__module__.startswith("redis.") and type(exc).__name__ in (
+        "ConnectionError",
+        "TimeoutError",
+        "BusyLoadingError",
+        "MaxConnectionsError",
+    )
 
 
 def _seconds(ttl: Any) -> float | None:

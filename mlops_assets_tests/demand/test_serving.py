@@ -109,11 +109,26 @@ def test_forecast_is_the_forecasters_own(clean: pd.DataFrame, model: InMemoryPyF
 
 def test_the_example_validates_and_forecasts(model: InMemoryPyFunc) -> None:
     out = _predict(model, EXAMPLE)
-    assert len(EXAMPLE["history"]) == MIN_HISTORY_HOURS == 48
+    assert MIN_HISTORY_HOURS == 48
+    # Long enough for the most demanding model at the example's horizon: gbm, 360 h + 7 x 24 h.
+    assert len(EXAMPLE["history"]) == 528
     assert len(out.body["forecast"]) == 24
     # Seasonal naive: tomorrow's hour is today's.
     last_day = [point["y"] for point in EXAMPLE["history"][-24:]]
     assert [r["mean"] for r in out.body["forecast"]] == pytest.approx(last_day)
+
+
+@pytest.mark.parametrize("kind", forecasting.MODELS)
+def test_the_documented_example_is_answered_whatever_the_champion_is(kind: str) -> None:
+    # The example must answer 200 in the docs: no model may find its history too short.
+    out = _predict(InMemoryPyFunc(DemandForecaster(kind, forecasting.BacktestSpec())), EXAMPLE)
+
+    forecast = out.body["forecast"]
+    assert len(forecast) == EXAMPLE["horizon"] == 24
+    assert forecast[0]["ds"] == "2024-05-23T00:00:00Z"  # the hour after the history's last
+    for point in forecast:
+        assert point["lo_95"] <= point["lo_80"] <= point["hi_80"] <= point["hi_95"]
+        assert 10_000 < point["mean"] < 50_000  # the example's demand is 21-37 GWh
 
 
 def test_history_in_any_order_and_offset_is_read_in_utc(clean, model) -> None:
@@ -166,6 +181,7 @@ def test_a_history_too_short_for_the_champion_says_what_it_needs(clean: pd.DataF
         ({"respondent": ""}, "respondent"),
         ({"horizon": 0}, "horizon"),
         ({"horizon": 169}, "horizon"),
+        ({"horizon": True}, "horizon"),  # a JSON boolean is not a number of hours
         ({"history": []}, "history"),
         ({"history": [{"ds": "2024-05-01T00:00:00Z", "y": 1.0}] * 47}, "history"),
     ],
@@ -180,6 +196,11 @@ def test_bad_fields_are_refused(changes: dict, field: str) -> None:
     "point",
     [
         {"ds": "2024-05-01T00:00:00", "y": 1.0},  # naive: which hour?
+        # Year 1 with an offset overflowed Python's datetime when read in UTC (a 500).
+        {"ds": "0001-01-01T00:00:00+01:00", "y": 30_000.0},
+        {"ds": "9999-12-31T23:00:00Z", "y": 30_000.0},
+        {"ds": 1714521600, "y": 30_000.0},  # seconds since 1970 are not an ISO time
+        {"ds": "2024-05-01T00:00:00Z", "y": True},
         {"ds": "2024-05-01T00:00:00Z", "y": -1.0},
         {"ds": "2024-05-01T00:00:00Z", "y": None},
         {"ds": "2024-05-01T00:00:00Z"},

@@ -60,9 +60,13 @@ class FakeOnline:
             },
         }
         self.calls: list[tuple[list[str], dict[str, Any]]] = []
+        self.as_of: list[float | None] = []
 
-    def read(self, features: Sequence[str], entity: Mapping[str, Any]) -> FeatureRow:
+    def read(
+        self, features: Sequence[str], entity: Mapping[str, Any], *, as_of: float | None = None
+    ) -> FeatureRow:
         self.calls.append((list(features), dict(entity)))
+        self.as_of.append(as_of)
         names = [f.split(":", 1)[1] for f in features]  # Feast answers with bare names
         return FeatureRow(
             values={n: present_value(n) if self.status[n] == "PRESENT" else None for n in names},
@@ -97,6 +101,8 @@ def test_present_features_are_scored_as_floats_with_the_request() -> None:
     prediction = predict(model, request(), services(online))  # type: ignore[arg-type]
 
     assert online.calls == [(ONLINE_FEATURES, {"card_id": 3, "merchant_id": 5})]
+    # The features are read as of the payment, not of the wall clock.
+    assert online.as_of == [datetime(2026, 11, 22, 2, 14, tzinfo=UTC).timestamp()]
     assert ONLINE_FEATURES == CARD_FEATURES + MERCHANT_FEATURES
     (row,) = model.rows
     features = {name: row[name] for name in CARD + MERCHANT}
@@ -185,6 +191,20 @@ def test_a_snapshot_older_than_the_ttl_is_scored_as_no_recent_activity() -> None
     (row,) = model.rows
     assert_scored_as_without_history(row, CARD + MERCHANT)
     assert prediction.body["online_features"] == {"card": "stale", "merchant": "stale"}
+
+
+def test_a_snapshot_written_after_the_payment_is_not_used() -> None:
+    online = FakeOnline(card="AFTER_AS_OF", merchant="PRESENT")
+    model = RecordingModel()
+
+    prediction = predict(model, request(), services(online))  # type: ignore[arg-type]
+
+    (row,) = model.rows
+    # Every card feature is missing, counts included: the card had activity, only not known as of
+    # the payment, so nothing is zero-filled (that would be a guess) and no future value leaks.
+    assert all(math.isnan(row[name]) for name in CARD)
+    assert row["merchant_tx_count_1d"] == 2.0
+    assert prediction.body["online_features"] == {"card": "future", "merchant": "present"}
 
 
 def test_a_null_feature_is_missing_not_zero() -> None:
@@ -333,10 +353,22 @@ def test_a_valid_request_parses_to_typed_values() -> None:
         ({"merchant_category": "casino"}, "merchant_category", "literal_error"),
         ({"country": "fr"}, "country", "string_pattern_mismatch"),
         ({"country": "FRA"}, "country", "string_pattern_mismatch"),
-        ({"event_ts": "2026-11-22T02:14:00"}, "event_ts", "timezone_aware"),
+        # No offset, or not a text: an ISO 8601 time with its offset is required.
+        ({"event_ts": "2026-11-22T02:14:00"}, "event_ts", "value_error"),
+        ({"event_ts": 0}, "event_ts", "value_error"),
+        ({"event_ts": "1700000000"}, "event_ts", "value_error"),
+        # Outside the years the model can place in time (pandas' range crashed the scoring).
+        ({"event_ts": "0079-11-03T13:06:33Z"}, "event_ts", "value_error"),
+        ({"event_ts": "2262-04-12T00:00:00Z"}, "event_ts", "value_error"),
+        ({"event_ts": "9999-12-31T23:59:59Z"}, "event_ts", "value_error"),
         ({"amount": 0}, "amount", "greater_than"),
         ({"amount": float("nan")}, "amount", "finite_number"),
+        ({"amount": True}, "amount", "float_type"),
         ({"card_id": -1}, "card_id", "greater_than_equal"),
+        ({"card_id": 2**63}, "card_id", "less_than_equal"),
+        ({"merchant_id": 2**64}, "merchant_id", "less_than_equal"),
+        ({"card_id": True}, "card_id", "int_type"),
+        ({"card_id": "3"}, "card_id", "int_type"),  # a text of digits is not a number
     ],
 )
 def test_a_malformed_request_is_refused_naming_its_field(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+from datetime import date
 
 import pandas as pd
 import pytest
@@ -135,12 +136,22 @@ def test_a_time_with_an_offset_is_read_in_utc(model: HousingPriceModel) -> None:
 def test_what_inference_refuses_is_a_request_error_naming_the_field(
     model: HousingPriceModel,
 ) -> None:
-    # A valid date, but outside what pandas (and so the model) can represent.
-    with pytest.raises(RequestError) as caught:
+    # A valid date outside the years served is refused by the request model, in words.
+    with pytest.raises(ValidationError) as refused:
         _predict(model, {**EXAMPLE, "sale_date": "0001-01-01"})
+    (error,) = refused.value.errors()
+    assert error["loc"] == ("sale_date",)
+    assert "must be between 1900-01-01 and 2199-12-31" in error["msg"]
+    # Past the request model (as a bug upstream could send it), inference says what is wrong with
+    # the date as the client wrote it, not "datetime.date(1, 1, 1) is not a date".
+    request = ENDPOINT.request.model_construct(**{**EXAMPLE, "sale_date": date(1, 1, 1)})
+    with pytest.raises(RequestError) as caught:
+        ENDPOINT.predict(model, request, Services(online=None))
     assert caught.value.field == "sale_date"
     assert caught.value.status == 422
-    assert "is not a date" in caught.value.message
+    assert caught.value.message == (
+        "sale_date='0001-01-01' is outside the dates the model can read (1677-09-21 to 2262-04-11)"
+    )
     assert caught.value.detail()[0]["loc"] == ["body", "sale_date"]
 
 

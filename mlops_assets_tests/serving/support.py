@@ -3,15 +3,18 @@ the API itself in its own process (``mlops serve``), as a user starts it."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -33,6 +36,10 @@ FRAUD_REQUEST = {
     "country": "FR",
     "event_ts": "2026-11-22T02:14:00Z",
 }
+# When online_rows' snapshots are written: a day before FRAUD_REQUEST's payment, so that they are
+# fresh as of it (Feast's TTL, 30 days, is measured back from the request's event_ts) whatever
+# day the tests run, and not after it (a snapshot newer than the payment is not used).
+SNAPSHOT_TS = pd.Timestamp("2026-11-21T00:00:00Z")
 
 
 def fit_fraud_pipeline(kind: str = "logreg", *, seed: int = 0, **params: Any) -> Any:
@@ -80,11 +87,11 @@ def register(
 
 
 def online_rows(
-    n_cards: int = 50, n_merchants: int = 20, *, seed: int = 0
+    n_cards: int = 50, n_merchants: int = 20, *, seed: int = 0, at: pd.Timestamp = SNAPSHOT_TS
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Latest card and merchant snapshots, stamped now, in the fraud views' schemas."""
+    """Latest card and merchant snapshots, stamped ``at``, in the fraud views' schemas."""
     rng = np.random.default_rng(seed)
-    now = pd.Timestamp.now(tz="UTC").floor("s")
+    now = at.floor("s")
 
     def frame(key: str, n: int, columns: list[str]) -> pd.DataFrame:
         out = pd.DataFrame({key: np.arange(n, dtype="int64"), "event_ts": [now] * n})
@@ -218,6 +225,67 @@ def register_pyfunc(
             )
     version = tracking.register(info, name, alias=alias, tags=version_tags)
     return str(version.version)
+
+
+class ModelShelf:
+    """The part of ``MlflowTracking`` that the app's champions use, over models kept in memory:
+    version 1 of each is the champion."""
+
+    def __init__(
+        self, models: Mapping[str, Any], tags: Mapping[str, Mapping[str, str]] | None = None
+    ) -> None:
+        self.models = dict(models)
+        self.tags = {k: dict(v) for k, v in (tags or {}).items()}
+
+    @property
+    def client(self) -> ModelShelf:
+        return self
+
+    def get_version_by_alias(self, name: str, alias: str) -> Any:
+        if name not in self.models:
+            return None
+        return SimpleNamespace(version="1", run_id=f"run-{name}", tags=self.tags.get(name, {}))
+
+    def get_run(self, run_id: str) -> Any:
+        return SimpleNamespace(data=SimpleNamespace(tags={}))
+
+    def load_model_version(self, name: str, version: str, *, flavor: str = "sklearn") -> Any:
+        return self.models[name]
+
+    def search_registered_models(self, **_: Any) -> Any:
+        # One page: demand's listing stops when the page has no token.
+        class Page(list):
+            token = None
+
+        return Page(SimpleNamespace(name=n) for n in self.models if n.startswith("demand_"))
+
+
+@contextlib.contextmanager
+def serve_in_thread(app: Any, timeout: float = 60) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a thread of this process (its
+    lifespan included) until ``/ready`` answers 200; yields the base URL, stops the server after."""
+    import httpx
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        with contextlib.suppress(httpx.HTTPError):
+            return httpx.get(f"{url}/ready", timeout=5).status_code == 200
+        return False
+
+    try:
+        wait_until(ready, timeout, "the API to be ready")
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
 
 
 # -- hostile payloads -----------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +9,10 @@ import pandas as pd
 import pytest
 
 from mlops_assets_tests.conftest import REPO_ROOT
-from mlops_assets_tests.serving.support import online_rows, write_online_features
+from mlops_assets_tests.serving.support import SNAPSHOT_TS, online_rows, write_online_features
+
+DAY = 86400.0
+WRITTEN = SNAPSHOT_TS.timestamp()  # when cards 0, 2 and 3 were written (card 1: 40 days before)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.stack)])
@@ -45,7 +47,7 @@ REFS = ["card_features:card_tx_count_1d", "card_features:card_amount_mean_1d"]
 
 def test_a_present_row_gives_its_values(reader) -> None:
     online, cards = reader
-    row = online.read(REFS, {"card_id": 0})
+    row = online.read(REFS, {"card_id": 0}, as_of=WRITTEN + DAY)
     expected = cards.loc[cards.card_id == 0].iloc[0]
     assert row.status == {"card_tx_count_1d": "PRESENT", "card_amount_mean_1d": "PRESENT"}
     assert row.values["card_tx_count_1d"] == expected["card_tx_count_1d"]
@@ -55,24 +57,43 @@ def test_a_present_row_gives_its_values(reader) -> None:
 
 def test_a_key_never_written_is_not_found(reader) -> None:
     online, _ = reader
-    row = online.read(REFS, {"card_id": 12345})
+    row = online.read(REFS, {"card_id": 12345}, as_of=WRITTEN + DAY)
     assert set(row.status.values()) == {"NOT_FOUND"}
     assert set(row.values.values()) == {None}
 
 
 def test_a_snapshot_older_than_the_ttl_is_outside_max_age(reader) -> None:
     online, _ = reader
-    row = online.read(REFS, {"card_id": 1})
+    row = online.read(REFS, {"card_id": 1}, as_of=WRITTEN + DAY)
     assert set(row.status.values()) == {"OUTSIDE_MAX_AGE"}
     assert set(row.values.values()) == {None}
     # Measured from a time when the snapshot was fresh, it is present.
-    then = time.time() - 39 * 86400
-    assert set(online.read(REFS, {"card_id": 1}, now=then).status.values()) == {"PRESENT"}
+    then = WRITTEN - 39 * DAY
+    assert set(online.read(REFS, {"card_id": 1}, as_of=then).status.values()) == {"PRESENT"}
+
+
+def test_the_ttl_is_measured_from_the_request_time_not_the_clock(reader) -> None:
+    online, _ = reader
+    # Card 0 was written at WRITTEN; the views' TTL is 30 days.
+    statuses = {
+        days: set(online.read(REFS, {"card_id": 0}, as_of=WRITTEN + days * DAY).status.values())
+        for days in (0, 29.9, 30.1)
+    }
+    assert statuses == {0: {"PRESENT"}, 29.9: {"PRESENT"}, 30.1: {"OUTSIDE_MAX_AGE"}}
+
+
+def test_a_snapshot_written_after_the_request_time_is_not_used(reader) -> None:
+    online, _ = reader
+    row = online.read(REFS, {"card_id": 0}, as_of=WRITTEN - 1)
+    # Using it would leak the future into the prediction.
+    assert set(row.status.values()) == {"AFTER_AS_OF"}
+    assert set(row.values.values()) == {None}
+    assert row.missing() == ["card_tx_count_1d", "card_amount_mean_1d"]
 
 
 def test_a_null_feature_is_null_value(reader) -> None:
     online, _ = reader
-    row = online.read(REFS, {"card_id": 2})
+    row = online.read(REFS, {"card_id": 2}, as_of=WRITTEN + DAY)
     assert row.status["card_tx_count_1d"] == "PRESENT"
     assert row.status["card_amount_mean_1d"] == "NULL_VALUE"
     assert row.values["card_amount_mean_1d"] is None
