@@ -6,4 +6,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 .venv/bin/ruff check mlops_assets mlops_assets_tests bench
 .venv/bin/dagster definitions validate -m mlops_assets.definitions
-exec .venv/bin/pytest "$@"
+# Two workers (the machine has two cores; most tests wait on subprocesses and servers); the tests
+# of the shared services stay on one of them (mlops_assets_tests/conftest.py).
+exec .venv/bin/pytest -n auto --dist loadgroup "$@"

@@ -429,7 +429,8 @@ def cv_results(context: dg.AssetExecutionContext, config: BacktestConfig):
     try:
         results = forecasting.backtest(frame, models, spec)
     except forecasting.ForecastingError as exc:
-        raise dg.Failure(f"demand/cv_results: {exc}") from exc
+        # The data or the settings are at fault: a retry would fail the same way.
+        raise dg.Failure(f"demand/cv_results: {exc}", allow_retries=False) from exc
     cutoffs = sorted({c.isoformat() for c in results["cutoff"]})
     context.add_output_metadata(
         {
@@ -519,11 +520,15 @@ def _backtest_spec(context: dg.AssetExecutionContext, day: str) -> Any:
         dg.AssetRecordsFilter(asset_key=demand_key("cv_results"), asset_partitions=[day]), limit=1
     ).records
     if not records:
-        raise dg.Failure(f"demand/cv_results has no materialization for {day}: backtest first")
+        raise dg.Failure(
+            f"demand/cv_results has no materialization for {day}: backtest first",
+            allow_retries=False,
+        )
     spec = records[0].asset_materialization.metadata.get("spec")
     if spec is None:
         raise dg.Failure(
-            f"demand/cv_results of {day} predates its recorded spec: re-materialize it"
+            f"demand/cv_results of {day} predates its recorded spec: re-materialize it",
+            allow_retries=False,
         )
     return forecasting.BacktestSpec(**spec.value)
 
@@ -599,7 +604,8 @@ def champion(
                 )
             except forecasting.ForecastingError as exc:
                 raise dg.Failure(
-                    f"demand/champion {respondent}: {exc} (raise `example_days`)"
+                    f"demand/champion {respondent}: {exc} (raise `example_days`)",
+                    allow_retries=False,
                 ) from exc
             info = run.log_model(
                 forecaster.DemandForecaster(best["model"], spec),
@@ -719,7 +725,8 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
         if last != pd.Timestamp(origin - timedelta(hours=1)):
             raise dg.Failure(
                 f"demand/clean of {respondent} ends at {last.isoformat()}, not at the last "
-                f"hour of {context.partition_key}: forecasts start at {origin.isoformat()}"
+                f"hour of {context.partition_key}: forecasts start at {origin.isoformat()}",
+                allow_retries=False,
             )
         name = model_name(respondent)
         version = mlflow.get_version_by_alias(name, CHAMPION)
@@ -734,7 +741,7 @@ def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
         try:
             frame = model.predict(series.reset_index(drop=True), params=params)
         except forecasting.ForecastingError as exc:
-            raise dg.Failure(f"demand/forecasts {respondent}: {exc}") from exc
+            raise dg.Failure(f"demand/forecasts {respondent}: {exc}", allow_retries=False) from exc
         frames.append(
             frame.assign(
                 model=version.tags.get("model", ""),

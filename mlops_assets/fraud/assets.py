@@ -528,7 +528,8 @@ def load_training_set(io: ParquetIOManager, day: str) -> tuple["pl.DataFrame", d
     if version is None:
         raise dg.Failure(
             f"no approved training set for {day}: materialize fraud/training_set for it "
-            "(a version whose leakage check failed is never made current)"
+            "(a version whose leakage check failed is never made current)",
+            allow_retries=False,
         )
     return pl.from_arrow(dataset.read(version)), asdict(version)
 

@@ -108,6 +108,9 @@ def merchant_features_audits(
                 first.strftime("%Y-%m-%d"), (window.end - timedelta(days=1)).strftime("%Y-%m-%d")
             )
         )
+        # Days before the first day ever ingested are the beginning of the data, as for the
+        # features themselves (a hole after it already failed the step before this audit).
+        days = [d for d in days if staged.io.partition_path(transactions, d).exists()]
         history = {
             key: pl.from_arrow(staged.io.read_partitions(key, days)[0])
             for key in (transactions, labels)

@@ -3,8 +3,6 @@ config classes, a run can still override them, and a bad file stops the code loc
 with the file and the setting named."""
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import dagster as dg
@@ -14,7 +12,7 @@ from pydantic import Field
 
 from mlops_assets.core import run_config
 from mlops_assets.core.run_config import RunConfigError, deployment_defaults
-from mlops_assets_tests.conftest import REPO_ROOT
+from mlops_assets_tests.fixtures.cli import validate_code_location
 
 
 @pytest.fixture
@@ -107,22 +105,7 @@ def test_an_op_no_asset_has_stops_the_code_location(tmp_path: Path) -> None:
     path = tmp_path / "mlops.yaml"
     path.write_text(yaml.safe_dump({"ops": {"bronz": {"config": {"n_cards": 10}}}}))
     env = {**os.environ, "MLOPS_HOME": str(tmp_path), "MLOPS_RUN_CONFIG": str(path)}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "dagster",
-            "definitions",
-            "validate",
-            "-m",
-            "mlops_assets.definitions",
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        cwd=REPO_ROOT,
-        timeout=300,
-    )
+    proc = validate_code_location(env)
     assert proc.returncode != 0
     assert f"{path} sets ops that no asset has: bronz" in proc.stdout + proc.stderr
 
