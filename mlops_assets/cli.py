@@ -34,28 +34,18 @@ from mlops_assets.core.profiles import (
 CODE_LOCATION = "mlops_assets.definitions"
 # `python -m dagster`, with Dagster's notices about its own API (beta, preview, superseded) off:
 # they concern the project's code, not whoever runs it, and the CLI emits some before any code
-# location is loaded (asset_materialize_command is "superseded"), so the filters of
-# mlops_assets/definitions.py come too late for them. Other warnings are shown as usual.
+# location is loaded (asset_materialize_command is "superseded"), so the package's filters
+# (mlops_assets/__init__.py) are set first. Other warnings are shown as usual.
 DAGSTER = [
     sys.executable,
     "-c",
     # argv[0] is "-c" otherwise, which click would show as the program's name in its messages.
     "import sys; sys.argv[0] = 'dagster'; "
-    "from mlops_assets.cli import quiet_dagster_warnings; quiet_dagster_warnings(); "
+    "import mlops_assets; "
     "from dagster._cli import main; main()",
 ]
 # The project's workspace file: `dagster dev` runs in MLOPS_HOME, which need not hold one.
 WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
-
-
-def quiet_dagster_warnings() -> None:
-    """Ignore Dagster's BetaWarning, PreviewWarning and SupersessionWarning in this process."""
-    import warnings
-
-    from dagster import BetaWarning, PreviewWarning, SupersessionWarning
-
-    for category in (BetaWarning, PreviewWarning, SupersessionWarning):
-        warnings.filterwarnings("ignore", category=category)
 
 
 def dagster_home(settings: Settings, environ: dict[str, str] | None = None) -> Path:
@@ -180,7 +170,6 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
 
     # uvicorn installs its own SIGINT/SIGTERM handlers (even where a shell left them ignored):
     # both shut it down gracefully, through the app's lifespan. It starts no child process.
-    quiet_dagster_warnings()
     config = ServingConfig.from_env(settings.home)
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     return run_api(settings, dataclasses.replace(config, **overrides))

@@ -8,31 +8,21 @@ imported by the resources and assets when they run, never here.
 
 from __future__ import annotations
 
-import warnings
-
 import dagster as dg
 
-# Dagster's notices about its own API (beta, preview, superseded parameters such as
-# `backfill_policy`), raised while this module builds the definitions and again while runs
-# execute: one per use of such a parameter, ~2,000 lines for the demo, none of them anything the
-# person running a command can act on. Set here, before the use cases load, because every
-# Dagster process (CLI, code server, run worker, step process) imports this module. Other
-# warnings, the project's own included, are shown as usual.
-for _category in (dg.BetaWarning, dg.PreviewWarning, dg.SupersessionWarning):
-    warnings.filterwarnings("ignore", category=_category)
-# (The imports below come after the filters: importing them builds definitions.)
-
-from mlops_assets.core.feature_store import FeastFeatureStore  # noqa: E402
-from mlops_assets.core.io_managers import (  # noqa: E402
+# (Dagster's notices about its own API are silenced by the package, `mlops_assets/__init__.py`,
+# before the use cases below build their definitions.)
+from mlops_assets.core.feature_store import FeastFeatureStore
+from mlops_assets.core.io_managers import (
     STEP_IO_MANAGER,
     ParquetIOManagerResource,
 )
-from mlops_assets.core.profiles import Settings, check_stack, load_settings  # noqa: E402
-from mlops_assets.core.run_config import check_file as check_run_config  # noqa: E402
-from mlops_assets.core.runs import executor as dead_run_reaping_executor  # noqa: E402
-from mlops_assets.core.tracking import MlflowTracking  # noqa: E402
-from mlops_assets.serving import definitions as serving  # noqa: E402
-from mlops_assets.use_cases import use_case_definitions  # noqa: E402
+from mlops_assets.core.profiles import Settings, check_stack, load_settings
+from mlops_assets.core.run_config import check_file as check_run_config
+from mlops_assets.core.runs import executor as dead_run_reaping_executor
+from mlops_assets.core.tracking import MlflowTracking
+from mlops_assets.serving import definitions as serving
+from mlops_assets.use_cases import use_case_definitions
 
 
 def resources_for(settings: Settings) -> dict[str, object]:

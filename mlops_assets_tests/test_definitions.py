@@ -40,9 +40,16 @@ def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 def test_definitions_load_with_every_resource(local_home: Path) -> None:
     defs = build_definitions(load_settings())
     assert isinstance(defs, dg.Definitions)
-    assert set(resources_for(load_settings())) == {"io_manager", "mlflow", "feature_store"}
+    assert set(resources_for(load_settings())) == {
+        "io_manager",
+        "step_io_manager",
+        "mlflow",
+        "feature_store",
+    }
     io = defs.resources["io_manager"]
     assert io.root == f"{local_home}/.data"
+    # Op outputs that are not assets go to Dagster's own step storage, under the instance.
+    assert defs.resources["step_io_manager"].base_dir is None
 
 
 def test_loading_the_code_location_imports_no_heavy_library(local_home: Path) -> None:

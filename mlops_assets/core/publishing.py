@@ -525,7 +525,9 @@ def publish(
             verdicts,
             (metadata or {}).get(key, {}),
         )
-    ranged = len(partitions) > 1
+    # A ranged step, even of one day (a single-run backfill of one partition), has no
+    # partition key of its own: Dagster would record its check results without a partition.
+    ranged = partitions != [None] and not context.has_partition_key
     for a in audits:
         if ranged and a.spec.partitions_def is not None:
             yield from _partition_check_results(context, a, results[a.name])

@@ -507,7 +507,7 @@ class ChampionConfig(dg.Config):
         ge=7,
         le=MAX_HISTORY_DAYS,
         description="Clean days (ending with the partition's day) the model's input example is "
-        "cut from: enough history for the model to forecast from it.",
+        "cut from, at least: more are read when the winning model needs more to forecast.",
     )
 
 
@@ -564,11 +564,16 @@ def champion(
 
     day = context.partition_key
     mlflow: MlflowTracking = context.resources.mlflow
+    spec = _backtest_spec(context, day)
+    # At least as many days as the winning models need for their input example: a longer
+    # horizon (48 h in README's example) or a longer season needs more than `example_days`.
+    needed = forecasting.minimum_history_hours(
+        sorted(set(leaderboard["model"])), spec, backtest=False
+    )
     history, versions, _ = read_clean_window(
-        context, context.resources.io_manager, config.example_days
+        context, context.resources.io_manager, max(config.example_days, -(-needed // 24))
     )
     decisions = []
-    spec = _backtest_spec(context, day)
     for respondent, board in leaderboard.groupby("unique_id", sort=True):
         board = board.sort_values("rank")
         best = board.iloc[0]
@@ -604,7 +609,7 @@ def champion(
                 )
             except forecasting.ForecastingError as exc:
                 raise dg.Failure(
-                    f"demand/champion {respondent}: {exc} (raise `example_days`)",
+                    f"demand/champion {respondent}: {exc}",
                     allow_retries=False,
                 ) from exc
             info = run.log_model(

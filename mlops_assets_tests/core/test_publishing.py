@@ -180,10 +180,18 @@ def test_a_ranged_step_publishes_its_good_days_and_quarantines_the_bad_one(tmp_p
         and "no: no_negative_readings" in meta["partitions"]
     )
     assert (tmp_path / "_rejected" / "meter" / "events" / "2024-01-02.json").exists()
-    evaluation = next(e for e in result.get_asset_check_evaluations() if not e.passed)
-    assert evaluation.metadata["failing_expectations"].value == [
-        "2024-01-02/no_negative_readings()"
-    ]
+    # One evaluation per day judged, recorded on its day (the UI shows each day's result,
+    # not a check "skipped" on every day of the range).
+    evaluations = result.get_asset_check_evaluations()
+    assert {e.partition: e.passed for e in evaluations} == {
+        "2024-01-01": True,
+        "2024-01-02": False,
+        "2024-01-03": True,
+    }
+    [failed] = [e for e in evaluations if not e.passed]
+    assert failed.metadata["failing_expectations"].value == ["no_negative_readings()"]
+    assert failed.target_materialization_data is not None
+    assert failed.target_materialization_data.run_id == result.run_id
 
 
 def test_the_same_inputs_publish_the_same_bytes_and_data_version(tmp_path: Path) -> None:
