@@ -147,7 +147,9 @@ def test_range_backfills_from_the_ui_materialize_what_was_asked(
     assert not (data / "fraud" / "labels" / "2024-01-05.parquet").exists()
     assert not (data / "fraud" / "transactions" / "2024-01-06.parquet").exists()
     coverage = ui.check_executions(["fraud", "labels"], "labels_cover_transactions")
-    assert coverage[0]["partition"] == "2024-01-06" and coverage[0]["status"] == "SUCCEEDED"
+    assert {e["partition"]: e["status"] for e in coverage} == dict.fromkeys(
+        [*days, *later, "2024-01-06"], "SUCCEEDED"
+    )
 
     _only(ui, "demand", DEMAND_GROUP[2:], set(after))
     forecasts = pl.read_parquet(data / "demand" / "forecasts" / "2024-05-09.parquet")

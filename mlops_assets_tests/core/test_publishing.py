@@ -183,10 +183,10 @@ def test_a_ranged_step_publishes_its_good_days_and_quarantines_the_bad_one(tmp_p
     # One evaluation per day judged, recorded on its day (the UI shows each day's result,
     # not a check "skipped" on every day of the range).
     evaluations = result.get_asset_check_evaluations()
-    assert {e.partition: e.passed for e in evaluations} == {
-        "2024-01-01": True,
-        "2024-01-02": False,
-        "2024-01-03": True,
+    assert {(e.check_name, e.partition): e.passed for e in evaluations} == {
+        (check, day): check != "no_negative_readings" or day != "2024-01-02"
+        for check in {e.check_name for e in evaluations}
+        for day in ("2024-01-01", "2024-01-02", "2024-01-03")
     }
     [failed] = [e for e in evaluations if not e.passed]
     assert failed.metadata["failing_expectations"].value == ["no_negative_readings()"]
