@@ -51,6 +51,18 @@ def fit_fraud_pipeline(kind: str = "logreg", *, seed: int = 0, **params: Any) ->
     return pipeline.fit(frame[training.MODEL_INPUT_COLUMNS], frame[training.LABEL])
 
 
+def fit_heart_pipeline() -> Any:
+    """A heart logistic-regression Pipeline fitted on 300 generated patients."""
+    from mlops_assets.heart import schema as heart_schema
+    from mlops_assets.heart import sources
+    from mlops_assets.heart.training import build_pipeline
+
+    patients = sources.generate_patients(sources.GeneratorConfig(n_patients=300)).to_pandas()
+    return build_pipeline("logistic_regression", seed=0).fit(
+        patients[list(heart_schema.INPUTS)], patients[heart_schema.TARGET]
+    )
+
+
 def register(
     tracking: Any,
     name: str,

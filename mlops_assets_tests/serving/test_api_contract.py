@@ -40,6 +40,7 @@ from mlops_assets_tests.serving.support import (
     FRAUD_REQUEST,
     ModelShelf,
     fit_fraud_pipeline,
+    fit_heart_pipeline,
     online_rows,
     serve_in_thread,
 )
@@ -89,17 +90,6 @@ class Served:
     spec: dict[str, Any]
 
 
-def _fit_heart_pipeline() -> Any:
-    from mlops_assets.heart import schema as heart_schema
-    from mlops_assets.heart import sources
-    from mlops_assets.heart.training import build_pipeline
-
-    patients = sources.generate_patients(sources.GeneratorConfig(n_patients=300)).to_pandas()
-    return build_pipeline("logistic_regression", seed=0).fit(
-        patients[list(heart_schema.INPUTS)], patients[heart_schema.TARGET]
-    )
-
-
 @pytest.fixture(scope="module")
 def served(
     tmp_path_factory: pytest.TempPathFactory,
@@ -134,7 +124,7 @@ def served(
     shelf = ModelShelf(
         {
             "fraud_classifier": fit_fraud_pipeline("logreg", seed=0),
-            "heart_disease": _fit_heart_pipeline(),
+            "heart_disease": fit_heart_pipeline(),
             # The app unwraps housing's pyfunc; the fixture's model is the unwrapped bundle.
             "housing_price": SimpleNamespace(unwrap_python_model=lambda: housing_model),
             "athletes_total_lift": pipelines["v1"],

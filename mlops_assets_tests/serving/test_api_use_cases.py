@@ -36,7 +36,13 @@ from mlops_assets_tests.athletes import test_serving as athletes_tests
 from mlops_assets_tests.conftest import REPO_ROOT
 from mlops_assets_tests.demand import test_serving as demand_tests
 from mlops_assets_tests.housing import test_serving as housing_tests
-from mlops_assets_tests.serving.support import mangled, register, register_pyfunc, wait_until
+from mlops_assets_tests.serving.support import (
+    fit_heart_pipeline,
+    mangled,
+    register,
+    register_pyfunc,
+    wait_until,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -127,16 +133,6 @@ class Api:
         return {m["model_name"]: m for m in response.json()["models"]}
 
 
-def _fit_heart_pipeline() -> Any:
-    from mlops_assets.heart import sources
-    from mlops_assets.heart.training import build_pipeline
-
-    patients = sources.generate_patients(sources.GeneratorConfig(n_patients=300)).to_pandas()
-    return build_pipeline("logistic_regression", seed=0).fit(
-        patients[list(heart_schema.INPUTS)], patients[heart_schema.TARGET]
-    )
-
-
 @pytest.fixture(scope="module")
 def api(
     tmp_path_factory: pytest.TempPathFactory,
@@ -169,7 +165,7 @@ def api(
         settings = load_settings()
         tracking = MlflowTracking.from_settings(settings)
 
-        heart = _fit_heart_pipeline()
+        heart = fit_heart_pipeline()
         assert register(tracking, HEART, heart, alias=None) == "1"  # no champion yet
         signature, example = inference.signature_and_example(raw)
         assert (
