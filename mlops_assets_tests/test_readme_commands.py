@@ -144,7 +144,9 @@ def test_every_readme_command_runs_as_quoted(tmp_path: Path) -> None:
     assert len(commands) >= 20, commands
     ran, failures = [], []
     for command in commands:
-        if command in SERVERS:
+        # A command quoted twice (the fraud range of a use case's section and of the backfills
+        # section) was run already, with the same result: once is enough.
+        if command in SERVERS or command in ran:
             continue
         if command.startswith("eval "):
             # eval "$(.venv/bin/mlops env)": the exports become the environment.
