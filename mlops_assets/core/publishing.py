@@ -528,9 +528,10 @@ def publish(
     # A ranged step, even of one day (a single-run backfill of one partition), has no
     # partition key of its own: Dagster would record its check results without a partition.
     ranged = partitions != [None] and not context.has_partition_key
+    targets = _materializations_of_run(context) if ranged else {}
     for a in audits:
         if ranged and a.spec.partitions_def is not None:
-            yield from _partition_check_results(context, a, results[a.name])
+            yield from _partition_check_results(context, a, results[a.name], targets)
         else:
             yield _check_result(a, results[a.name])
 
@@ -612,20 +613,43 @@ def _check_result(a: Audit, by_partition: Mapping[str | None, SuiteResult]) -> d
     return asset_check_result(result, asset_key=a.asset_key, check_name=a.name)
 
 
+def _materializations_of_run(context: dg.AssetExecutionContext) -> dict[tuple, Any]:
+    """The materializations this run recorded, by asset key and partition: what each check
+    evaluation of a ranged step points at (read once for all the step's checks)."""
+    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
+        AssetCheckEvaluationTargetMaterializationData,
+    )
+
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+    ).records
+    targets = {}
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        # Newest last: a partition written twice in one run (a retried step) points at the last.
+        targets[(materialization.asset_key, materialization.partition)] = (
+            AssetCheckEvaluationTargetMaterializationData(
+                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
+            )
+        )
+    return targets
+
+
 def _partition_check_results(
-    context: dg.AssetExecutionContext, a: Audit, by_partition: Mapping[str | None, SuiteResult]
+    context: dg.AssetExecutionContext,
+    a: Audit,
+    by_partition: Mapping[str | None, SuiteResult],
+    targets: Mapping[tuple, Any],
 ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
     """One evaluation per partition of a ranged step, each recorded on its own partition.
 
     Dagster records an ``AssetCheckResult`` of a ranged step without a partition, so the UI
     would show the check as *skipped* on every day of a backfill although it judged each one.
     The step therefore yields the check's output once (it ran) and an evaluation per partition,
-    each pointing at that partition's materialization of this run.
+    each pointing at that partition's materialization of this run (``targets``).
     """
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
-
     from mlops_assets.core.validation import asset_check_result
 
     key = dg.AssetCheckKey(a.asset_key, a.name)
@@ -635,16 +659,6 @@ def _partition_check_results(
         if spec.key == key
     )
     yield dg.Output(None, output_name=output)
-    records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=a.asset_key, asset_partitions=list(by_partition)),
-        limit=len(by_partition) * 4,
-    ).records
-    targets = {}
-    for record in records:
-        if record.run_id == context.run_id and record.partition_key not in targets:
-            targets[record.partition_key] = AssetCheckEvaluationTargetMaterializationData(
-                storage_id=record.storage_id, run_id=record.run_id, timestamp=record.timestamp
-            )
     for partition, result in sorted(by_partition.items(), key=lambda kv: kv[0] or ""):
         check = asset_check_result(result, asset_key=a.asset_key, check_name=a.name)
         yield dg.AssetCheckEvaluation(
@@ -652,7 +666,7 @@ def _partition_check_results(
             check_name=a.name,
             passed=check.passed,
             metadata=check.metadata,
-            target_materialization_data=targets.get(partition),
+            target_materialization_data=targets.get((a.asset_key, partition)),
             severity=check.severity,
             description=check.description,
             blocking=True,

@@ -29,7 +29,7 @@ from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
-from mlops_assets.fraud import checks, schema
+from mlops_assets.fraud import checks, history, schema
 
 if TYPE_CHECKING:
     import polars as pl
@@ -193,29 +193,15 @@ def _with_history(
     30 (44) following days of features, which fail for want of bronze that was never asked
     for. In Dagster's graph a feature day depends on its own day; the days read before it are
     recorded as metadata (`history`, `history_data_versions`: the hash of each file read).
-
-    Days before the first day ever ingested are the beginning of the data, as days before the
-    partitions' start are: windows reaching there are partial, and the metadata says so. A day
-    missing *after* data began is a hole that would silently shrink every window over it: the
-    step fails naming the days to backfill.
+    Which days are read, where data begins and what a hole is: `fraud/history.py`.
     """
     import polars as pl
 
     io: ParquetIOManager = context.resources.io_manager
     first = date.fromisoformat(_days(context)[0])
-    start = max(first - timedelta(days=days), DAILY.start.date())
-    wanted = [(start + timedelta(days=i)).isoformat() for i in range((first - start).days)]
-    present = [d for d in wanted if io.partition_path(fraud_key(name), d).exists()]
-    holes = [d for d in wanted if present and d > present[0] and d not in present]
-    if holes:
-        raise dg.Failure(
-            f"{context.assets_def.key.to_user_string()} for {first} reads the {days} days of "
-            f"fraud/{name} before it, and {len(holes)} of them, after data began on "
-            f"{present[0]}, were never materialized: {_ranges(holes)}. Materialize them first: "
-            "`dagster asset materialize -m mlops_assets.definitions --select "
-            f"'fraud/transactions,fraud/labels' --partition-range {holes[0]}...{holes[-1]}`.",
-            allow_retries=False,
-        )
+    wanted = history.days_before(first, days, DAILY.start.date())
+    reader = f"{context.assets_def.key.to_user_string()} for {first}"
+    present = history.published_days(io, fraud_key(name), wanted, reader=reader)
     if not present:
         begins = "the partitions' first day" if not wanted else "no earlier day was ingested"
         return frame, {"history": f"none: data begins on {first} ({begins})"}
@@ -225,18 +211,6 @@ def _with_history(
         "history": f"fraud/{name} {present[0]} .. {present[-1]} ({len(present)} days{partial})",
         "history_data_versions": dg.MetadataValue.json(versions),
     }
-
-
-def _ranges(days: list[str]) -> str:
-    """Consecutive days written as ranges: ``2024-01-02..2024-01-05, 2024-01-09``."""
-    spans: list[list[str]] = []
-    for day in days:
-        previous = spans[-1][-1] if spans else None
-        if previous and date.fromisoformat(day) - date.fromisoformat(previous) == timedelta(1):
-            spans[-1].append(day)
-        else:
-            spans.append([day])
-    return ", ".join(s[0] if len(s) == 1 else f"{s[0]}..{s[-1]}" for s in spans)
 
 
 def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dict:

@@ -16,7 +16,7 @@ import dagster as dg
 
 from mlops_assets.core import validation
 from mlops_assets.core.publishing import Audit, Staged, audit
-from mlops_assets.fraud import expectations, schema
+from mlops_assets.fraud import expectations, history, schema
 
 if TYPE_CHECKING:
     import polars as pl
@@ -108,10 +108,11 @@ def merchant_features_audits(
                 first.strftime("%Y-%m-%d"), (window.end - timedelta(days=1)).strftime("%Y-%m-%d")
             )
         )
-        # Days before the first day ever ingested are the beginning of the data, as for the
-        # features themselves (a hole after it already failed the step before this audit).
-        days = [d for d in days if staged.io.partition_path(transactions, d).exists()]
-        history = {
+        # The days the features read, by the same rule (where data begins: `fraud/history.py`).
+        days = history.published_days(
+            staged.io, transactions, days, reader="merchant_fraud_counts_use_only_available_labels"
+        )
+        read = {
             key: pl.from_arrow(staged.io.read_partitions(key, days)[0])
             for key in (transactions, labels)
         }
@@ -119,8 +120,8 @@ def merchant_features_audits(
         sample = snapshots.sample(n=min(LEAKAGE_SAMPLE, snapshots.height), seed=0, shuffle=False)
         expected = recount_merchant_fraud(
             sample.select("tx_id", "merchant_id", "event_ts"),
-            history[transactions],
-            history[labels],
+            read[transactions],
+            read[labels],
         )
         columns = [c for c in expected.columns if c.startswith("merchant_fraud_count_")]
         compared = sample.select("tx_id", *columns).join(
