@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from mlops_assets.core import storage
-from mlops_assets.core.io_managers import ParquetIOManager
+from mlops_assets.core.asset_store import AssetStore
 
 KEY = dg.AssetKey(["fraud", "transactions"])
 
@@ -53,24 +53,24 @@ def table(rows: int, seed: int = 0) -> pa.Table:
     )
 
 
-def in_place(io: ParquetIOManager, data: pa.Table, day: str, run: str) -> None:
-    path = io.partition_path(KEY, day)
-    storage.write_parquet(path, data, tmp_dir=io.publisher.tmp_dir)
+def in_place(store: AssetStore, data: pa.Table, day: str, run: str) -> None:
+    path = store.path(KEY, day)
+    storage.write_parquet(path, data, tmp_dir=store.publisher.tmp_dir)
 
 
-def published(io: ParquetIOManager, data: pa.Table, day: str, run: str) -> None:
-    place = io.publisher.place(KEY, day)
-    io.publisher.stage(place, run, data)
+def published(store: AssetStore, data: pa.Table, day: str, run: str) -> None:
+    place = store.publisher.place(KEY, day)
+    store.publisher.stage(place, run, data)
     storage.read_parquet(place.staged(run))  # what the audits read
-    io.publisher.publish_together([place], run)
+    store.publisher.publish_together([place], run)
 
 
-def measure(io: ParquetIOManager, data: pa.Table, repeat: int) -> dict[str, float]:
+def measure(store: AssetStore, data: pa.Table, repeat: int) -> dict[str, float]:
     timings: dict[str, list[float]] = {"in place": [], "write, audit, publish": []}
     for i in range(repeat):
         for name, write in (("in place", in_place), ("write, audit, publish", published)):
             start = time.perf_counter()
-            write(io, data, f"2024-01-{i + 1:02d}", f"run-{i}")
+            write(store, data, f"2024-01-{i + 1:02d}", f"run-{i}")
             timings[name].append(time.perf_counter() - start)
     return {name: statistics.median(values) for name, values in timings.items()}
 
@@ -84,20 +84,20 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="bench-publishing-") as tmp:
-        roots = {"disk": (storage.make_upath(tmp), "")}
+        roots = {"disk": ((tmp, ""), "")}
         if args.s3_endpoint:
             import boto3
 
             boto3.client("s3", endpoint_url=args.s3_endpoint).create_bucket(Bucket=args.s3_bucket)
             roots["s3"] = (
-                storage.make_upath(f"s3://{args.s3_bucket}/bench", args.s3_endpoint),
+                (f"s3://{args.s3_bucket}/bench", args.s3_endpoint),
                 str(Path(tmp) / "locks"),
             )
         print(f"{'root':<5} {'rows':>9} {'in place':>10} {'publish':>10} {'overhead':>9}")
-        for name, (root, locks) in roots.items():
-            io = ParquetIOManager(base_path=root, lock_space=locks)
+        for name, ((root, endpoint), locks) in roots.items():
+            store = AssetStore(root=root, s3_endpoint_url=endpoint, lock_space=locks)
             for rows in (int(r) for r in args.rows.split(",")):
-                result = measure(io, table(rows), args.repeat)
+                result = measure(store, table(rows), args.repeat)
                 base, wap = result["in place"], result["write, audit, publish"]
                 print(
                     f"{name:<5} {rows:>9,} {base * 1000:>8.1f}ms {wap * 1000:>8.1f}ms "

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import dagster as dg
 
+from mlops_assets.core.asset_store import AssetStore
+
 # (Dagster's notices about its own API are silenced by the package, `mlops_assets/__init__.py`,
 # before the use cases below build their definitions.)
 from mlops_assets.core.feature_store import FeastFeatureStore
-from mlops_assets.core.io_managers import (
-    STEP_IO_MANAGER,
-    ParquetIOManagerResource,
-)
+from mlops_assets.core.io_managers import STEP_IO_MANAGER, ParquetIOManagerResource
 from mlops_assets.core.profiles import Settings, check_stack, load_settings
 from mlops_assets.core.run_config import check_file as check_run_config
 from mlops_assets.core.runs import executor as dead_run_reaping_executor
@@ -27,8 +26,10 @@ from mlops_assets.use_cases import use_case_definitions
 
 def resources_for(settings: Settings) -> dict[str, object]:
     """The resources every use case can ask for, configured for ``settings.profile``."""
+    store = AssetStore.from_settings(settings)
     return {
-        "io_manager": ParquetIOManagerResource.from_settings(settings),
+        "asset_store": store,
+        "io_manager": ParquetIOManagerResource(store=store),
         # No base_dir: `$DAGSTER_HOME/storage/<run id>/`, Dagster's own place for step outputs.
         STEP_IO_MANAGER: dg.FilesystemIOManager(),
         "mlflow": MlflowTracking.from_settings(settings),

@@ -18,9 +18,14 @@ the step policies, so one failure is never retried at two levels.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from mlops_assets.core.use_case import UseCase
 
 #: Step retries for work that calls a service over the network: 3 more attempts after 10, 20 and
 #: 40 s (±50 % jitter, so the steps of a backfill that failed together do not retry together).
@@ -112,3 +117,43 @@ def weekly_schedule(
         execution_timezone="UTC",
         default_status=status,
     )
+
+
+def weekly_retraining(
+    case: UseCase,
+    assets: Sequence[dg.AssetsDefinition],
+    *,
+    description: str,
+    hour: int,
+    running: bool = False,
+    selection: dg.AssetSelection | None = None,
+    job_name: str = "",
+    schedule_name: str = "",
+) -> dg.Definitions:
+    """The definitions of a use case retrained once a week: its ``assets``, a job of its whole
+    group (or of ``selection``, when automation conditions rebuild the rest), tagged as a
+    retraining, and the weekly schedule of that job (:func:`weekly_schedule`, Sundays at
+    ``hour``:00 UTC). Names default to ``<use case>_training`` and
+    ``<use case>_weekly_retraining``."""
+    job = dg.define_asset_job(
+        job_name or f"{case.name}_training",
+        selection=selection if selection is not None else dg.AssetSelection.groups(case.group),
+        description=description,
+        tags=scheduled_run_tags("retraining"),
+    )
+    schedule = weekly_schedule(
+        job, name=schedule_name or f"{case.name}_weekly_retraining", hour=hour, running=running
+    )
+    return dg.Definitions(assets=list(assets), jobs=[job], schedules=[schedule])
+
+
+def training_step(*, per_partition: bool = False, **kwargs: Any) -> dict[str, Any]:
+    """The decorator arguments of a step that trains or backtests models: in the
+    :data:`TRAINING_POOL` (at most the deployment's limit of them run at once, whatever launched
+    them), with :data:`NETWORK_RETRY` for MLflow's outages. ``per_partition``: a backfill runs one
+    partition per run (each partition registers its own model version or backtest). ``kwargs``
+    add to them (``deps``, ``kinds``...)."""
+    policies: dict[str, Any] = {"pool": TRAINING_POOL, "retry_policy": NETWORK_RETRY}
+    if per_partition:
+        policies["backfill_policy"] = dg.BackfillPolicy.multi_run(1)
+    return {**policies, **kwargs}

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
     from upath import UPath
 
+    from mlops_assets.core.asset_store import AssetStore
     from mlops_assets.core.validation import SuiteResult
 
 STAGING = "_staging"
@@ -67,12 +68,12 @@ class RejectedPartitionError(dg.Failure):
 @dataclass(frozen=True)
 class Staged:
     """What an audit sees: the staged tables of one partition, by asset key, and the published
-    data of the deployment (through the IO manager) for audits that compare with history."""
+    data of the deployment (through the asset store) for audits that compare with history."""
 
     partition_key: str | None
     partitions_def: dg.PartitionsDefinition | None
     tables: Mapping[dg.AssetKey, pa.Table]
-    io: Any  # ParquetIOManager; not imported here, it imports this module
+    store: AssetStore  # where the step's earlier partitions are read (history, windows)
     _pandas: dict[dg.AssetKey, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def frame(self, key: dg.AssetKey) -> Any:
@@ -151,9 +152,7 @@ def check_specs(audits: Iterable[Audit]) -> list[dg.AssetCheckSpec]:
 
 
 def _segment(partition_key: str | None) -> str:
-    from dagster._core.storage.upath_io_manager import escape_dotdot_segments
-
-    return UNPARTITIONED if partition_key is None else escape_dotdot_segments(partition_key)
+    return UNPARTITIONED if partition_key is None else storage.safe_segment(partition_key)
 
 
 @dataclass(frozen=True)
@@ -419,6 +418,7 @@ def _unsegment(segment: str) -> str | None:
 
 def publish(
     context: dg.AssetExecutionContext,
+    store: AssetStore,
     outputs: Mapping[dg.AssetKey, Mapping[str | None, Any]],
     audits: Sequence[Audit] = (),
     *,
@@ -434,8 +434,7 @@ def publish(
     fails (Dagster fails a step whose blocking check failed), after the good partitions of a
     ranged step were published.
     """
-    io = context.resources.io_manager
-    publisher: Publisher = io.publisher
+    publisher = store.publisher
     # A subset of a multi-asset (one asset picked in the UI or with `--select`): the outputs
     # not selected still reach the audits of those that are (labels are judged against the
     # day's transactions), but are neither staged nor published, and their own checks, not
@@ -455,7 +454,7 @@ def publish(
     for key, frames in {**outputs, **companions}.items():
         if set(frames) != set(partitions):
             raise ValueError(f"{key.to_user_string()}: every output needs the same partitions")
-    run_id = context.run_id
+    run_id = context.run.run_id
     partitions_def = context.assets_def.partitions_def
 
     hashes: dict[dg.AssetKey, dict[str | None, str]] = {k: {} for k in keys}
@@ -480,7 +479,7 @@ def publish(
             staged[place.key] = storage.read_parquet(place.staged(run_id))
         for key, frames in companions.items():
             staged[key] = storage.to_arrow(frames[partition_key])
-        view = Staged(partition_key, partitions_def, staged, io)
+        view = Staged(partition_key, partitions_def, staged, store)
         failed = []
         try:
             for a in audits:
@@ -616,12 +615,10 @@ def _check_result(a: Audit, by_partition: Mapping[str | None, SuiteResult]) -> d
 def _materializations_of_run(context: dg.AssetExecutionContext) -> dict[tuple, Any]:
     """The materializations this run recorded, by asset key and partition: what each check
     evaluation of a ranged step points at (read once for all the step's checks)."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
+    from mlops_assets.core.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 
     records = context.instance.get_records_for_run(
-        context.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
+        context.run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION
     ).records
     targets = {}
     for record in records:

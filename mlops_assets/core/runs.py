@@ -49,24 +49,26 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import dagster as dg
 
-# Dagster internals, all loaded by `import dagster` already (nothing more to import at load).
-# The in-process loop below reuses Dagster 1.13's own pieces; `dagster<1.14` is pinned.
-from dagster._core.errors import DagsterExecutionInterruptedError
-from dagster._core.events import DagsterEvent, EngineEventData, JobFailureData, RunFailureReason
-from dagster._core.execution.api import ExecuteRunWithPlanIterable
-from dagster._core.execution.context_creation_job import PlanExecutionContextManager
-from dagster._core.execution.plan.execute_plan import inner_plan_execution_iterator
-from dagster._core.execution.plan.instance_concurrency_context import InstanceConcurrencyContext
-from dagster._core.launcher import CheckRunHealthResult, WorkerStatus
-from dagster._utils.interrupts import pop_captured_interrupt
-
-if TYPE_CHECKING:
-    from dagster._core.execution.context.system import PlanOrchestrationContext
-    from dagster._core.execution.plan.plan import ExecutionPlan
+from mlops_assets.core.dagster_internals import (
+    CheckRunHealthResult,
+    DagsterEvent,
+    DagsterExecutionInterruptedError,
+    EngineEventData,
+    ExecuteRunWithPlanIterable,
+    ExecutionPlan,
+    InstanceConcurrencyContext,
+    JobFailureData,
+    PlanExecutionContextManager,
+    PlanOrchestrationContext,
+    RunFailureReason,
+    WorkerStatus,
+    inner_plan_execution_iterator,
+    is_in_process,
+    pop_captured_interrupt,
+)
 
 #: Run tag written by every run worker: ``{"run_id", "host", "pid", "started_at"}`` (JSON).
 RUN_WORKER_TAG = "mlops/run_worker"
@@ -432,11 +434,8 @@ class _ReapingExecutor(dg.Executor):
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
-        # Not loaded by `import dagster`: only by runs that execute.
-        from dagster._core.executor.in_process import InProcessExecutor
-
         instance, run = plan_context.instance, plan_context.dagster_run
-        if isinstance(self._inner, InProcessExecutor):
+        if is_in_process(self._inner):
             inner = _execute_in_process(self._inner, plan_context, execution_plan)
         else:
             inner = self._inner.execute(plan_context, execution_plan)

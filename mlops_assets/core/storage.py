@@ -61,6 +61,12 @@ def make_upath(root: str, s3_endpoint_url: str = "", aws_region: str = "us-east-
     return UPath(root, client_kwargs=client_kwargs)
 
 
+def safe_segment(partition_key: str) -> str:
+    """A partition key as a path below its asset's folder: a ``..`` segment (keys come from users:
+    static partitions, file names) is escaped so that it cannot climb out of the root."""
+    return "/".join("%2E%2E" if part == ".." else part for part in partition_key.split("/"))
+
+
 def is_local(path: UPath | Path) -> bool:
     return getattr(path, "protocol", "") in ("", "file", "local")
 

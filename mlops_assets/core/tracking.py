@@ -180,7 +180,7 @@ def lineage_tags(
     """
     key = asset_key or context.asset_key
     tags = {
-        TAG_RUN_ID: context.run_id,
+        TAG_RUN_ID: context.run.run_id,
         TAG_JOB_NAME: context.job_name,
         TAG_ASSET_KEY: key.to_user_string(),
     }

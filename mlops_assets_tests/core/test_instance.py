@@ -8,7 +8,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from mlops_assets.core.io_managers import ParquetIOManagerResource
+from mlops_assets.core.asset_store import store_resources
 from mlops_assets_tests.fixtures.services import S3Server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -34,11 +34,9 @@ def test_materialization_is_recorded_in_postgres_through_dagster_yaml(
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
-        io = ParquetIOManagerResource(
-            root=f"s3://{aws_env.bucket}/instance-test", s3_endpoint_url=aws_env.endpoint_url
-        )
+        resources = store_resources(f"s3://{aws_env.bucket}/instance-test", aws_env.endpoint_url)
         result = dg.materialize(
-            [readings], instance=instance, partition_key="2024-01-02", resources={"io_manager": io}
+            [readings], instance=instance, partition_key="2024-01-02", resources=resources
         )
         assert result.success
         event = instance.get_latest_materialization_event(dg.AssetKey(["demo", "readings"]))

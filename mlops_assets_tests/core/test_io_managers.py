@@ -8,7 +8,7 @@ import pandas as pd
 import polars as pl
 import pytest
 
-from mlops_assets.core.io_managers import ParquetIOManagerResource
+from mlops_assets.core.asset_store import AssetStore, store_resources
 from mlops_assets_tests.fixtures.services import S3Server
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-03-01", end_date="2024-03-04")
@@ -24,10 +24,12 @@ class Storage:
         self.read_bytes = read
         self.exists = exists
 
-    def resource(self) -> ParquetIOManagerResource:
-        return ParquetIOManagerResource(
-            root=self.root, s3_endpoint_url=getattr(self, "endpoint", "")
-        )
+    def resources(self) -> dict[str, object]:
+        """The asset store and the IO manager over it, as the code location binds them."""
+        return store_resources(self.root, getattr(self, "endpoint", ""))
+
+    def store(self) -> AssetStore:
+        return AssetStore(root=self.root, s3_endpoint_url=getattr(self, "endpoint", ""))
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -79,7 +81,7 @@ def test_unpartitioned_round_trip_records_metadata_and_content_hash(backend: Sto
         seen["tx"] = transactions
         return pd.DataFrame({"total": [transactions["amount"].sum()]})
 
-    result = dg.materialize([transactions, totals], resources={"io_manager": backend.resource()})
+    result = dg.materialize([transactions, totals], resources=backend.resources())
     assert result.success
 
     pd.testing.assert_frame_equal(seen["tx"], frame)
@@ -105,9 +107,7 @@ def test_same_inputs_give_same_bytes_and_data_version(backend: Storage) -> None:
         return pl.DataFrame({"day": [day] * 4, "value": [1.0, 2.0, 3.0, 4.0]})
 
     runs = [
-        dg.materialize(
-            [daily], partition_key="2024-03-02", resources={"io_manager": backend.resource()}
-        )
+        dg.materialize([daily], partition_key="2024-03-02", resources=backend.resources())
         for _ in range(2)
     ]
     versions = [
@@ -135,7 +135,7 @@ def test_daily_partitions_load_as_one_frame_or_as_dict(backend: Storage) -> None
         loaded["dict"] = readings
         return pd.concat(readings.values())
 
-    resources = {"io_manager": backend.resource()}
+    resources = backend.resources()
     for day in ("2024-03-01", "2024-03-02", "2024-03-03"):
         assert dg.materialize([readings], partition_key=day, resources=resources).success
     assert backend.exists("readings/2024-03-02.parquet")
@@ -166,9 +166,7 @@ def test_multi_partitioned_round_trip(backend: Storage) -> None:
         return load.assign(mw=load["mw"] * 2)
 
     key = dg.MultiPartitionKey({"day": "2024-03-02", "region": "west"})
-    result = dg.materialize(
-        [load, load_doubled], partition_key=key, resources={"io_manager": backend.resource()}
-    )
+    result = dg.materialize([load, load_doubled], partition_key=key, resources=backend.resources())
     assert result.success
     assert loaded["in"].to_dict("records") == [{"region": "west", "day": "2024-03-02", "mw": 42.0}]
     # Dimensions in name order: day, then region.
@@ -181,7 +179,7 @@ def test_failed_write_keeps_previous_partition(backend: Storage, monkeypatch) ->
     def daily(context: dg.AssetExecutionContext) -> pd.DataFrame:
         return pd.DataFrame({"v": [1, 2, 3]})
 
-    resources = {"io_manager": backend.resource()}
+    resources = backend.resources()
     assert dg.materialize([daily], partition_key="2024-03-01", resources=resources).success
     before = backend.read_bytes("daily/2024-03-01.parquet")
 
@@ -212,7 +210,7 @@ def test_partition_keys_cannot_escape_the_root(tmp_path: Path) -> None:
     result = dg.materialize(
         [sneaky],
         partition_key="../../outside",
-        resources={"io_manager": ParquetIOManagerResource(root=str(root))},
+        resources=store_resources(str(root)),
     )
     assert result.success
     written = [p for p in tmp_path.rglob("*.parquet")]
@@ -226,7 +224,7 @@ def test_returning_an_unsupported_object_fails_with_a_clear_message(tmp_path: Pa
 
     result = dg.materialize(
         [not_a_frame],
-        resources={"io_manager": ParquetIOManagerResource(root=str(tmp_path))},
+        resources=store_resources(str(tmp_path)),
         raise_on_error=False,
     )
     assert not result.success
@@ -242,18 +240,16 @@ def test_local_and_s3_profiles_give_the_same_data_version(tmp_path: Path, aws_en
     def daily(context: dg.AssetExecutionContext) -> pd.DataFrame:
         return pd.DataFrame({"day": [context.partition_key] * 3, "v": [0.1, 0.2, 0.3]})
 
-    managers = {
-        "local": ParquetIOManagerResource(root=str(tmp_path / "local")),
-        "s3": ParquetIOManagerResource(
-            root=f"s3://{aws_env.bucket}/same-{tmp_path.name}", s3_endpoint_url=aws_env.endpoint_url
-        ),
+    profiles = {
+        "local": store_resources(str(tmp_path / "local")),
+        "s3": store_resources(f"s3://{aws_env.bucket}/same-{tmp_path.name}", aws_env.endpoint_url),
     }
     versions = {
         name: _materialization(
-            dg.materialize([daily], partition_key="2024-03-03", resources={"io_manager": io}),
+            dg.materialize([daily], partition_key="2024-03-03", resources=resources),
             dg.AssetKey("daily"),
         ).tags["dagster/data_version"]
-        for name, io in managers.items()
+        for name, resources in profiles.items()
     }
     assert versions["local"] == versions["s3"]
 
@@ -264,21 +260,20 @@ def test_single_run_range_writes_each_partition_where_inputs_read_it(backend: St
     @dg.asset(
         partitions_def=DAYS,
         backfill_policy=dg.BackfillPolicy.single_run(),
-        required_resource_keys={"io_manager"},
     )
-    def ranged(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+    def ranged(context: dg.AssetExecutionContext, asset_store: AssetStore) -> dg.MaterializeResult:
         frames = {
             day: pd.DataFrame({"day": [day], "v": [i]})
             for i, day in enumerate(context.partition_keys)
         }
-        return context.resources.io_manager.write_partitions(context.asset_key, frames)
+        return asset_store.write_partitions(context.asset_key, frames)
 
     @dg.asset(partitions_def=DAYS, deps=[ranged], ins={"ranged": dg.AssetIn()})
     def downstream(ranged: pd.DataFrame) -> pd.DataFrame:
         loaded["day"] = ranged
         return ranged
 
-    resources = {"io_manager": backend.resource()}
+    resources = backend.resources()
     result = dg.materialize(
         [ranged],
         resources=resources,
@@ -299,13 +294,13 @@ def test_single_run_range_writes_each_partition_where_inputs_read_it(backend: St
     ).success
     assert loaded["day"].to_dict("records") == [{"day": "2024-03-02", "v": 1}]
 
-    io = backend.resource().create_io_manager(None)
-    table, versions = io.read_partitions(dg.AssetKey("ranged"), ["2024-03-01", "2024-03-03"])
+    store = backend.store()
+    table, versions = store.read_partitions(dg.AssetKey("ranged"), ["2024-03-01", "2024-03-03"])
     assert table.column("v").to_pylist() == [0, 2]
     raw = backend.read_bytes("ranged/2024-03-03.parquet")
     assert versions["2024-03-03"] == hashlib.sha256(raw).hexdigest()
     with pytest.raises(FileNotFoundError, match="2024-03-04"):
-        io.read_partitions(dg.AssetKey("ranged"), ["2024-03-03", "2024-03-04"])
+        store.read_partitions(dg.AssetKey("ranged"), ["2024-03-03", "2024-03-04"])
 
 
 def test_frame_input_loads_the_requested_frame_type_without_an_annotation(tmp_path: Path) -> None:
@@ -325,7 +320,7 @@ def test_frame_input_loads_the_requested_frame_type_without_an_annotation(tmp_pa
     def as_arrow(source) -> None:
         seen["arrow"] = source
 
-    resources = {"io_manager": ParquetIOManagerResource(root=str(tmp_path))}
+    resources = store_resources(str(tmp_path))
     assert dg.materialize([source, as_polars, as_arrow], resources=resources).success
     assert isinstance(seen["polars"], pl.DataFrame) and seen["polars"]["v"].to_list() == [1, 2]
     assert type(seen["arrow"]).__name__ == "Table" and seen["arrow"].num_rows == 2

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mlops_assets.core import storage, validation
-from mlops_assets.core.io_managers import ParquetIOManager, ParquetIOManagerResource
+from mlops_assets.core.asset_store import AssetStore, store_resources
 from mlops_assets.core.publishing import (
     Staged,
     audit,
@@ -64,15 +64,14 @@ class Source(dg.Config):
     ],
     check_specs=check_specs(AUDITS),
     backfill_policy=dg.BackfillPolicy.single_run(),
-    required_resource_keys={"io_manager"},
 )
-def meter(context: dg.AssetExecutionContext, config: Source):
+def meter(context: dg.AssetExecutionContext, config: Source, asset_store: AssetStore):
     readings, events = {}, {}
     for day in context.partition_keys:
         values = json.loads(config.values).get(day, [1.0, 2.0])
         readings[day] = pa.table({"day": [day] * len(values), "value": values})
         events[day] = pa.table({"id": list(range(len(values))), "day": [day] * len(values)})
-    yield from publish(context, {READINGS: readings, EVENTS: events}, AUDITS)
+    yield from publish(context, asset_store, {READINGS: readings, EVENTS: events}, AUDITS)
 
 
 @dg.asset(partitions_def=DAILY, ins={"readings": dg.AssetIn(READINGS)}, key=["meter", "total"])
@@ -81,7 +80,7 @@ def total(readings) -> pa.Table:
 
 
 def _io(root: Path) -> dict:
-    return {"io_manager": ParquetIOManagerResource(root=str(root))}
+    return store_resources(str(root))
 
 
 def _run(root: Path, day: str | None = None, *, values=None, selection=None, **kwargs):
@@ -205,20 +204,20 @@ def test_the_same_inputs_publish_the_same_bytes_and_data_version(tmp_path: Path)
     )
 
 
-def _stage_both(io: ParquetIOManager, run_id: str, value: float) -> list:
-    places = [io.publisher.place(k, "2024-01-04") for k in (READINGS, EVENTS)]
+def _stage_both(store: AssetStore, run_id: str, value: float) -> list:
+    places = [store.publisher.place(k, "2024-01-04") for k in (READINGS, EVENTS)]
     for place in places:
-        io.publisher.stage(place, run_id, pa.table({"value": [value]}))
+        store.publisher.stage(place, run_id, pa.table({"value": [value]}))
     return places
 
 
 def test_a_publish_that_died_half_way_is_finished_by_the_next_reader(tmp_path: Path) -> None:
-    io = ParquetIOManager(base_path=storage.make_upath(str(tmp_path)))
-    _stage_both(io, "old", 1.0)
-    io.publisher.publish_together(
-        [io.publisher.place(k, "2024-01-04") for k in (READINGS, EVENTS)], "old"
+    store = AssetStore(root=str(tmp_path))
+    _stage_both(store, "old", 1.0)
+    store.publisher.publish_together(
+        [store.publisher.place(k, "2024-01-04") for k in (READINGS, EVENTS)], "old"
     )
-    places = _stage_both(io, "new", 2.0)
+    places = _stage_both(store, "new", 2.0)
     # The mover wrote its journal and moved the first file, then died.
     journal = {
         "lock": "publish:meter/events+meter/readings:2024-01-04",
@@ -231,17 +230,17 @@ def test_a_publish_that_died_half_way_is_finished_by_the_next_reader(tmp_path: P
     os.replace(places[0].staged("new").path, places[0].published.path)
     assert pq.read_table(places[1].published.path).column("value").to_pylist() == [1.0]
 
-    table, _ = io.read_partitions(EVENTS, ["2024-01-04"])
+    table, _ = store.read_partitions(EVENTS, ["2024-01-04"])
     assert table.column("value").to_pylist() == [2.0]
     assert pq.read_table(places[0].published.path).column("value").to_pylist() == [2.0]
     assert not any((tmp_path / "_publishing").rglob("*.json"))
 
 
 def _publish_many(root: str, run_id: str, value: float, rounds: int) -> None:
-    io = ParquetIOManager(base_path=storage.make_upath(root))
+    store = AssetStore(root=root)
     for i in range(rounds):
-        places = _stage_both(io, f"{run_id}-{i}", value)
-        io.publisher.publish_together(places, f"{run_id}-{i}")
+        places = _stage_both(store, f"{run_id}-{i}", value)
+        store.publisher.publish_together(places, f"{run_id}-{i}")
 
 
 def test_two_writers_of_one_day_never_leave_it_mixed(tmp_path: Path) -> None:
@@ -254,12 +253,12 @@ def test_two_writers_of_one_day_never_leave_it_mixed(tmp_path: Path) -> None:
         w.start()
     readings = tmp_path / "meter" / "readings" / "2024-01-04.parquet"
     events = tmp_path / "meter" / "events" / "2024-01-04.parquet"
-    io = ParquetIOManager(base_path=storage.make_upath(str(tmp_path)))
+    store = AssetStore(root=str(tmp_path))
     seen = set()
     while any(w.is_alive() for w in writers):
         if readings.exists() and events.exists():
             # Under the partition's lock, as a publisher holds it, a reader sees one run's pair.
-            with io.publisher.partition_lock([READINGS, EVENTS], "2024-01-04"):
+            with store.publisher.partition_lock([READINGS, EVENTS], "2024-01-04"):
                 pair = (
                     pq.read_table(readings).column("value")[0].as_py(),
                     pq.read_table(events).column("value")[0].as_py(),
@@ -322,9 +321,9 @@ def test_a_writer_killed_mid_write_leaves_nothing_in_the_asset_folder(tmp_path: 
     live.write_bytes(b"in progress")
     legacy = folder / f".tmp-{'0' * 32}-2024-01-03.parquet"
     legacy.write_bytes(b"left by an older version")
-    io = ParquetIOManager(base_path=storage.make_upath(str(tmp_path)))
-    io.publisher.sweep_temporary(
-        io.partition_path(dg.AssetKey(["fraud", "card_features"]), "2024-01-02")
+    store = AssetStore(root=str(tmp_path))
+    store.publisher.sweep_temporary(
+        store.path(dg.AssetKey(["fraud", "card_features"]), "2024-01-02")
     )
     assert [p.name for p in (tmp_path / "_tmp").iterdir()] == [live.name]
     assert not legacy.exists()
@@ -334,11 +333,7 @@ def test_publishing_on_s3_copies_then_removes_staging_and_quarantines(
     aws_env, tmp_path: Path
 ) -> None:
     root = f"s3://{aws_env.bucket}/publish-{tmp_path.name}"
-    resource = {
-        "io_manager": ParquetIOManagerResource(
-            root=root, s3_endpoint_url=aws_env.endpoint_url, lock_space=str(tmp_path / "locks")
-        )
-    }
+    resource = store_resources(root, aws_env.endpoint_url, lock_space=str(tmp_path / "locks"))
 
     def run(values=None):
         return dg.materialize(
@@ -391,9 +386,9 @@ def test_an_audit_that_cannot_judge_publishes_nothing_and_leaves_no_staged_file(
 
     audits = [audit(key, "judged", cannot_judge, description="Raises.")]
 
-    @dg.asset(key=key, check_specs=check_specs(audits), required_resource_keys={"io_manager"})
-    def broken(context: dg.AssetExecutionContext):
-        yield from publish(context, {key: {None: pa.table({"x": [1]})}}, audits)
+    @dg.asset(key=key, check_specs=check_specs(audits))
+    def broken(context: dg.AssetExecutionContext, asset_store: AssetStore):
+        yield from publish(context, asset_store, {key: {None: pa.table({"x": [1]})}}, audits)
 
     result = dg.materialize([broken], resources=_io(tmp_path), raise_on_error=False)
     assert not result.success
