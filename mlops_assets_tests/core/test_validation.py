@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core.io_managers import ParquetIOManagerResource
+from mlops_assets.core.asset_store import AssetStore, store_resources
 from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.validation import (
     Expectation,
@@ -430,15 +430,15 @@ def test_duplicating_k_rows_gives_k_duplicates(n: int, series: int, picks: list[
 
 
 def test_sample_values_become_json_safe() -> None:
-    from mlops_assets.core.validation import _jsonable
+    from mlops_assets.core.validation import jsonable
 
-    assert _jsonable(np.datetime64("2024-01-01T05:00:00.000000000")) == "2024-01-01T05:00:00"
-    assert _jsonable(pd.Timestamp("2024-01-01 05:00", tz="UTC")) == "2024-01-01T05:00:00+00:00"
-    assert _jsonable(pd.NaT) is None
-    assert _jsonable(pd.NA) is None
-    assert _jsonable(np.float64("nan")) is None
-    assert _jsonable(np.int64(7)) == 7
-    assert _jsonable("x" * 500) == "x" * 80
+    assert jsonable(np.datetime64("2024-01-01T05:00:00.000000000")) == "2024-01-01T05:00:00"
+    assert jsonable(pd.Timestamp("2024-01-01 05:00", tz="UTC")) == "2024-01-01T05:00:00+00:00"
+    assert jsonable(pd.NaT) is None
+    assert jsonable(pd.NA) is None
+    assert jsonable(np.float64("nan")) is None
+    assert jsonable(np.int64(7)) == 7
+    assert jsonable("x" * 500) == "x" * 80
 
 
 def test_to_pandas_concatenates_a_dict_of_partitions() -> None:
@@ -456,7 +456,7 @@ TX = dg.AssetKey(["fraud", "transactions"])
 
 
 def _io(tmp_path: Path) -> dict:
-    return {"io_manager": ParquetIOManagerResource(root=str(tmp_path))}
+    return store_resources(str(tmp_path))
 
 
 def build_graph(frame: pd.DataFrame | pl.DataFrame) -> list[dg.AssetsDefinition]:
@@ -466,9 +466,9 @@ def build_graph(frame: pd.DataFrame | pl.DataFrame) -> list[dg.AssetsDefinition]
         *time_series_audits(TX, "event_ts"),
     ]
 
-    @dg.asset(key=TX, check_specs=check_specs(audits), required_resource_keys={"io_manager"})
-    def transactions(context: dg.AssetExecutionContext):
-        yield from publish(context, {TX: {None: frame}}, audits)
+    @dg.asset(key=TX, check_specs=check_specs(audits))
+    def transactions(context: dg.AssetExecutionContext, asset_store: AssetStore):
+        yield from publish(context, asset_store, {TX: {None: frame}}, audits)
 
     @dg.asset(key=["fraud", "training_set"], ins={"transactions": dg.AssetIn(key=TX)})
     def training_set(transactions: Any) -> pd.DataFrame:
@@ -548,9 +548,8 @@ CLEAN_AUDITS = [
     partitions_def=DAILY,
     key=CLEAN,
     check_specs=check_specs(CLEAN_AUDITS),
-    required_resource_keys={"io_manager"},
 )
-def demand_clean(context: dg.AssetExecutionContext):
+def demand_clean(context: dg.AssetExecutionContext, asset_store: AssetStore):
     """2024-01-01 is complete; 2024-01-02 lacks 05:00 for respondent B; both have 24 hours each."""
     day = pd.Timestamp(context.partition_key, tz="UTC")
     frames = []
@@ -560,7 +559,7 @@ def demand_clean(context: dg.AssetExecutionContext):
             ts = ts.delete(5)
         frames.append(pd.DataFrame({"unique_id": respondent, "ds": ts, "y": 1.0}))
     frame = pd.concat(frames, ignore_index=True)
-    yield from publish(context, {CLEAN: {context.partition_key: frame}}, CLEAN_AUDITS)
+    yield from publish(context, asset_store, {CLEAN: {context.partition_key: frame}}, CLEAN_AUDITS)
 
 
 def test_partitioned_audits_judge_only_the_partition_of_the_step(tmp_path: Path) -> None:
@@ -605,14 +604,13 @@ def test_cover_partition_counts_hours_missing_at_the_edges_of_the_day(tmp_path: 
         key=key,
         partitions_def=DAILY,
         check_specs=check_specs(audits),
-        required_resource_keys={"io_manager"},
     )
-    def readings(context: dg.AssetExecutionContext):
+    def readings(context: dg.AssetExecutionContext, asset_store: AssetStore):
         day = pd.Timestamp(context.partition_key, tz="UTC")
         frame = pd.DataFrame(
             {"ds": pd.date_range(day + pd.Timedelta(hours=2), periods=20, freq="h")}
         )
-        yield from publish(context, {key: {context.partition_key: frame}}, audits)
+        yield from publish(context, asset_store, {key: {context.partition_key: frame}}, audits)
 
     result = dg.materialize(
         [readings], resources=_io(tmp_path), partition_key="2024-01-03", raise_on_error=False
