@@ -31,14 +31,14 @@ def _view(version: str) -> FeatureView:
             *(Field(name=name, dtype=Float64) for name in features.FEATURES[version]),
         ],
         source=offline_file_source(
-            schema.USE_CASE,
+            schema.CASE.name,
             "features",
             partition=version,
             timestamp_field=schema.EVENT_TS,
             description=f"Feature version {version} of every clean athlete, one snapshot.",
         ),
         online=True,
-        tags={"use_case": schema.USE_CASE, "version": version},
+        tags={"use_case": schema.CASE.name, "version": version},
     )
 
 

@@ -17,27 +17,26 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.athletes import checks, schema
+from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.champion import RmseGainConfig
 from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import STEP_IO_MANAGER, frame_input
 from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY, eager_on_published
 from mlops_assets.core.publishing import check_specs, publish
+from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source
 from mlops_assets.core.run_config import deployment_defaults
-from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
+from mlops_assets.core.tracking import CANDIDATE, MlflowTracking
 
-GROUP = schema.USE_CASE
-MODEL_NAME = "athletes_total_lift"
+CASE = schema.CASE
+GROUP = CASE.group
+MODEL_NAME = CASE.model_name
 VERSIONS = dg.StaticPartitionsDefinition(["v1", "v2"])
 # The time the feature snapshots describe: the dataset is one registration snapshot, not a stream.
 SNAPSHOT_TS = datetime(2024, 1, 1, tzinfo=UTC)
 
 
-def athletes_key(name: str) -> dg.AssetKey:
-    """The key of athletes asset `name`: `athletes/<name>`."""
-    return dg.AssetKey([schema.USE_CASE, name])
-
-
-@deployment_defaults("athletes__raw")
-class RawConfig(dg.Config):
+@deployment_defaults(CASE.op("raw"))
+class RawConfig(RawSourceConfig):
     """Where the athletes come from."""
 
     source: Literal["generator", "csv"] = Field(
@@ -45,41 +44,36 @@ class RawConfig(dg.Config):
         description="'generator': deterministic synthetic athletes with a share of junk; "
         "'csv': your athletes.csv in the CrossFit Games layout.",
     )
-    path: str = Field(default="", description="With source='csv': the file to read.")
     n_athletes: int = Field(default=5000, gt=0, description="Generator: number of athletes.")
-    seed: int = Field(default=42, description="Generator: seed.")
 
 
-@dg.asset(key=athletes_key("raw"), group_name=GROUP, kinds={"parquet"})
+@CASE.asset("raw", kinds={"parquet"})
 def raw(context: dg.AssetExecutionContext, config: RawConfig):
     """Registered athletes as the CrossFit Games data has them: identity, body measures,
     benchmark workouts, the four lifts and survey answers, junk included (bronze)."""
     from mlops_assets.athletes import sources
 
-    if config.source == "generator":
-        return sources.generate_athletes(
+    return load_raw_source(
+        CASE.key("raw"),
+        config,
+        generate=lambda: sources.generate_athletes(
             sources.GeneratorConfig(n_athletes=config.n_athletes, seed=config.seed)
-        )
-    if not config.path:
-        raise dg.Failure("source='csv' needs `path` (the athletes file to read)")
-    try:
-        return sources.read_athletes_csv(config.path)
-    except (sources.AthletesContractError, FileNotFoundError) as exc:
-        raise dg.Failure(f"athletes/raw: {exc}") from exc
+        ),
+        read=sources.read_athletes_csv,
+        contract_errors=(sources.AthletesContractError,),
+    )
 
 
-CLEAN_AUDITS = checks.clean_audits(athletes_key("clean"))
+CLEAN_AUDITS = checks.clean_audits(CASE.key("clean"))
 
 
-@dg.asset(
-    key=athletes_key("clean"),
-    group_name=GROUP,
-    ins={"raw": frame_input(athletes_key("raw"), load_as="pandas")},
+@CASE.asset(
+    "clean",
+    ins={"raw": frame_input(CASE.key("raw"), load_as="pandas")},
     check_specs=check_specs(CLEAN_AUDITS),
-    required_resource_keys={"io_manager"},
     kinds={"pandas", "parquet"},
 )
-def clean(context: dg.AssetExecutionContext, raw):
+def clean(context: dg.AssetExecutionContext, asset_store: AssetStore, raw):
     """The athletes a model may learn from: identity columns dropped, rows breaking a stated
     rule removed (impossible body measures and lifts, unanswered survey), and the target
     `total_lift` = deadlift + clean and jerk + snatch + back squat, in pounds. Published only
@@ -108,17 +102,17 @@ def clean(context: dg.AssetExecutionContext, raw):
     }
     yield from publish(
         context,
-        {athletes_key("clean"): {None: frame}},
+        asset_store,
+        {CASE.key("clean"): {None: frame}},
         CLEAN_AUDITS,
-        metadata={athletes_key("clean"): summary},
+        metadata={CASE.key("clean"): summary},
     )
 
 
-@dg.asset(
-    key=athletes_key("features"),
-    group_name=GROUP,
+@CASE.asset(
+    "features",
     partitions_def=VERSIONS,
-    ins={"clean": frame_input(athletes_key("clean"), load_as="pandas")},
+    ins={"clean": frame_input(CASE.key("clean"), load_as="pandas")},
     # One run per version: each is its own feature set with its own grid downstream.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     # Keeps itself up to date: both versions are rebuilt when a clean table is published (not
@@ -137,10 +131,9 @@ def features(context: dg.AssetExecutionContext, clean):
     return frame
 
 
-@dg.asset(
-    key=athletes_key("feature_store"),
-    group_name=GROUP,
-    deps=[athletes_key("features")],
+@CASE.asset(
+    "feature_store",
+    deps=[CASE.key("features")],
     # Feast's file registry is rewritten without a lock: never two applies at once.
     pool=FEAST_REGISTRY_POOL,
     retry_policy=NETWORK_RETRY,
@@ -153,9 +146,9 @@ def athletes_feature_store(
 ) -> dg.MaterializeResult:
     """Both feature versions registered in Feast (`feast apply`: entity `athlete`, views
     `athlete_features_v1` and `athlete_features_v2`) and loaded into the online store."""
-    applied = feature_store.apply(use_case=schema.USE_CASE)
+    applied = feature_store.apply(use_case=CASE.name)
     views = feature_store.materialize(
-        SNAPSHOT_TS.replace(year=SNAPSHOT_TS.year - 1), SNAPSHOT_TS, use_case=schema.USE_CASE
+        SNAPSHOT_TS.replace(year=SNAPSHOT_TS.year - 1), SNAPSHOT_TS, use_case=CASE.name
     )
     return dg.MaterializeResult(metadata={"applied": applied, "materialized_views": views})
 
@@ -163,7 +156,7 @@ def athletes_feature_store(
 # -- the grid ---------------------------------------------------------------------------------
 
 
-@deployment_defaults("athletes__models", "grid_points")
+@deployment_defaults(CASE.op("models"), "grid_points")
 class GridConfig(dg.Config):
     """The random-forest grid: every forest size with every depth (0 = unlimited)."""
 
@@ -208,46 +201,38 @@ def grid_points(context: dg.OpExecutionContext, config: GridConfig):
 
 # Not in the `training` pool: a grid point fits on one core (`n_jobs=1`), and the executor's
 # process limit already bounds how many run at once.
-@dg.op(
-    required_resource_keys={"mlflow"},
-    retry_policy=NETWORK_RETRY,
-    out=dg.Out(io_manager_key=STEP_IO_MANAGER),
-)
-def train_grid_point(context: dg.OpExecutionContext, features, point):
+@dg.op(retry_policy=NETWORK_RETRY, out=dg.Out(io_manager_key=STEP_IO_MANAGER))
+def train_grid_point(context: dg.OpExecutionContext, mlflow: MlflowTracking, features, point):
     """Train, score and measure one grid point on the partition's feature version; log it as
     an MLflow run (params, validation RMSE/MAE/R², residual plot, emissions, the model)."""
     import pandas as pd
 
     from mlops_assets.athletes import features as versions
-    from mlops_assets.athletes.training import GridPoint
-    from mlops_assets.athletes.training import train_grid_point as train
+    from mlops_assets.athletes import training
     from mlops_assets.core import evaluation
 
     # Column by column: a row of mixed types would come back as floats.
-    point = {column: point[column].iloc[0].item() for column in point.columns}
+    settings = {column: point[column].iloc[0].item() for column in point.columns}
     version = context.partition_key
-    grid = GridPoint(
-        n_estimators=int(point["n_estimators"]), max_depth=int(point["max_depth"]) or None
-    )
+    grid = training.GridPoint.of(settings)
     columns = list(versions.FEATURES[version])
-    result = train(
+    result = training.train_grid_point(
         features,
         columns,
         schema.TARGET,
         grid,
-        validation_share=float(point["validation_share"]),
-        seed=int(point["seed"]),
+        validation_share=float(settings["validation_share"]),
+        seed=int(settings["seed"]),
     )
-    mlflow: MlflowTracking = context.resources.mlflow
     with mlflow.start_run(
         context,
-        use_case=schema.USE_CASE,
-        asset_key=athletes_key("models"),
+        use_case=CASE.name,
+        asset_key=CASE.key("models"),
         run_name=f"{version}-{grid.key}",
         tags={"feature_version": version, "grid_point": grid.key},
     ) as run:
-        run.log_params({"feature_version": version, **point, "features": ",".join(columns)})
-        run.log_metrics({**{f"val_{k}": v for k, v in result.metrics.items()}, **result.emissions})
+        run.log_params({"feature_version": version, **settings, "features": ",".join(columns)})
+        run.log_metrics(result.logged_metrics)
         run.log_figure(
             evaluation.residual_figure(
                 result.validation["actual"],
@@ -259,24 +244,8 @@ def train_grid_point(context: dg.OpExecutionContext, features, point):
         info = run.log_model(
             result.model, name="model", input_example=features[columns].head(5), flavor="sklearn"
         )
-    context.log.info(
-        f"{version} {grid.key}: val_rmse={result.metrics['rmse']:.2f} lb, "
-        f"{result.emissions['emissions_kg'] * 1e6:.3f} mg CO2eq"
-    )
-    return pd.DataFrame(
-        [
-            {
-                "feature_version": version,
-                "grid_point": grid.key,
-                "n_estimators": grid.n_estimators,
-                "max_depth": grid.max_depth or 0,
-                **{f"val_{k}": v for k, v in result.metrics.items()},
-                **result.emissions,
-                "mlflow_run_id": run.run_id,
-                "model_uri": info.model_uri,
-            }
-        ]
-    )
+    context.log.info(result.summary(version))
+    return pd.DataFrame([result.row(version, run.run_id, info.model_uri)])
 
 
 @dg.op
@@ -304,10 +273,10 @@ def grid_table(context: dg.OpExecutionContext, results: list):
 
 
 @dg.graph_asset(
-    key=athletes_key("models"),
+    key=CASE.key("models"),
     group_name=GROUP,
     partitions_def=VERSIONS,
-    ins={"features": frame_input(athletes_key("features"), load_as="pandas")},
+    ins={"features": frame_input(CASE.key("features"), load_as="pandas")},
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     # Retrained when its feature version is rebuilt.
     automation_condition=dg.AutomationCondition.eager(),
@@ -321,22 +290,14 @@ def models(features):
     return grid_table(results.collect())
 
 
-@deployment_defaults("athletes__champion")
-class ChampionConfig(dg.Config):
-    """The promotion gate."""
-
-    min_rmse_gain_pct: float = Field(
-        default=1.0,
-        ge=0,
-        description="The best grid point's validation RMSE must beat the champion's by more "
-        "than this percentage of it.",
-    )
+@deployment_defaults(CASE.op("champion"))
+class ChampionConfig(RmseGainConfig):
+    """The promotion gate: the best grid point's validation RMSE against the champion's."""
 
 
-@dg.asset(
-    key=athletes_key("champion"),
-    group_name=GROUP,
-    ins={"models": frame_input(athletes_key("models"), load_as="pandas")},
+@CASE.asset(
+    "champion",
+    ins={"models": frame_input(CASE.key("models"), load_as="pandas")},
     retry_policy=NETWORK_RETRY,
     # Decided again when a grid is updated, never while one is still training.
     automation_condition=dg.AutomationCondition.eager(),
@@ -348,7 +309,8 @@ def champion(
     """The best grid point over both feature versions by validation RMSE, registered as
     `athletes_total_lift@candidate` and promoted to `champion` if it beats the current one by
     the margin; the whole grid (validation RMSE against emissions) as metadata."""
-    from mlops_assets.core import evaluation, reporting
+    from mlops_assets.core import champion as flow
+    from mlops_assets.core import reporting
 
     table = models.sort_values(["val_rmse", "feature_version", "grid_point"], ignore_index=True)
     best = table.iloc[0]
@@ -358,19 +320,14 @@ def champion(
         alias=CANDIDATE,
         tags={"feature_version": best["feature_version"], "grid_point": best["grid_point"]},
     )
-    rule = evaluation.PromotionRule(
-        metric="val_rmse",
-        higher_is_better=False,
-        min_relative_improvement=config.min_rmse_gain_pct / 100,
-    )
-    decision = mlflow.promote(MODEL_NAME, version.version, rule)
-    serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
+    # No metrics passed: the gate compares the `val_rmse` each version's run logged, on the
+    # validation athletes of its grid.
+    outcome = flow.gate(mlflow, MODEL_NAME, version.version, config.rule("val_rmse"))
     shown = ["feature_version", "grid_point", "val_rmse", "val_r2", "emissions_kg", "energy_kwh"]
     return dg.MaterializeResult(
         metadata={
-            **decision.as_metadata(),
+            **outcome.metadata(),
             "candidate": f"v{version.version} {best['feature_version']} {best['grid_point']}",
-            "champion_version": str(serving.version) if serving else None,
             "comparison": dg.MetadataValue.md(
                 reporting.markdown_table(table[shown].round(6).to_dict("records"), shown)
             ),

@@ -4,15 +4,15 @@
 import dagster as dg
 
 from mlops_assets.athletes.assets import (
+    CASE,
     athletes_feature_store,
-    athletes_key,
     champion,
     clean,
     features,
     models,
     raw,
 )
-from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
+from mlops_assets.core.policies import weekly_retraining
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, clean, features, athletes_feature_store, models, champion]
@@ -21,23 +21,17 @@ ASSETS = [raw, clean, features, athletes_feature_store, models, champion]
 # date (automation conditions): both feature versions, their grids, then the feature store and the
 # champion once no grid is training. One job cannot do it all, since the feature versions are
 # partitions and the table and champion are not.
-athletes_refresh = dg.define_asset_job(
-    "athletes_refresh",
-    selection=dg.AssetSelection.assets(athletes_key("raw"), athletes_key("clean")),
-    description="Re-read and clean the athletes table; features, grids and champion follow.",
-    tags=scheduled_run_tags("retraining"),
-)
-
+#
 # Sundays 04:00 UTC. Stopped by default: the table comes from a file or a fixed generator, so a
 # refresh of unchanged data retrains identical models. Turn it on when your source is refreshed.
-athletes_weekly_refresh = weekly_schedule(
-    athletes_refresh, name="athletes_weekly_refresh", hour=4, running=False
-)
-
-defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[athletes_refresh],
-    schedules=[athletes_weekly_refresh],
+defs = weekly_retraining(
+    CASE,
+    ASSETS,
+    selection=dg.AssetSelection.assets(CASE.key("raw"), CASE.key("clean")),
+    description="Re-read and clean the athletes table; features, grids and champion follow.",
+    hour=4,
+    job_name="athletes_refresh",
+    schedule_name="athletes_weekly_refresh",
 )
 
 # What `mlops demo` runs: 2,000 generated athletes, both feature versions with a 2 x 2 grid each,

@@ -1,4 +1,4 @@
-"""The athletes use case's data contracts.
+"""The athletes use case's identity (:data:`CASE`) and data contracts.
 
 ``raw`` follows the CrossFit Games athletes CSV layout (one row per registered athlete): identity
 and team fields, body measures (``height`` in inches, ``weight`` in pounds, as in the source),
@@ -17,10 +17,15 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from mlops_assets.core.use_case import UseCase
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-USE_CASE = "athletes"
+# Its asset keys (`athletes/<name>`), group, op names and the one model it registers.
+CASE = UseCase("athletes", model_name="athletes_total_lift")
+USE_CASE = CASE.name
+
 KEY = "athlete_id"
 TARGET = "total_lift"
 EVENT_TS = "event_ts"

@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mlops_assets.athletes import features, schema
 from mlops_assets.serving.endpoints import (
@@ -35,9 +35,10 @@ from mlops_assets.serving.endpoints import (
     RequestError,
     Services,
     logged_features,
+    request_config,
 )
 
-MODEL_NAME = "athletes_total_lift"  # as registered by mlops_assets.athletes.assets
+MODEL_NAME = schema.CASE.model_name
 VERSION_TAG = "feature_version"
 UNIT = "lb"
 
@@ -50,7 +51,7 @@ def feature_view(version: str) -> str:
 class AthleteRequest(BaseModel):
     """The athlete whose total lift to predict."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"athlete_id": 42}]})
+    model_config = request_config({"athlete_id": 42})
 
     athlete_id: Integer = Field(  # JSON true is not athlete 1
         ge=1,
@@ -141,9 +142,8 @@ def predict(model: AthletesModel, request: AthleteRequest, services: Services) -
     return Prediction(body=body, value=lift, features=logged_features(values))
 
 
-ENDPOINT = Endpoint(
-    use_case=schema.USE_CASE,
-    model_name=MODEL_NAME,
+ENDPOINT = Endpoint.of(
+    schema.CASE,
     request=AthleteRequest,
     predict=predict,
     prepare=prepare,

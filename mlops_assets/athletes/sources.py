@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.athletes import schema
-from mlops_assets.core import contracts
+from mlops_assets.core import contracts, synthetic
 
 if TYPE_CHECKING:
     import numpy as np
@@ -166,12 +166,9 @@ class GeneratorConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_athletes, bool) or not isinstance(self.n_athletes, int):
-            raise TypeError(f"n_athletes must be an int, got {type(self.n_athletes).__name__}")
-        if self.n_athletes < 1:
-            raise ValueError(f"n_athletes must be >= 1, got {self.n_athletes}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        # The asset's run config is validated by Dagster; this is for configs built by hand.
+        synthetic.check_count("n_athletes", self.n_athletes)
+        synthetic.check_seed(self.seed)
 
 
 def junk_count(n_athletes: int) -> int:
@@ -190,7 +187,7 @@ def generate_athletes(config: GeneratorConfig | None = None) -> pa.Table:
 
     config = config or GeneratorConfig()
     n = config.n_athletes
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed % 2**64, _STREAM]))
+    rng = synthetic.stream(config.seed, _STREAM)
     # Every draw below happens whatever the values, so the stream stays aligned.
 
     male = rng.random(n) < 0.70
@@ -205,7 +202,7 @@ def generate_athletes(config: GeneratorConfig | None = None) -> pa.Table:
     )
     weight = np.round(np.clip(weight, np.where(male, 130.0, 110.0), np.where(male, 260.0, 220.0)))
 
-    years = _draw(rng, np.asarray(_HOWLONG_WEIGHTS), n)  # 0..4, the training age
+    years = synthetic.draw(rng, np.asarray(_HOWLONG_WEIGHTS), n)  # 0..4, the training age
     strength = rng.standard_normal(n)
     level = (
         _LIFT_SIGMA * strength
@@ -294,11 +291,11 @@ def _survey(rng: np.random.Generator, n: int, years: np.ndarray) -> dict[str, li
     declined = rng.random((n, len(schema.SURVEY))) < _DECLINE_SHARE
     coach = rng.random(n) < 0.65
     extras = rng.random((n, len(_EXPERIENCE_EXTRAS)))
-    eat = _draw(rng, np.asarray(_EAT_WEIGHTS), n)
-    load = _draw(rng, np.asarray((0.70, 0.12, 0.10, 0.08)), n)
+    eat = synthetic.draw(rng, np.asarray(_EAT_WEIGHTS), n)
+    load = synthetic.draw(rng, np.asarray((0.70, 0.12, 0.10, 0.08)), n)
     rest = rng.integers(0, len(_SCHEDULE_REST), n)
     train = rng.random((n, len(_TRAIN))) < np.asarray((0.6, 0.2, 0.3, 0.2, 0.5))
-    background = _draw(rng, np.asarray(_BACKGROUND_WEIGHTS), n)
+    background = synthetic.draw(rng, np.asarray(_BACKGROUND_WEIGHTS), n)
 
     out: dict[str, list[Any]] = {f: [] for f in schema.SURVEY}
     for i in range(n):
@@ -319,15 +316,6 @@ def _survey(rng: np.random.Generator, n: int, years: np.ndarray) -> dict[str, li
         for j, f in enumerate(schema.SURVEY):
             out[f].append(None if skipped[i] else DECLINE if declined[i, j] else answers[f])
     return out
-
-
-def _draw(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
-    """``n`` indices drawn with the given (unnormalised) weights."""
-    import numpy as np
-
-    cum = np.cumsum(weights, dtype=np.float64)
-    cum /= cum[-1]
-    return np.minimum(np.searchsorted(cum, rng.random(n), side="right"), len(cum) - 1)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ inside the functions.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,13 @@ class GridPoint:
         """A Dagster mapping key: ``t100_d8``, ``t200_dnone``."""
         return f"t{self.n_estimators}_d{self.max_depth if self.max_depth else 'none'}"
 
+    @classmethod
+    def of(cls, settings: Mapping[str, Any]) -> GridPoint:
+        """The point of a grid step's settings (``max_depth`` 0: no limit)."""
+        return cls(
+            n_estimators=int(settings["n_estimators"]), max_depth=int(settings["max_depth"]) or None
+        )
+
 
 @dataclass
 class GridResult:
@@ -46,6 +54,30 @@ class GridResult:
     metrics: dict[str, float]
     emissions: dict[str, float]
     validation: pd.DataFrame  # athlete_id, actual, predicted
+
+    @property
+    def logged_metrics(self) -> dict[str, float]:
+        """What the point's MLflow run logs: ``val_<metric>`` and the costs."""
+        return {**{f"val_{k}": v for k, v in self.metrics.items()}, **self.emissions}
+
+    def summary(self, version: str) -> str:
+        """One line for the run log: the point, its validation RMSE and its emissions."""
+        return (
+            f"{version} {self.point.key}: val_rmse={self.metrics['rmse']:.2f} lb, "
+            f"{self.emissions['emissions_kg'] * 1e6:.3f} mg CO2eq"
+        )
+
+    def row(self, version: str, run_id: str, model_uri: str) -> dict[str, Any]:
+        """The point's row in the grid table: version, point, scores, costs, where it is logged."""
+        return {
+            "feature_version": version,
+            "grid_point": self.point.key,
+            "n_estimators": self.point.n_estimators,
+            "max_depth": self.point.max_depth or 0,
+            **self.logged_metrics,
+            "mlflow_run_id": run_id,
+            "model_uri": model_uri,
+        }
 
 
 def is_validation(athlete_ids: pd.Series, share: float) -> np.ndarray:

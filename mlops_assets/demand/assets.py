@@ -16,7 +16,9 @@ one paginated API call sequence, then writes the days. Data is written only afte
 was fetched and parsed, so a failed ingest leaves earlier partitions untouched.
 """
 
-# No `from __future__ import annotations`: Dagster reads the annotations of `context` and inputs.
+# No `from __future__ import annotations`: Dagster reads the annotations of `context`, the
+# resources and the inputs.
+import functools
 import os
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
@@ -24,25 +26,30 @@ from typing import TYPE_CHECKING, Any, Literal
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.core.io_managers import ParquetIOManager, frame_input
+from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.champion import RmseGainConfig, sequential_gate
+from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import (
     NETWORK_RETRY,
     SOURCE_API_POOL,
-    TRAINING_POOL,
     daily_freshness,
-    data_error,
+    training_step,
 )
 from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.sensors import champion_versions_metadata
-from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
+from mlops_assets.core.tracking import MlflowTracking
 from mlops_assets.demand import checks, schema
+from mlops_assets.demand.cleaning import day_start, split_days
 
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
 
-GROUP = schema.USE_CASE
+CASE = schema.CASE
+GROUP = CASE.group
+# The registered model of a respondent's forecaster (the serving tests read it here).
+model_name = schema.model_name
 # EIA-930 hourly data starts in mid-2015; 2019 leaves years of backfill without a huge partition list.
 DAILY = dg.DailyPartitionsDefinition(start_date="2019-01-01")
 
@@ -60,18 +67,8 @@ MAX_HISTORY_DAYS = 3 * 366
 RETRY_DELAY_ENV = "MLOPS_DEMAND_INGEST_RETRY_DELAY_S"
 
 
-def demand_key(name: str) -> dg.AssetKey:
-    """The key of demand asset `name`: `demand/<name>`, stored at `<root>/demand/<name>/`."""
-    return dg.AssetKey([schema.USE_CASE, name])
-
-
-def model_name(respondent: str) -> str:
-    """The registered MLflow model of a respondent's forecaster: `demand_forecaster_ciso`."""
-    return f"demand_forecaster_{respondent.lower()}"
-
-
-def _day_start(day: str) -> datetime:
-    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+# `@daily_asset("name", ...)`: keyed `<use case>/<name>`, in its group, one partition per UTC day.
+daily_asset = functools.partial(CASE.asset, partitions_def=DAILY)
 
 
 def history_days(day: str, n: int) -> list[str]:
@@ -83,7 +80,7 @@ def history_days(day: str, n: int) -> list[str]:
 # -- raw ----------------------------------------------------------------------------------------
 
 
-@deployment_defaults("demand__raw")
+@deployment_defaults(CASE.op("raw"))
 class RawConfig(dg.Config):
     """Where hourly demand comes from, and for which balancing authorities."""
 
@@ -126,6 +123,7 @@ def ingest_retry_policy() -> dg.RetryPolicy:
 
 
 def _fetch(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
+    """The hours ``[start, end)`` of the configured respondents from the configured source."""
     if config.source == "generator":
         from mlops_assets.demand import generator
 
@@ -137,31 +135,33 @@ def _fetch(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
             ),
         )
     if config.source == "files":
-        from mlops_assets.demand import sources
+        return _read_files(config, start, end)
+    return _fetch_eia(config, start, end)
 
-        if not config.files_root:
-            raise dg.Failure(
-                "demand/raw: source='files' needs files_root (the folder of your files)",
-                allow_retries=False,
-            )
-        try:
-            read = sources.read_files(
-                config.files_root, config.respondents, start.date(), end.date()
-            )
-        except sources.FilesError as exc:
-            # Nothing is written: the whole range is read and checked before any day is staged.
-            # Not retried: a bad or missing file fails the same way until it is fixed.
-            raise dg.Failure(f"demand/raw: {exc}", allow_retries=False) from exc
-        log = dg.get_dagster_logger()
-        if read.extra_columns:
-            log.warning(
-                f"demand/raw: ignored columns not in the contract: {list(read.extra_columns)}"
-            )
-        if read.ignored_rows:
-            log.warning(
-                f"demand/raw: ignored rows of respondents not asked for: {read.ignored_rows}"
-            )
-        return read.table
+
+def _read_files(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
+    from mlops_assets.demand import sources
+
+    if not config.files_root:
+        raise dg.Failure(
+            "demand/raw: source='files' needs files_root (the folder of your files)",
+            allow_retries=False,
+        )
+    try:
+        read = sources.read_files(config.files_root, config.respondents, start.date(), end.date())
+    except sources.FilesError as exc:
+        # Nothing is written: the whole range is read and checked before any day is staged.
+        # Not retried: a bad or missing file fails the same way until it is fixed.
+        raise dg.Failure(f"demand/raw: {exc}", allow_retries=False) from exc
+    log = dg.get_dagster_logger()
+    if read.extra_columns:
+        log.warning(f"demand/raw: ignored columns not in the contract: {list(read.extra_columns)}")
+    if read.ignored_rows:
+        log.warning(f"demand/raw: ignored rows of respondents not asked for: {read.ignored_rows}")
+    return read.table
+
+
+def _fetch_eia(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
     from mlops_assets.demand import eia
 
     try:
@@ -180,51 +180,37 @@ def _fetch(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
         raise dg.Failure(str(exc), allow_retries=exc.transient) from exc
 
 
-def _split_days(table: "pa.Table", days: list[str]) -> dict[str, "pa.Table"]:
-    import polars as pl
-
-    frame = pl.from_arrow(table)
-    assert isinstance(frame, pl.DataFrame)
-    return {
-        day: frame.filter(pl.col("period").dt.date() == date.fromisoformat(day)).to_arrow()
-        for day in days
-    }
-
-
-RAW_AUDITS = checks.raw_audits(demand_key("raw"), DAILY)
+RAW_AUDITS = checks.raw_audits(CASE.key("raw"), DAILY)
 
 
 def build_raw(retry_policy: dg.RetryPolicy | None) -> dg.AssetsDefinition:
     """The ``raw`` asset with a given step retry policy (tests use seconds, not minutes)."""
 
-    @dg.asset(
-        key=demand_key("raw"),
-        partitions_def=DAILY,
-        group_name=GROUP,
+    @daily_asset(
+        "raw",
         # Single run: a range is fetched with one paginated request per respondent instead of
         # one per day, then split into days and written by the step itself.
         backfill_policy=dg.BackfillPolicy.single_run(),
         retry_policy=retry_policy,
         # EIA rate-limits each key: one ingest at a time, whatever number of runs are queued.
         pool=SOURCE_API_POOL,
-        required_resource_keys={"io_manager"},
         check_specs=check_specs(RAW_AUDITS),
         kinds={"parquet"},
     )
-    def raw(context: dg.AssetExecutionContext, config: RawConfig):
+    def raw(context: dg.AssetExecutionContext, config: RawConfig, asset_store: AssetStore):
         """Hourly demand (type D) of each respondent as the source reported it: one row per
         respondent and UTC hour, the value kept as the text the source sent (bronze). Each day
         is published only when its blocking checks pass on it."""
         window = context.partition_time_window
         start, end = window.start.astimezone(UTC), window.end.astimezone(UTC)
         table = _fetch(config, start, end)
-        days = list(context.partition_keys)
         yield from publish(
             context,
-            {demand_key("raw"): _split_days(table, days)},
+            asset_store,
+            {CASE.key("raw"): split_days(table, list(context.partition_keys))},
             RAW_AUDITS,
             metadata={
-                demand_key("raw"): {
+                CASE.key("raw"): {
                     "source": config.source,
                     "respondents": sorted(set(table.column("respondent").to_pylist())),
                     "hours": f"{start.isoformat()} .. {end.isoformat()}",
@@ -241,21 +227,18 @@ raw = build_raw(ingest_retry_policy())
 # -- clean --------------------------------------------------------------------------------------
 
 
-CLEAN_AUDITS = checks.clean_audits(demand_key("clean"), DAILY)
+CLEAN_AUDITS = checks.clean_audits(CASE.key("clean"), DAILY)
 
 
-@dg.asset(
-    key=demand_key("clean"),
-    partitions_def=DAILY,
-    group_name=GROUP,
+@daily_asset(
+    "clean",
     # Single run: the days of a range are cleaned together and written by the step itself.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    ins={"raw": frame_input(demand_key("raw"), load_as="arrow")},
-    required_resource_keys={"io_manager"},
+    ins={"raw": frame_input(CASE.key("raw"), load_as="arrow")},
     check_specs=check_specs(CLEAN_AUDITS),
     kinds={"polars", "parquet"},
 )
-def clean(context: dg.AssetExecutionContext, raw):
+def clean(context: dg.AssetExecutionContext, asset_store: AssetStore, raw):
     """Demand per respondent and UTC hour in the modelling contract `unique_id, ds, y` (MWh,
     float), sorted, with an integrity report per day: hours covered, rows, duplicate and missing
     hours, values the source left empty, implausible values. Duplicates and gaps are reported,
@@ -263,46 +246,30 @@ def clean(context: dg.AssetExecutionContext, raw):
     from mlops_assets.demand import cleaning
 
     days = list(context.partition_keys)
-    by_day = _split_days(raw, days)
-    cleaned, reports = {}, {}
     try:
-        for day, table in by_day.items():
-            start = _day_start(day)
-            cleaned[day], reports[day] = cleaning.to_clean(
-                table, start=start, end=start + timedelta(days=1)
-            )
+        cleaned, reports = cleaning.clean_days(split_days(raw, days))
     except cleaning.CleanError as exc:
         raise dg.Failure(f"demand/clean: {exc}") from exc
     invalid = {d: r for d, r in reports.items() if r["status"] != "valid"}
     summary = {
-        **_report_summary(reports),
+        **cleaning.summarize(reports),
         "integrity": dg.MetadataValue.json(
             reports[days[0]] if len(days) == 1 else {"invalid_days": invalid}
         ),
     }
     yield from publish(
         context,
-        {demand_key("clean"): cleaned},
+        asset_store,
+        {CASE.key("clean"): cleaned},
         CLEAN_AUDITS,
-        metadata={demand_key("clean"): summary},
+        metadata={CASE.key("clean"): summary},
     )
-
-
-def _report_summary(reports: dict[str, dict]) -> dict[str, Any]:
-    counts = ("duplicate_hours", "missing_hours", "null_values", "implausible_values")
-    first = min((r["first_hour"] for r in reports.values() if r["first_hour"]), default=None)
-    last = max((r["last_hour"] for r in reports.values() if r["last_hour"]), default=None)
-    return {
-        "status": "valid" if all(r["status"] == "valid" for r in reports.values()) else "invalid",
-        "date_range": f"{first} .. {last}",
-        **{name: sum(r[name] for r in reports.values()) for name in counts},
-    }
 
 
 # -- backtest -----------------------------------------------------------------------------------
 
 
-@deployment_defaults("demand__cv_results")
+@deployment_defaults(CASE.op("cv_results"))
 class BacktestConfig(dg.Config):
     """The rolling-origin backtest: which models, how far ahead, over how many windows."""
 
@@ -329,7 +296,7 @@ class BacktestConfig(dg.Config):
 
 
 def read_clean_window(
-    context: dg.AssetExecutionContext, io: ParquetIOManager, n_days: int
+    context: dg.AssetExecutionContext, store: AssetStore, n_days: int
 ) -> tuple["pd.DataFrame", dict[str, str], list[str]]:
     """The clean days ``[D - n_days + 1, D]`` as one pandas frame, their data versions and the
     days; fails, naming them, when days are missing or the window breaks the clean checks (a
@@ -341,7 +308,7 @@ def read_clean_window(
     day = context.partition_key
     days = history_days(day, n_days)
     try:
-        table, versions = io.read_partitions(demand_key("clean"), days)
+        table, versions = store.read_partitions(CASE.key("clean"), days)
     except FileNotFoundError as exc:
         # A data error: retrying will not make the days appear (the step's network retries
         # would only delay the message by a minute).
@@ -351,19 +318,11 @@ def read_clean_window(
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
     report = cleaning.integrity_report(
-        frame, start=_day_start(days[0]), end=_day_start(day) + timedelta(days=1)
+        frame, start=day_start(days[0]), end=day_start(day) + timedelta(days=1)
     )
-    if report["status"] != "valid":
-        problems = {
-            k: report[k]
-            for k in ("duplicate_hours", "missing_hours", "implausible_values")
-            if report[k]
-        }
-        samples = {
-            k: report[k]
-            for k in ("duplicate_samples", "missing_samples", "implausible_samples")
-            if report[k]
-        }
+    unfit = cleaning.unfit_to_train(report)
+    if unfit is not None:
+        problems, samples = unfit
         raise dg.Failure(
             f"demand/clean {days[0]} .. {days[-1]} is not fit to train on: {problems}; "
             f"e.g. {samples}. Fix or re-ingest those days (their blocking checks fail too).",
@@ -380,44 +339,32 @@ def _combined_version(versions: dict[str, str]) -> str:
     return hashlib.sha256(joined.encode()).hexdigest()
 
 
-def _champion_models(mlflow: MlflowTracking, respondents: list[str]) -> dict[str, str]:
-    """The model kind serving as champion of each respondent that has one."""
-    kinds = {}
-    for respondent in respondents:
-        version = mlflow.get_version_by_alias(model_name(respondent), CHAMPION)
-        if version is not None and version.tags.get("model"):
-            kinds[respondent] = version.tags["model"]
-    return kinds
-
-
-@dg.asset(
-    key=demand_key("cv_results"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    deps=[demand_key("clean")],
-    required_resource_keys={"io_manager", "mlflow"},
+@daily_asset(
+    "cv_results",
     # One run per day: each day is its own backtest on the history ending with it.
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    pool=TRAINING_POOL,
-    retry_policy=NETWORK_RETRY,
-    kinds={"statsforecast", "parquet"},
+    **training_step(
+        per_partition=True, deps=[CASE.key("clean")], kinds={"statsforecast", "parquet"}
+    ),
 )
-def cv_results(context: dg.AssetExecutionContext, config: BacktestConfig):
+def cv_results(
+    context: dg.AssetExecutionContext,
+    config: BacktestConfig,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+):
     """Rolling-origin backtest of every model on every respondent over the clean history ending
     with the partition's day: one row per respondent, model, origin (`cutoff`) and forecast hour,
     with the actual `y`, the forecast `yhat` and its 80%/95% intervals. Each window's model saw
     only the hours up to its cutoff. The current champion's model is always included, so the
     promotion gate compares candidate and champion on the same windows."""
-    import dataclasses
     import time
 
-    from mlops_assets.demand import forecasting
+    from mlops_assets.demand import champions, forecasting, reports
 
-    io: ParquetIOManager = context.resources.io_manager
-    frame, versions, days = read_clean_window(context, io, config.history_days)
+    frame, versions, days = read_clean_window(context, asset_store, config.history_days)
     respondents = sorted(frame["unique_id"].unique())
-    champions = _champion_models(context.resources.mlflow, respondents)
-    models = list(dict.fromkeys([forecasting.BASELINE, *config.models, *champions.values()]))
+    serving = champions.champion_models(mlflow, respondents)
+    models = list(dict.fromkeys([forecasting.BASELINE, *config.models, *serving.values()]))
     spec = forecasting.BacktestSpec(
         horizon=config.horizon,
         n_windows=config.n_windows,
@@ -431,77 +378,41 @@ def cv_results(context: dg.AssetExecutionContext, config: BacktestConfig):
     except forecasting.ForecastingError as exc:
         # The data or the settings are at fault: a retry would fail the same way.
         raise dg.Failure(f"demand/cv_results: {exc}", allow_retries=False) from exc
-    cutoffs = sorted({c.isoformat() for c in results["cutoff"]})
     context.add_output_metadata(
         {
-            "models": models,
-            "champion_models": dg.MetadataValue.json(champions),
+            **reports.backtest_summary(results, models, serving, spec),
             "respondents": respondents,
-            "cutoffs": cutoffs,
-            "horizon": config.horizon,
-            "spec": dg.MetadataValue.json(dataclasses.asdict(spec)),
             "history": f"{days[0]} .. {days[-1]}",
             "clean_data_version": _combined_version(versions),
             "backtest_seconds": round(time.perf_counter() - started, 2),
-            # Seconds and captured library warnings (e.g. ARIMA convergence) per model.
-            "diagnostics": dg.MetadataValue.json(
-                {
-                    model: {k: v for k, v in notes.items() if k in ("seconds", "warnings")}
-                    for model, notes in results.attrs.get("diagnostics", {}).items()
-                }
-            ),
         }
     )
     return results
 
 
-@dg.asset(
-    key=demand_key("leaderboard"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    ins={"cv_results": frame_input(demand_key("cv_results"), load_as="pandas")},
+@daily_asset(
+    "leaderboard",
+    ins={"cv_results": frame_input(CASE.key("cv_results"), load_as="pandas")},
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     kinds={"pandas", "parquet"},
 )
 def leaderboard(context: dg.AssetExecutionContext, cv_results):
     """Models ranked per respondent by backtest RMSE (mean over windows), with its spread, MAE,
     MAPE and skill against the seasonal-naive baseline (1 - rmse / baseline rmse)."""
-    from mlops_assets.core import reporting
-    from mlops_assets.demand import forecasting
+    from mlops_assets.demand import forecasting, reports
 
     board = forecasting.leaderboard(cv_results)
-    best = board[board["rank"] == 1]
-    shown = ["unique_id", "model", "rmse_mean", "rmse_std", "mae_mean", "mape_mean"]
-    shown += ["skill_vs_baseline", "rank"]
-    rows = [
-        {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
-        for row in board[shown].to_dict("records")
-    ]
-    context.add_output_metadata(
-        {
-            "best_model": dg.MetadataValue.json(
-                dict(zip(best["unique_id"], best["model"], strict=True))
-            ),
-            "respondents_beating_baseline": int((best["model"] != forecasting.BASELINE).sum()),
-            "leaderboard": dg.MetadataValue.md(reporting.markdown_table(rows, shown)),
-        }
-    )
+    context.add_output_metadata(reports.leaderboard_summary(board, forecasting.BASELINE))
     return board
 
 
 # -- champion -----------------------------------------------------------------------------------
 
 
-@deployment_defaults("demand__champion")
-class ChampionConfig(dg.Config):
-    """The promotion gate of the demand forecasters."""
+@deployment_defaults(CASE.op("champion"))
+class ChampionConfig(RmseGainConfig):
+    """The promotion gate of the demand forecasters: on the backtest's windows."""
 
-    min_rmse_gain_pct: float = Field(
-        default=1.0,
-        ge=0,
-        description="The candidate's backtest RMSE must be lower than the champion's by more "
-        "than this percentage of the champion's RMSE.",
-    )
     example_days: int = Field(
         default=28,
         ge=7,
@@ -517,7 +428,7 @@ def _backtest_spec(context: dg.AssetExecutionContext, day: str) -> Any:
     from mlops_assets.demand import forecasting
 
     records = context.instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=demand_key("cv_results"), asset_partitions=[day]), limit=1
+        dg.AssetRecordsFilter(asset_key=CASE.key("cv_results"), asset_partitions=[day]), limit=1
     ).records
     if not records:
         raise dg.Failure(
@@ -533,140 +444,47 @@ def _backtest_spec(context: dg.AssetExecutionContext, day: str) -> Any:
     return forecasting.BacktestSpec(**spec.value)
 
 
-_METRICS = ("rmse_mean", "rmse_std", "mae_mean", "mape_mean", "skill_vs_baseline")
-
-
-def _row_metrics(row: "pd.Series") -> dict[str, float]:
-    return {m: float(row[m]) for m in _METRICS}
-
-
-@dg.asset(
-    key=demand_key("champion"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    ins={"leaderboard": frame_input(demand_key("leaderboard"), load_as="pandas")},
-    deps=[demand_key("clean")],
-    required_resource_keys={"io_manager", "mlflow"},
-    # Promotions are decided one day after the other, in order, never as a batch.
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    retry_policy=NETWORK_RETRY,
-    freshness_policy=daily_freshness(),
-    kinds={"mlflow"},
+@daily_asset(
+    "champion",
+    ins={"leaderboard": frame_input(CASE.key("leaderboard"), load_as="pandas")},
+    **sequential_gate(deps=[CASE.key("clean")], freshness_policy=daily_freshness()),
 )
 def champion(
-    context: dg.AssetExecutionContext, config: ChampionConfig, leaderboard
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+    leaderboard,
 ) -> dg.MaterializeResult:
     """Per respondent, the leaderboard's best model logged to MLflow and registered as
     `demand_forecaster_<respondent>` with alias `candidate`; alias `champion` moves to it only if
     its backtest RMSE beats the current champion's on the same windows by the margin."""
-    from mlops_assets.core import evaluation, reporting
-    from mlops_assets.demand import forecaster, forecasting
+    from mlops_assets.demand import champions, forecasting
 
-    day = context.partition_key
-    mlflow: MlflowTracking = context.resources.mlflow
-    spec = _backtest_spec(context, day)
+    spec = _backtest_spec(context, context.partition_key)
     # At least as many days as the winning models need for their input example: a longer
     # horizon (48 h in README's example) or a longer season needs more than `example_days`.
     needed = forecasting.minimum_history_hours(
         sorted(set(leaderboard["model"])), spec, backtest=False
     )
-    history, versions, _ = read_clean_window(
-        context, context.resources.io_manager, max(config.example_days, -(-needed // 24))
-    )
-    decisions = []
-    for respondent, board in leaderboard.groupby("unique_id", sort=True):
-        board = board.sort_values("rank")
-        best = board.iloc[0]
-        name = model_name(respondent)
-        with mlflow.start_run(
+    n_days = max(config.example_days, -(-needed // 24))
+    history, versions, _ = read_clean_window(context, asset_store, n_days)
+    rule = config.rule("rmse_mean")
+    promotions = [
+        champions.register_and_gate(
             context,
-            use_case=schema.USE_CASE,
-            run_name=f"{respondent}-{best['model']}-{day}",
-            tags={"respondent": respondent, "model": best["model"]},
-        ) as run:
-            run.log_params(
-                {
-                    "respondent": respondent,
-                    "model": best["model"],
-                    "horizon": spec.horizon,
-                    "n_windows": int(best["n_windows"]),
-                    "models_compared": ",".join(board["model"]),
-                }
-            )
-            run.log_metrics(
-                {
-                    **_row_metrics(best),
-                    **{
-                        f"rmse_mean.{r['model']}": float(r["rmse_mean"])
-                        for _, r in board.iterrows()
-                    },
-                }
-            )
-            example = history[history["unique_id"] == respondent]
-            try:
-                signature, input_example = forecaster.signature_and_example(
-                    example, spec, model=best["model"]
-                )
-            except forecasting.ForecastingError as exc:
-                raise dg.Failure(
-                    f"demand/champion {respondent}: {exc}",
-                    allow_retries=False,
-                ) from exc
-            info = run.log_model(
-                forecaster.DemandForecaster(best["model"], spec),
-                name="forecaster",
-                input_example=input_example,
-                signature=signature,
-                flavor="pyfunc",
-                pip_requirements=forecaster.pip_requirements(),
-            )
-        version = mlflow.register(
-            info, name, alias=CANDIDATE, tags={"model": best["model"], "respondent": respondent}
-        )
-        current = mlflow.get_version_by_alias(name, CHAMPION)
-        champion_metrics = None
-        if current is not None:
-            row = board[board["model"] == current.tags.get("model")]
-            champion_metrics = _row_metrics(row.iloc[0]) if len(row) else None
-        rule = evaluation.PromotionRule(
-            metric="rmse_mean",
-            higher_is_better=False,
-            min_relative_improvement=config.min_rmse_gain_pct / 100,
-        )
-        decision = mlflow.promote(
-            name,
-            version.version,
+            mlflow,
+            respondent,
+            board,
+            history[history["unique_id"] == respondent],
+            spec,
             rule,
-            candidate_metrics=_row_metrics(best),
-            champion_metrics=champion_metrics,
-            compared_with=current.version if current is not None else None,
         )
-        serving = mlflow.get_version_by_alias(name, CHAMPION)
-        decisions.append(
-            {
-                "respondent": respondent,
-                "candidate": f"v{version.version} {best['model']}",
-                "candidate_rmse": round(float(best["rmse_mean"]), 3),
-                "champion_before": f"v{current.version} {current.tags.get('model')}"
-                if current
-                else "none",
-                "promoted": decision.promote,
-                "champion": f"v{serving.version} {serving.tags.get('model')}"
-                if serving
-                else "none",
-                "reason": decision.reason,
-                "mlflow_run": run.run_id,
-            }
-        )
-    columns = list(decisions[0])
+        for respondent, board in leaderboard.groupby("unique_id", sort=True)
+    ]
     return dg.MaterializeResult(
         metadata={
-            "promoted": sum(d["promoted"] for d in decisions),
-            "champions": dg.MetadataValue.json({d["respondent"]: d["champion"] for d in decisions}),
-            "decisions": dg.MetadataValue.md(reporting.markdown_table(decisions, columns)),
-            "mlflow_runs": dg.MetadataValue.json(
-                {d["respondent"]: mlflow.run_url(d["mlflow_run"]) for d in decisions}
-            ),
+            **champions.promotions_metadata(mlflow, promotions),
             "clean_data_version": _combined_version(versions),
         }
     )
@@ -675,7 +493,7 @@ def champion(
 # -- forecasts ----------------------------------------------------------------------------------
 
 
-@deployment_defaults("demand__forecasts")
+@deployment_defaults(CASE.op("forecasts"))
 class ForecastConfig(dg.Config):
     """How far ahead to forecast, from how much history."""
 
@@ -693,104 +511,45 @@ class ForecastConfig(dg.Config):
     )
 
 
-@dg.asset(
-    key=demand_key("forecasts"),
-    partitions_def=DAILY,
-    group_name=GROUP,
+@daily_asset(
+    "forecasts",
     deps=[
-        demand_key("clean"),
+        CASE.key("clean"),
         # Forecasts use whichever model is champion when they run; in a backfill of the group,
         # the day's champion is decided first.
-        demand_key("champion"),
+        CASE.key("champion"),
     ],
-    required_resource_keys={"io_manager", "mlflow"},
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     retry_policy=NETWORK_RETRY,
     # Grid operators read these every morning: the 06:00 schedule keeps them within a day.
     freshness_policy=daily_freshness(),
     kinds={"mlflow", "parquet"},
 )
-def forecasts(context: dg.AssetExecutionContext, config: ForecastConfig):
+def forecasts(
+    context: dg.AssetExecutionContext,
+    config: ForecastConfig,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+):
     """Demand of the next `horizon` hours after the partition's day for each respondent: each
     champion refit on the clean history, with 80% and 95% prediction intervals; the model and
     its registry version on every row. Written all at once, so a failure keeps the previous
     forecasts."""
-    import pandas as pd
+    from mlops_assets.demand import champions, reports
 
-    from mlops_assets.core import reporting
-    from mlops_assets.demand import forecasting
-
-    mlflow: MlflowTracking = context.resources.mlflow
-    io: ParquetIOManager = context.resources.io_manager
-    history, versions, days = read_clean_window(context, io, config.history_days)
-    origin = _day_start(context.partition_key) + timedelta(days=1)
-    frames, served, used = [], {}, {}
-    for respondent, series in history.groupby("unique_id", sort=True):
-        last = series["ds"].max()
-        if last != pd.Timestamp(origin - timedelta(hours=1)):
-            raise dg.Failure(
-                f"demand/clean of {respondent} ends at {last.isoformat()}, not at the last "
-                f"hour of {context.partition_key}: forecasts start at {origin.isoformat()}",
-                allow_retries=False,
-            )
-        name = model_name(respondent)
-        version = mlflow.get_version_by_alias(name, CHAMPION)
-        if version is None:
-            raise data_error(
-                f"{name} has no champion yet: materialize demand/champion for {respondent} first"
-            )
-        # By version, not alias: the alias may move between the look-up and the download.
-        model = mlflow.load_model_version(name, version.version, flavor="pyfunc")
-        horizon = config.horizon
-        params = {"horizon": horizon} if horizon else None
-        try:
-            frame = model.predict(series.reset_index(drop=True), params=params)
-        except forecasting.ForecastingError as exc:
-            raise dg.Failure(f"demand/forecasts {respondent}: {exc}", allow_retries=False) from exc
-        frames.append(
-            frame.assign(
-                model=version.tags.get("model", ""),
-                model_name=name,
-                model_version=str(version.version),
-                issued_at=pd.Timestamp(origin),
-            )
-        )
-        served[respondent] = f"v{version.version} {version.tags.get('model', '')}"
-        used[name] = str(version.version)
-    out = pd.concat(frames, ignore_index=True).sort_values(["unique_id", "ds"], ignore_index=True)
+    history, versions, days = read_clean_window(context, asset_store, config.history_days)
+    origin = day_start(context.partition_key) + timedelta(days=1)
+    made = champions.forecast_with_champions(mlflow, history, origin, config.horizon)
+    out = made.frame
     context.add_output_metadata(
         {
-            "champions": dg.MetadataValue.json(served),
-            **champion_versions_metadata(used),
+            "champions": dg.MetadataValue.json(made.served),
+            **champion_versions_metadata(made.versions),
             "origin": origin.isoformat(),
             "hours_ahead": int(out.groupby("unique_id").size().max()),
             "history": f"{days[0]} .. {days[-1]}",
             "clean_data_version": _combined_version(versions),
-            "plot": reporting.figure_markdown(
-                _forecast_figure(history, out), alt="Last week and the forecast"
-            ),
+            "plot": reports.forecast_plot(history, out),
         }
     )
     return out
-
-
-def _forecast_figure(history: "pd.DataFrame", forecast: "pd.DataFrame") -> Any:
-    """The last week of each respondent and its forecast with the 80%/95% intervals."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ids = sorted(forecast["unique_id"].unique())
-    figure, axes = plt.subplots(len(ids), 1, figsize=(8, 2.2 * len(ids)), squeeze=False)
-    for ax, uid in zip(axes[:, 0], ids, strict=True):
-        past = history[history["unique_id"] == uid].tail(7 * 24)
-        ahead = forecast[forecast["unique_id"] == uid]
-        ax.plot(past["ds"], past["y"], color="black", linewidth=0.8, label="actual")
-        ax.fill_between(ahead["ds"], ahead["yhat_lo_95"], ahead["yhat_hi_95"], alpha=0.2)
-        ax.fill_between(ahead["ds"], ahead["yhat_lo_80"], ahead["yhat_hi_80"], alpha=0.3)
-        ax.plot(ahead["ds"], ahead["yhat"], color="tab:blue", label="forecast")
-        ax.set_title(f"{uid} ({ahead['model'].iloc[0]} v{ahead['model_version'].iloc[0]})")
-        ax.set_ylabel("MWh")
-    figure.tight_layout()
-    return figure

@@ -16,7 +16,7 @@ Pure code (Polars, pyarrow); no Dagster.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from mlops_assets.demand import schema
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
 
 #: Offending rows listed per problem in errors and reports.
 MAX_SAMPLES = 10
+
+# What makes a history unfit to train on, and the samples that show each (a history read back
+# from clean has no empty values: they never reach it).
+_PROBLEMS = ("duplicate_hours", "missing_hours", "implausible_values")
+_PROBLEM_SAMPLES = ("duplicate_samples", "missing_samples", "implausible_samples")
 
 
 class CleanError(ValueError):
@@ -195,3 +200,56 @@ def integrity_report(
         ],
         "by_respondent": per_respondent,
     }
+
+
+def day_start(day: str) -> datetime:
+    """The first hour of the UTC day ``day`` (``YYYY-MM-DD``)."""
+    return datetime.fromisoformat(day).replace(tzinfo=UTC)
+
+
+def split_days(table: pa.Table, days: list[str], *, column: str = "period") -> dict[str, pa.Table]:
+    """The rows of ``table`` of each UTC day of ``days`` (by ``column``, a UTC timestamp): a
+    fetched range cut into its daily partitions."""
+    import polars as pl
+
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return {
+        day: frame.filter(pl.col(column).dt.date() == date.fromisoformat(day)).to_arrow()
+        for day in days
+    }
+
+
+def clean_days(
+    raw_days: dict[str, pa.Table],
+) -> tuple[dict[str, pa.Table], dict[str, dict[str, Any]]]:
+    """Each raw day cleaned (:func:`to_clean`), gaps counted over its whole UTC day, and its
+    integrity report."""
+    cleaned, reports = {}, {}
+    for day, table in raw_days.items():
+        start = day_start(day)
+        cleaned[day], reports[day] = to_clean(table, start=start, end=start + timedelta(days=1))
+    return cleaned, reports
+
+
+def summarize(reports: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The integrity reports of several days as one: ``valid`` only if every day is, the hours
+    covered, and each problem counted over all days."""
+    counts = ("duplicate_hours", "missing_hours", "null_values", "implausible_values")
+    first = min((r["first_hour"] for r in reports.values() if r["first_hour"]), default=None)
+    last = max((r["last_hour"] for r in reports.values() if r["last_hour"]), default=None)
+    return {
+        "status": "valid" if all(r["status"] == "valid" for r in reports.values()) else "invalid",
+        "date_range": f"{first} .. {last}",
+        **{name: sum(r[name] for r in reports.values()) for name in counts},
+    }
+
+
+def unfit_to_train(report: dict[str, Any]) -> tuple[dict[str, int], dict[str, list]] | None:
+    """What makes a history of ``report`` (:func:`integrity_report`) unfit to train on: its
+    problems counted and samples of each; ``None`` when it is fit."""
+    if report["status"] == "valid":
+        return None
+    problems = {k: report[k] for k in _PROBLEMS if report[k]}
+    samples = {k: report[k] for k in _PROBLEM_SAMPLES if report[k]}
+    return problems, samples

@@ -5,22 +5,15 @@ import dagster as dg
 
 from mlops_assets.core.policies import scheduled_run_tags
 from mlops_assets.core.sensors import rescore_on_champion_change
-from mlops_assets.demand.assets import (
-    champion,
-    clean,
-    cv_results,
-    demand_key,
-    forecasts,
-    leaderboard,
-    raw,
-)
+from mlops_assets.demand.assets import champion, clean, cv_results, forecasts, leaderboard, raw
+from mlops_assets.demand.schema import CASE
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, clean, cv_results, leaderboard, champion, forecasts]
 
 demand_daily = dg.define_asset_job(
     "demand_daily",
-    selection=dg.AssetSelection.groups("demand"),
+    selection=dg.AssetSelection.groups(CASE.group),
     description="One UTC day of demand: ingest, clean and validate it, backtest every model, "
     "promote the champions and publish the forecasts that follow the day.",
     tags=scheduled_run_tags("daily"),
@@ -29,7 +22,7 @@ demand_daily = dg.define_asset_job(
 # The seed's `--check-only`: ingest, clean and validate, no training.
 demand_check_only = dg.define_asset_job(
     "demand_check_only",
-    selection=dg.AssetSelection.assets(demand_key("raw"), demand_key("clean")),
+    selection=dg.AssetSelection.assets(CASE.key("raw"), CASE.key("clean")),
     description="Ingest, clean and validate demand days without training or forecasting.",
 )
 
@@ -46,7 +39,7 @@ demand_daily_schedule = dg.build_schedule_from_partitioned_job(
 # The daily job promotes and then forecasts, so its forecasts are never stale; a champion moved
 # outside it (a rollback in the MLflow UI) leaves the latest forecasts made by another model.
 demand_reforecast = rescore_on_champion_change(
-    name="demand_reforecast_on_champion_change", target=demand_key("forecasts")
+    name="demand_reforecast_on_champion_change", target=CASE.key("forecasts")
 )
 
 defs = dg.Definitions(

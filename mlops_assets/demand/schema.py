@@ -1,4 +1,5 @@
-"""The demand use case's data contracts.
+"""The demand use case's identity (:data:`CASE`: its asset keys, group and the prefix of its
+registered models) and its data contracts.
 
 * ``raw`` (bronze): what the source said, one row per respondent and hour. ``value`` is kept as
   the text the source sent (the EIA API sends numbers as strings, and sometimes nulls or junk),
@@ -16,10 +17,14 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from mlops_assets.core.use_case import UseCase
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-USE_CASE = "demand"
+# One registered model per respondent: `model_name` is the prefix of their names.
+CASE = UseCase("demand", model_name="demand_forecaster_")
+USE_CASE = CASE.name
 
 # Balancing authorities of the EIA-930 data (EIA calls them "respondents"): California ISO, ERCOT,
 # PJM, Midcontinent ISO and New York ISO. The generator knows these and any other code.
@@ -36,6 +41,14 @@ CLEAN_COLUMNS = ("unique_id", "ds", "y")
 # 160 GWh per hour; a value outside these bounds is a unit or parsing error, not demand.
 MIN_PLAUSIBLE_MWH = 0.0
 MAX_PLAUSIBLE_MWH = 500_000.0
+
+
+def model_name(respondent: str) -> str:
+    """The registered MLflow model of a respondent's forecaster: ``demand_forecaster_ciso``.
+
+    The code is lower-cased (EIA spells it in upper case): the serving API picks the model from
+    the respondent a client sends, in whichever case it comes."""
+    return CASE.model_name + respondent.lower()
 
 
 @cache

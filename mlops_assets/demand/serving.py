@@ -14,7 +14,7 @@ model (see :data:`HISTORY_DESCRIPTION`); a history too short for it is a 422 tha
 hours that model needs.
 
 The respondent is case-insensitive: the registry names a respondent's model with the lower-case
-code (:func:`mlops_assets.demand.assets.model_name`), so the request keeps that form for the app
+code (:func:`mlops_assets.demand.schema.model_name`), so the request keeps that form for the app
 to pick the model, and the answer gives the code in upper case, as EIA spells it.
 
 ``mlops_assets.demand.forecaster`` imports mlflow at its top: it is imported inside the functions
@@ -40,9 +40,11 @@ from mlops_assets.serving.endpoints import (
     Prediction,
     RequestError,
     Services,
+    request_config,
 )
 
-MODEL_NAME_PREFIX = "demand_forecaster_"  # mlops_assets.demand.assets.model_name
+# The registered models' prefix: a respondent's is `schema.model_name(respondent)`.
+MODEL_NAME_PREFIX = schema.CASE.model_name
 MAX_HORIZON = 7 * 24
 # A year of hours at most in one request: the statistical models read the last four weeks, gbm all.
 MAX_HISTORY_HOURS = 366 * 24
@@ -110,13 +112,8 @@ def _example_history() -> list[dict[str, Any]]:
 class DemandRequest(BaseModel):
     """A forecast of one respondent's demand from its recent hours."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"respondent": "CISO", "horizon": EXAMPLE_HORIZON, "history": _example_history()}
-            ]
-        },
+    model_config = request_config(
+        {"respondent": "CISO", "horizon": EXAMPLE_HORIZON, "history": _example_history()},
     )
 
     respondent: str = Field(

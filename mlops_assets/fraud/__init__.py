@@ -4,3 +4,5 @@ snapshots → Feast → point-in-time training set → models → champion → b
 The Dagster side is assembled in :mod:`mlops_assets.fraud.definitions`; the pure modules
 (``schema``, ``sources``, ``features``, ``training``, ``reports``) import without Dagster.
 """
+
+DEMO_ORDER = 10

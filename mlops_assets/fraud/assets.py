@@ -1,45 +1,55 @@
 """The card-fraud pipeline as assets: bronze → leak-free features → Feast → training set → model →
 champion → scores.
 
-Assets are thin: they read their inputs, call the pure code of ``sources``, ``features``,
-``core.pit``, ``training`` and ``reports``, and write outputs with metadata. Bronze and silver run
-single-run backfills (one step computes a whole ``--partition-range``, reading the 30 days of
-history once), so they write their days through ``ParquetIOManager.write_partitions``.
+Assets are thin: they read their inputs, call the pure code of ``sources``, ``history``,
+``features``, ``training_sets``, ``candidates``, ``promotion`` and ``training``, and write
+outputs with metadata. Bronze and silver run single-run backfills (one step computes a whole
+``--partition-range``, reading the 30 days of history once), so they write their days through
+the asset store (``AssetStore.write_partitions``, or ``publish`` for the audited ones).
 """
 
-# No `from __future__ import annotations`: Dagster reads the annotations of `context` and inputs.
+# No `from __future__ import annotations`: Dagster reads the annotations of `context`, inputs
+# and resources.
+import functools
+from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.core import champion as champion_flow
+from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.champion import sequential_gate
 from mlops_assets.core.feature_store import FeastFeatureStore
-from mlops_assets.core.io_managers import ParquetIOManager, frame_input
+from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import (
     FEAST_REGISTRY_POOL,
     NETWORK_RETRY,
-    TRAINING_POOL,
     daily_freshness,
     data_error,
     eager_on_published,
+    training_step,
     weekly_freshness,
 )
 from mlops_assets.core.publishing import check_specs, publish
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.sensors import champion_versions_metadata
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
-from mlops_assets.fraud import checks, history, schema
+from mlops_assets.fraud import checks, history, schema, training_sets
+from mlops_assets.fraud.schema import CASE
 
 if TYPE_CHECKING:
     import polars as pl
+
+    from mlops_assets.fraud.sources import GeneratorConfig
 
 # Polars is imported inside the assets, not here: the code location loads this module in every
 # Dagster process, and the inputs below are loaded as Polars frames through `frame_input`.
 
 DAILY = dg.DailyPartitionsDefinition(start_date="2024-01-01")
-MODEL_NAME = "fraud_classifier"
-GROUP = schema.USE_CASE
+MODEL_NAME = CASE.model_name
+BRONZE = ("transactions", "labels")
 
 # The chargeback delay the pipeline supports: merchant fraud counts read labels of transactions
 # up to LOOKBACK + this far back (a label counts when it becomes available, not when it happened).
@@ -48,22 +58,13 @@ HISTORY_DAYS = schema.LOOKBACK.days
 LABEL_HISTORY_DAYS = HISTORY_DAYS + MAX_CHARGEBACK_DAYS
 
 
-def fraud_key(name: str) -> dg.AssetKey:
-    """The key of fraud asset `name`: `fraud/<name>`, stored at `<root>/fraud/<name>/`."""
-    return dg.AssetKey([schema.USE_CASE, name])
-
-
-def _days(context: dg.AssetExecutionContext) -> list[str]:
-    return list(context.partition_keys)
+# `@daily_asset("name", ...)`: keyed `<use case>/<name>`, in its group, one partition per UTC day.
+daily_asset = functools.partial(CASE.asset, partitions_def=DAILY)
 
 
 def _window(context: dg.AssetExecutionContext) -> tuple[datetime, datetime]:
     window = context.partition_time_window
     return window.start.astimezone(UTC), window.end.astimezone(UTC)
-
-
-def _day_start(day: str) -> datetime:
-    return datetime.fromisoformat(day).replace(tzinfo=UTC)
 
 
 # -- bronze ------------------------------------------------------------------------------------
@@ -94,25 +95,55 @@ class BronzeConfig(dg.Config):
     )
     seed: int = Field(default=42, description="Seed of the population and of every day.")
 
+    def generator(self) -> "GeneratorConfig":
+        """The generator's settings (:class:`mlops_assets.fraud.sources.GeneratorConfig`)."""
+        from mlops_assets.fraud import sources
 
-BRONZE_AUDITS = checks.bronze_audits(fraud_key("transactions"), fraud_key("labels"), DAILY)
+        return sources.GeneratorConfig(**self.model_dump(exclude={"source", "files_root"}))
+
+
+BRONZE_AUDITS = checks.bronze_audits(CASE.key("transactions"), CASE.key("labels"), DAILY)
+
+
+def _read_user_days(
+    context: dg.AssetExecutionContext, root: str, kinds: Sequence[str], days: Sequence[date]
+) -> dict[date, tuple]:
+    """The user's files of ``kinds`` for each of ``days``; every file is read before anything is
+    written, so a malformed one fails the step with its message alone (file, column, count), not
+    a stack trace: the user's file is at fault, not the code."""
+    from mlops_assets.fraud import sources
+
+    if not root:
+        raise dg.Failure("source='files' needs files_root (the folder of your files)")
+    try:
+        read = {day: [sources.read_day_file(root, kind, day) for kind in kinds] for day in days}
+    except (sources.BronzeContractError, FileNotFoundError) as exc:
+        raise dg.Failure(f"fraud/bronze: {exc}", allow_retries=False) from exc
+    for day, files in read.items():
+        for kind, file in zip(kinds, files, strict=True):
+            if file.extra_columns:
+                context.log.warning(
+                    f"{kind}/{day}: ignored columns not in the contract: "
+                    f"{', '.join(file.extra_columns)}"
+                )
+    return {day: tuple(file.table for file in files) for day, files in read.items()}
 
 
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(
-            fraud_key("transactions"),
+            CASE.key("transactions"),
             description="Card payments of one UTC day: one row per transaction (bronze).",
             partitions_def=DAILY,
-            group_name=GROUP,
+            group_name=CASE.group,
             kinds={"parquet", "polars"},
         ),
         dg.AssetSpec(
-            fraud_key("labels"),
+            CASE.key("labels"),
             description="The outcome of each payment of the day (fraud or not) and when it "
             "became known: `label_available_ts` is the payment time plus a chargeback delay.",
             partitions_def=DAILY,
-            group_name=GROUP,
+            group_name=CASE.group,
             kinds={"parquet"},
         ),
     ],
@@ -124,93 +155,52 @@ BRONZE_AUDITS = checks.bronze_audits(fraud_key("transactions"), fraud_key("label
     # Single run: a range is read (or generated) in one step and each day written by it, so a
     # 30-day backfill is one run, and a malformed file fails it before any day is written.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    required_resource_keys={"io_manager"},
 )
-def bronze(context: dg.AssetExecutionContext, config: BronzeConfig):
+def bronze(context: dg.AssetExecutionContext, config: BronzeConfig, asset_store: AssetStore):
     """Generate (or read) every day of the run, then stage, audit and publish them: a malformed
     file fails the step before any day is written, and a day that fails its blocking checks is
     quarantined while the published version of that day stays as it was."""
     from mlops_assets.fraud import sources
 
     # Transactions alone need no label file; labels are judged against the day's payments.
-    kinds = ("transactions", "labels")
-    if fraud_key("labels") not in context.selected_asset_keys:
-        kinds = ("transactions",)
-    days: dict[str, tuple] = {}
-    for day in _days(context):
-        if config.source == "generator":
-            generator = sources.GeneratorConfig(
-                n_cards=config.n_cards,
-                n_merchants=config.n_merchants,
-                tx_per_day=config.tx_per_day,
-                fraud_rate=config.fraud_rate,
-                max_chargeback_days=config.max_chargeback_days,
-                seed=config.seed,
-            )
-            days[day] = sources.generate_day(date.fromisoformat(day), generator)
-        else:
-            if not config.files_root:
-                raise dg.Failure("source='files' needs files_root (the folder of your files)")
-            try:
-                read = [
-                    sources.read_day_file(config.files_root, kind, date.fromisoformat(day))
-                    for kind in kinds
-                ]
-            except (sources.BronzeContractError, FileNotFoundError) as exc:
-                # The user's file is at fault, not the code: the message alone (file, column,
-                # count), not a stack trace, as the other use cases do.
-                raise dg.Failure(f"fraud/bronze: {exc}") from exc
-            for kind, result in zip(kinds, read, strict=True):
-                if result.extra_columns:
-                    context.log.warning(
-                        f"{kind}/{day}: ignored columns not in the contract: "
-                        f"{', '.join(result.extra_columns)}"
-                    )
-            days[day] = tuple(r.table for r in read)
+    kinds = BRONZE if CASE.key("labels") in context.selected_asset_keys else ("transactions",)
+    days = [date.fromisoformat(day) for day in context.partition_keys]
+    if config.source == "generator":
+        generator = config.generator()
+        tables = {day: sources.generate_day(day, generator) for day in days}
+    else:
+        tables = _read_user_days(context, config.files_root, kinds, days)
     # A day's transactions and labels are judged together and published together, or not at
     # all: a label file must never be paired with another run's transactions.
-    yield from publish(
-        context,
-        {
-            fraud_key(kind): {d: tables[i] for d, tables in days.items()}
-            for i, kind in enumerate(kinds)
-        },
-        BRONZE_AUDITS,
-    )
+    outputs = {
+        CASE.key(kind): {day.isoformat(): day_tables[i] for day, day_tables in tables.items()}
+        for i, kind in enumerate(kinds)
+    }
+    yield from publish(context, asset_store, outputs, BRONZE_AUDITS)
 
 
 # -- silver: feature snapshots ------------------------------------------------------------------
 
 
 def _with_history(
-    context: dg.AssetExecutionContext, name: str, frame: "pl.DataFrame", days: int
+    context: dg.AssetExecutionContext,
+    store: AssetStore,
+    name: str,
+    frame: "pl.DataFrame",
+    days: int,
 ) -> tuple["pl.DataFrame", dict]:
-    """``frame`` (the run's own days of bronze ``name``) preceded by the ``days`` days before
-    the run, read from the published partitions, and the lineage of what was read.
-
-    The history is read here rather than declared as a partition mapping on purpose: Dagster
-    maps a window dependency both ways, so a backfill of two days of bronze would also claim the
-    30 (44) following days of features, which fail for want of bronze that was never asked
-    for. In Dagster's graph a feature day depends on its own day; the days read before it are
-    recorded as metadata (`history`, `history_data_versions`: the hash of each file read).
-    Which days are read, where data begins and what a hole is: `fraud/history.py`.
-    """
-    import polars as pl
-
-    io: ParquetIOManager = context.resources.io_manager
-    first = date.fromisoformat(_days(context)[0])
-    wanted = history.days_before(first, days, DAILY.start.date())
-    reader = f"{context.assets_def.key.to_user_string()} for {first}"
-    present = history.published_days(io, fraud_key(name), wanted, reader=reader)
-    if not present:
-        begins = "the partitions' first day" if not wanted else "no earlier day was ingested"
-        return frame, {"history": f"none: data begins on {first} ({begins})"}
-    table, versions = io.read_partitions(fraud_key(name), present)
-    partial = "" if present[0] == wanted[0] else f"; none before {present[0]}: windows are partial"
-    return pl.concat([pl.from_arrow(table), frame], how="vertical_relaxed"), {
-        "history": f"fraud/{name} {present[0]} .. {present[-1]} ({len(present)} days{partial})",
-        "history_data_versions": dg.MetadataValue.json(versions),
-    }
+    """``frame`` (the step's own days of bronze ``name``) preceded by the ``days`` days before
+    them, and the lineage of what was read (`fraud/history.py`)."""
+    first = date.fromisoformat(context.partition_keys[0])
+    return history.with_history(
+        store,
+        CASE.key(name),
+        frame,
+        first,
+        days,
+        start=DAILY.start.date(),
+        reader=f"{context.assets_def.key.to_user_string()} for {first}",
+    )
 
 
 def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dict:
@@ -219,104 +209,85 @@ def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> d
 
     return {
         day: frame.filter(pl.col("event_ts").dt.date() == date.fromisoformat(day))
-        for day in _days(context)
+        for day in context.partition_keys
     }
 
 
-@dg.asset(
-    key=fraud_key("card_features"),
-    partitions_def=DAILY,
-    group_name=GROUP,
+@daily_asset(
+    "card_features",
     # Single run: a range is computed in one step that reads the shared history once and
     # writes each day itself (`write_partitions`), so a 30-day backfill is one run, not 30.
     backfill_policy=dg.BackfillPolicy.single_run(),
     # Its own days; the 30 days before them are read by `_with_history`.
-    ins={"transactions": frame_input(fraud_key("transactions"))},
-    required_resource_keys={"io_manager"},
+    ins={"transactions": frame_input(CASE.key("transactions"))},
     kinds={"polars", "parquet"},
 )
-def card_features(context: dg.AssetExecutionContext, transactions) -> dg.MaterializeResult:
+def card_features(
+    context: dg.AssetExecutionContext, transactions, asset_store: AssetStore
+) -> dg.MaterializeResult:
     """One row per transaction with the card's activity in the 1h/1d/7d/30d before it: counts,
     sums, means and maxima of amounts and distinct merchants. Windows end one second before the
     transaction, so a snapshot never contains the payment it describes (nor its label)."""
     from mlops_assets.fraud import features
 
     start, end = _window(context)
-    io: ParquetIOManager = context.resources.io_manager
-    transactions, lineage = _with_history(context, "transactions", transactions, HISTORY_DAYS)
+    transactions, lineage = _with_history(
+        context, asset_store, "transactions", transactions, HISTORY_DAYS
+    )
     by_day = _feature_days(context, features.card_features(transactions, start, end))
-    result = io.write_partitions(fraud_key("card_features"), by_day)
+    result = asset_store.write_partitions(CASE.key("card_features"), by_day)
     return dg.MaterializeResult(
         metadata={**(result.metadata or {}), **lineage}, data_version=result.data_version
     )
 
 
 MERCHANT_AUDITS = checks.merchant_features_audits(
-    fraud_key("merchant_features"),
-    fraud_key("transactions"),
-    fraud_key("labels"),
+    CASE.key("merchant_features"),
+    CASE.key("transactions"),
+    CASE.key("labels"),
     DAILY,
     LABEL_HISTORY_DAYS,
 )
 
 
-@dg.asset(
-    key=fraud_key("merchant_features"),
-    partitions_def=DAILY,
-    group_name=GROUP,
+@daily_asset(
+    "merchant_features",
     # Single run: a range is computed in one step that reads the shared history once and
-    # writes each day itself (`write_partitions`), so a 30-day backfill is one run, not 30.
+    # publishes each day itself, so a 30-day backfill is one run, not 30.
     backfill_policy=dg.BackfillPolicy.single_run(),
     # Its own days; the 44 days before them are read by `_with_history`.
-    ins={
-        "transactions": frame_input(fraud_key("transactions")),
-        "labels": frame_input(fraud_key("labels")),
-    },
-    required_resource_keys={"io_manager"},
+    ins={name: frame_input(CASE.key(name)) for name in BRONZE},
     check_specs=check_specs(MERCHANT_AUDITS),
     kinds={"polars", "parquet"},
 )
-def merchant_features(context: dg.AssetExecutionContext, transactions, labels):
+def merchant_features(
+    context: dg.AssetExecutionContext, transactions, labels, asset_store: AssetStore
+):
     """One row per transaction with the merchant's activity in the windows before it, and the
     number of fraud labels of the merchant that became known in the last 1/7/30 days before it
     (a label counts from its `label_available_ts`, never earlier)."""
     from mlops_assets.fraud import features
 
     start, end = _window(context)
-    transactions, tx_lineage = _with_history(
-        context, "transactions", transactions, LABEL_HISTORY_DAYS
-    )
-    labels, label_lineage = _with_history(context, "labels", labels, LABEL_HISTORY_DAYS)
-    snapshots = features.merchant_features(transactions, labels, start, end)
+    frames, lineages = {}, {}
+    for name, frame in zip(BRONZE, (transactions, labels), strict=True):
+        frames[name], lineages[name] = _with_history(
+            context, asset_store, name, frame, LABEL_HISTORY_DAYS
+        )
+    snapshots = features.merchant_features(frames["transactions"], frames["labels"], start, end)
+    key = CASE.key("merchant_features")
     yield from publish(
         context,
-        {fraud_key("merchant_features"): _feature_days(context, snapshots)},
+        asset_store,
+        {key: _feature_days(context, snapshots)},
         MERCHANT_AUDITS,
-        metadata={
-            fraud_key("merchant_features"): {
-                "history": f"{tx_lineage['history']}; {label_lineage['history']}",
-                **(
-                    {
-                        "history_data_versions": dg.MetadataValue.json(
-                            {
-                                "transactions": tx_lineage["history_data_versions"].data,
-                                "labels": label_lineage["history_data_versions"].data,
-                            }
-                        )
-                    }
-                    if "history_data_versions" in tx_lineage
-                    else {}
-                ),
-            }
-        },
+        metadata={key: history.combined_lineage(lineages)},
     )
 
 
-@dg.asset(
-    key=fraud_key("feature_store"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    deps=[fraud_key("card_features"), fraud_key("merchant_features")],
+@daily_asset(
+    "feature_store",
+    deps=[CASE.key(view) for view in training_sets.SNAPSHOT_VIEWS],
     # One run loads a whole range into the online store (Feast materializes an interval).
     backfill_policy=dg.BackfillPolicy.single_run(),
     # Feast's file registry is rewritten without a lock: never two applies at once.
@@ -325,23 +296,20 @@ def merchant_features(context: dg.AssetExecutionContext, transactions, labels):
     retry_policy=NETWORK_RETRY,
     # Serving reads these snapshots: the daily ingestion must keep them within a day.
     freshness_policy=daily_freshness(),
-    required_resource_keys={"io_manager", "feature_store"},
     kinds={"feast"},
 )
-def fraud_feature_store(context: dg.AssetExecutionContext) -> dg.MaterializeResult:
+def fraud_feature_store(
+    context: dg.AssetExecutionContext, asset_store: AssetStore, feature_store: FeastFeatureStore
+) -> dg.MaterializeResult:
     """The fraud entities and feature views registered in Feast (`feast apply`) and the day's
     latest snapshot per card and merchant loaded into the online store for serving."""
-    feature_store: FeastFeatureStore = context.resources.feature_store
-    io: ParquetIOManager = context.resources.io_manager
     # Feast reads the published snapshots itself: refuse, like any input, days whose latest
     # version was rejected, rather than load the version published before it.
-    for name in SNAPSHOT_VIEWS:
-        io.publisher.refuse_rejected(fraud_key(name), _days(context))
+    for view in training_sets.SNAPSHOT_VIEWS:
+        asset_store.publisher.refuse_rejected(CASE.key(view), list(context.partition_keys))
     start, end = _window(context)
-    applied = feature_store.apply(use_case=schema.USE_CASE)
-    views = feature_store.materialize(
-        start, end - timedelta(microseconds=1), use_case=schema.USE_CASE
-    )
+    applied = feature_store.apply(use_case=CASE.name)
+    views = feature_store.materialize(start, end - timedelta(microseconds=1), use_case=CASE.name)
     return dg.MaterializeResult(
         metadata={
             "applied": applied,
@@ -354,7 +322,7 @@ def fraud_feature_store(context: dg.AssetExecutionContext) -> dg.MaterializeResu
 # -- training set -------------------------------------------------------------------------------
 
 
-@deployment_defaults("fraud__training_set")
+@deployment_defaults(CASE.op("training_set"))
 class TrainingSetConfig(dg.Config):
     """Which labelled transactions make the training set of day D."""
 
@@ -370,44 +338,10 @@ class TrainingSetConfig(dg.Config):
     max_fraud_share: float = Field(default=0.2, description="Warn above this fraud share.")
 
 
-SNAPSHOT_VIEWS = ("card_features", "merchant_features")
-
-
-def _join_snapshots(feature_store: FeastFeatureStore, transactions, frames: dict) -> tuple:
-    """Each transaction with the card and merchant snapshots as of its own time, joined as Feast's
-    feature views define them. Training and batch scoring both use this one join."""
-    from mlops_assets.core import pit
-
-    sources = [
-        pit.FeatureSource.from_feature_store(feature_store, view, frames[view])
-        for view in SNAPSHOT_VIEWS
-    ]
-    return pit.point_in_time_join(transactions.sort("event_ts", "tx_id"), sources), sources
-
-
-def training_window(day: str, config: TrainingSetConfig) -> list[str]:
-    """The transaction days of the training set of ``day``, oldest first."""
-    last = date.fromisoformat(day) - timedelta(days=config.maturity_days)
-    return [
-        (last - timedelta(days=offset)).isoformat()
-        for offset in range(config.window_days - 1, -1, -1)
-    ]
-
-
-@dg.asset(
-    key=fraud_key("training_set"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    deps=[
-        fraud_key(name) for name in ("transactions", "labels", "card_features", "merchant_features")
-    ],
-    required_resource_keys={"io_manager", "feature_store"},
-    check_specs=[
-        dg.AssetCheckSpec(
-            "snapshots_precede_events", asset=fraud_key("training_set"), blocking=True
-        ),
-        dg.AssetCheckSpec("fraud_share_within_bounds", asset=fraud_key("training_set")),
-    ],
+@daily_asset(
+    "training_set",
+    deps=[CASE.key(name) for name in training_sets.INPUTS],
+    check_specs=training_sets.check_specs(CASE.key("training_set")),
     # One run per day: each day's set is its own versioned dataset with pointers, written by a
     # run whose id names its folder.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
@@ -415,103 +349,47 @@ def training_window(day: str, config: TrainingSetConfig) -> list[str]:
     retry_policy=NETWORK_RETRY,
     kinds={"polars", "parquet"},
 )
-def training_set(context: dg.AssetExecutionContext, config: TrainingSetConfig):
+def training_set(
+    context: dg.AssetExecutionContext,
+    config: TrainingSetConfig,
+    asset_store: AssetStore,
+    feature_store: FeastFeatureStore,
+):
     """Labelled transactions of a window of days, each joined with the card and merchant
     snapshots as of its own time (point-in-time correct). A versioned dataset:
     `dt=<day>/run_id=<run>/` with `_LATEST`, and `_CURRENT` moved only when no row leaks."""
     import polars as pl
 
-    from mlops_assets.core import pit
-    from mlops_assets.core.storage import VersionedDataset
-    from mlops_assets.fraud import reports
-
     day = context.partition_key
-    days = training_window(day, config)
-    io: ParquetIOManager = context.resources.io_manager
-    feature_store: FeastFeatureStore = context.resources.feature_store
+    days = training_sets.window(
+        day, window_days=config.window_days, maturity_days=config.maturity_days
+    )
     read = {
-        name: io.read_partitions(fraud_key(name), days)
-        for name in ("transactions", "labels", "card_features", "merchant_features")
+        name: asset_store.read_partitions(CASE.key(name), days) for name in training_sets.INPUTS
     }
     frames = {name: pl.from_arrow(table) for name, (table, _) in read.items()}
-
-    # Only labels known by the end of day D: anything later was not available to train on.
-    cutoff = _day_start(day) + timedelta(days=1)
-    labels = frames["labels"].filter(pl.col("label_available_ts") < cutoff)
-    entities = frames["transactions"].join(
-        labels.select("tx_id", "is_fraud", "label_available_ts"), on="tx_id", how="inner"
+    built = training_sets.build(feature_store, frames, day, days)
+    version = training_sets.save(
+        asset_store,
+        CASE.key("training_set"),
+        built,
+        day,
+        context.run.run_id,
+        {name: versions for name, (_, versions) in read.items()},
     )
-    unlabelled = frames["transactions"].height - entities.height
-    joined, sources = _join_snapshots(feature_store, entities, frames)
-    leaks = pit.leaking_rows(joined, sources)
-
-    dataset = VersionedDataset(io.partition_path(fraud_key("training_set"), day).parent)
-    lineage = {
-        "days": days,
-        "source_data_versions": {name: versions for name, (_, versions) in read.items()},
-        "label_cutoff": cutoff.isoformat(),
-    }
-    version = dataset.write(day, context.run_id, joined, extra=lineage)
-    if leaks == 0:
-        dataset.promote(version)
-
-    fraud_share = float(joined["is_fraud"].mean()) if joined.height else 0.0
-    report = reports.inspect_training_set(joined.to_pandas())
     yield dg.MaterializeResult(
-        metadata={
-            "dagster/row_count": joined.height,
-            "data_version": version.data_version,
-            "version": version.relative_dir,
-            "current": leaks == 0,
-            "transaction_days": f"{days[0]} .. {days[-1]}",
-            "unlabelled_excluded": unlabelled,
-            "fraud_share": fraud_share,
-            **{f"inspection/{k}": v for k, v in report.items()},
-        },
+        metadata=training_sets.metadata(built, version),
         data_version=dg.DataVersion(version.data_version),
-        check_results=[
-            dg.AssetCheckResult(
-                check_name="snapshots_precede_events",
-                passed=leaks == 0,
-                metadata={"rows_with_future_snapshots": leaks},
-                description="Every snapshot joined to a transaction was taken at or before it.",
-            ),
-            dg.AssetCheckResult(
-                check_name="fraud_share_within_bounds",
-                passed=config.min_fraud_share <= fraud_share <= config.max_fraud_share,
-                severity=dg.AssetCheckSeverity.WARN,
-                metadata={
-                    "fraud_share": fraud_share,
-                    "bounds": [config.min_fraud_share, config.max_fraud_share],
-                },
-            ),
-        ],
+        check_results=training_sets.check_results(
+            built, (config.min_fraud_share, config.max_fraud_share)
+        ),
     )
-
-
-def load_training_set(io: ParquetIOManager, day: str) -> tuple["pl.DataFrame", dict]:
-    """The approved (``_CURRENT``) training set of ``day`` and its manifest."""
-    from dataclasses import asdict
-
-    import polars as pl
-
-    from mlops_assets.core.storage import VersionedDataset
-
-    dataset = VersionedDataset(io.partition_path(fraud_key("training_set"), day).parent)
-    version = dataset.current(day)
-    if version is None:
-        raise dg.Failure(
-            f"no approved training set for {day}: materialize fraud/training_set for it "
-            "(a version whose leakage check failed is never made current)",
-            allow_retries=False,
-        )
-    return pl.from_arrow(dataset.read(version)), asdict(version)
 
 
 # -- models -------------------------------------------------------------------------------------
 
 
-@deployment_defaults("fraud__model")
+@deployment_defaults(CASE.op("model"))
 class ModelConfig(dg.Config):
     """How candidates are trained and compared."""
 
@@ -524,85 +402,49 @@ class ModelConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(
-    key=fraud_key("model"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    deps=[fraud_key("training_set")],
-    required_resource_keys={"io_manager", "mlflow"},
+@daily_asset(
+    "model",
     # One run per day: each day registers its own model version in MLflow.
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    pool=TRAINING_POOL,
-    retry_policy=NETWORK_RETRY,
-    kinds={"mlflow", "sklearn", "xgboost"},
+    **training_step(
+        per_partition=True,
+        deps=[CASE.key("training_set")],
+        kinds={"mlflow", "sklearn", "xgboost"},
+    ),
 )
-def model(context: dg.AssetExecutionContext, config: ModelConfig) -> dg.MaterializeResult:
+def model(
+    context: dg.AssetExecutionContext,
+    config: ModelConfig,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
     """The fraud classifier trained on the day's training set: one sklearn Pipeline per kind
     (imputation, scaling and one-hot encoding inside, so serving applies exactly the same
     transforms), validated on the chronologically last part of the window. The best kind by
     PR-AUC is registered as `fraud_classifier` with alias `candidate`."""
-    from mlops_assets.fraud import training
+    from mlops_assets.fraud import candidates
 
     day = context.partition_key
-    mlflow: MlflowTracking = context.resources.mlflow
-    frame, manifest = load_training_set(context.resources.io_manager, day)
-    lineage_tags = {
-        "training_set.version": f"dt={manifest['dt']}/run_id={manifest['run_id']}",
-        "training_set.data_version": manifest["data_version"],
-    }
-    results = {}
-    for kind in config.kinds:
-        with mlflow.start_run(
-            context, use_case=schema.USE_CASE, run_name=f"{kind}-{day}", tags=lineage_tags
-        ) as run:
-            result = training.train_and_evaluate(
-                frame.to_pandas(),
-                kind=kind,
-                validation_fraction=config.validation_fraction,
-                precision_target=config.precision_target,
-                seed=config.seed,
-            )
-            run.log_params(result.params)
-            run.log_metrics(result.metrics)
-            for name, figure in result.figures.items():
-                run.log_figure(figure, f"{name}.png")
-            info = run.log_model(
-                result.pipeline,
-                name="model",
-                input_example=result.input_example,
-                flavor="sklearn",
-            )
-            results[kind] = (result, run, info)
-
-    best = max(results, key=lambda k: results[k][0].metrics["pr_auc"])
-    result, run, info = results[best]
-    version = mlflow.register(info, MODEL_NAME, alias=CANDIDATE, tags={"kind": best})
-    comparison = [
-        {"kind": k, **{m: round(v, 4) for m, v in r.metrics.items()}}
-        for k, (r, _, _) in results.items()
-    ]
-    from mlops_assets.core import reporting
-
+    frame, manifest = training_sets.load_current(asset_store, CASE.key("training_set"), day)
+    trained = candidates.train(
+        context,
+        mlflow,
+        frame.to_pandas(),
+        use_case=CASE.name,
+        day=day,
+        kinds=config.kinds,
+        tags=candidates.lineage_tags(manifest),
+        validation_fraction=config.validation_fraction,
+        precision_target=config.precision_target,
+        seed=config.seed,
+    )
+    best = candidates.best(trained)
+    version = mlflow.register(best.info, MODEL_NAME, alias=CANDIDATE, tags={"kind": best.kind})
     return dg.MaterializeResult(
-        metadata={
-            **mlflow.model_metadata(
-                run.run_id,
-                experiment_id=run.experiment_id,
-                model_version=version,
-                alias=CANDIDATE,
-                metrics=result.metrics,
-            ),
-            "kind": best,
-            "comparison": dg.MetadataValue.md(
-                reporting.markdown_table(comparison, list(comparison[0]))
-            ),
-            "pr_curve": reporting.figure_markdown(result.figures["pr_curve"], alt="PR curve"),
-            "training_set": lineage_tags["training_set.version"],
-        }
+        metadata=candidates.metadata(mlflow, trained, best, version, alias=CANDIDATE)
     )
 
 
-@deployment_defaults("fraud__champion")
+@deployment_defaults(CASE.op("champion"))
 class ChampionConfig(dg.Config):
     """The promotion gate."""
 
@@ -618,98 +460,55 @@ class ChampionConfig(dg.Config):
     validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
 
 
-@dg.asset(
-    key=fraud_key("champion"),
-    partitions_def=DAILY,
-    group_name=GROUP,
-    deps=[fraud_key("model")],
-    required_resource_keys={"io_manager", "mlflow"},
-    # Promotions are decided one day after the other, in order, never as a batch.
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
-    retry_policy=NETWORK_RETRY,
-    freshness_policy=weekly_freshness(),
-    kinds={"mlflow"},
+@daily_asset(
+    "champion", **sequential_gate(deps=[CASE.key("model")], freshness_policy=weekly_freshness())
 )
-def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.MaterializeResult:
+def champion(
+    context: dg.AssetExecutionContext,
+    config: ChampionConfig,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+) -> dg.MaterializeResult:
     """The model that serves (`fraud_classifier@champion`). The candidate and the current
     champion score the same latest holdout; the alias moves only if the candidate gains at least
     the margin in PR-AUC without losing more than the guardrail in recall at 90% precision."""
-    from mlops_assets.core import evaluation, reporting
-    from mlops_assets.fraud import training
+    from mlops_assets.fraud import promotion, training
 
     day = context.partition_key
-    mlflow: MlflowTracking = context.resources.mlflow
-    frame, manifest = load_training_set(context.resources.io_manager, day)
-    _, holdout = evaluation.chronological_split(
-        frame.to_pandas(), "event_ts", config.validation_fraction, label_col="is_fraud"
+    frame, manifest = training_sets.load_current(asset_store, CASE.key("training_set"), day)
+    holdout = promotion.holdout(frame.to_pandas(), config.validation_fraction)
+    ring = champion_flow.contenders(
+        mlflow, MODEL_NAME, trained_by=CASE.key("model").to_user_string()
     )
-    y = holdout["is_fraud"].to_numpy()
-    candidate = mlflow.get_version_by_alias(MODEL_NAME, CANDIDATE)
-    if candidate is None:
-        raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize fraud/model first")
-    current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-
-    # By version, not alias: the versions scored are those the gate is told it compared, even
-    # if an alias moves meanwhile.
-    candidate_model = mlflow.load_model_version(MODEL_NAME, candidate.version)
-    scores = {"candidate": training.score(candidate_model, holdout)}
-    if current is not None and current.version != candidate.version:
-        champion_model = mlflow.load_model_version(MODEL_NAME, current.version)
-        scores["champion"] = training.score(champion_model, holdout)
-    metrics = {
-        who: evaluation.classification_metrics(y, s, precision_target=config.precision_target)
-        for who, s in scores.items()
-    }
-    rule = evaluation.PromotionRule(
-        metric="pr_auc",
-        higher_is_better=True,
-        min_improvement=config.min_pr_auc_gain,
-        guardrails=(evaluation.Guardrail("recall_at_precision", True, config.max_recall_loss),),
+    scores = champion_flow.score_contenders(mlflow, ring, lambda m: training.score(m, holdout))
+    metrics = promotion.metrics(holdout, scores, config.precision_target)
+    rule = promotion.rule(
+        min_pr_auc_gain=config.min_pr_auc_gain, max_recall_loss=config.max_recall_loss
     )
-    decision = mlflow.promote(
-        MODEL_NAME,
-        candidate.version,
-        rule,
-        candidate_metrics=metrics["candidate"],
-        champion_metrics=metrics.get("champion"),
-        compared_with=current.version if current is not None else None,
-    )
-    serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-    figure = evaluation.pr_curve_figure(
-        curves={who: (y, s) for who, s in scores.items()},
+    outcome = champion_flow.gate_contenders(mlflow, ring, rule, metrics)
+    evidence = promotion.evidence(
+        holdout,
+        scores,
+        metrics,
         precision_target=config.precision_target,
-        title="Candidate vs champion on the latest holdout",
+        manifest=manifest,
+        fraction=config.validation_fraction,
     )
-    table = [{"model": who, **{k: round(v, 4) for k, v in m.items()}} for who, m in metrics.items()]
-    return dg.MaterializeResult(
-        metadata={
-            **decision.as_metadata(),
-            "candidate_version": str(candidate.version),
-            "champion_version": str(serving.version) if serving else None,
-            "holdout_rows": len(holdout),
-            "holdout": f"training set {manifest['dt']} (run {manifest['run_id']}), last "
-            f"{config.validation_fraction:.0%} by time",
-            "scores": dg.MetadataValue.md(reporting.markdown_table(table, list(table[0]))),
-            "pr_curves": reporting.figure_markdown(figure, alt="PR curves on the holdout"),
-        }
-    )
+    return dg.MaterializeResult(metadata={**outcome.metadata(), **evidence})
 
 
 # -- batch scores -------------------------------------------------------------------------------
 
 
-@dg.asset(
-    key=fraud_key("scores"),
-    partitions_def=DAILY,
-    group_name=GROUP,
+@daily_asset(
+    "scores",
     ins={
-        "transactions": frame_input(fraud_key("transactions")),
-        "card_features": frame_input(fraud_key("card_features")),
-        "merchant_features": frame_input(fraud_key("merchant_features")),
+        name: frame_input(CASE.key(name))
+        for name in ("transactions", *training_sets.SNAPSHOT_VIEWS)
     },
     # Scores use whichever model is champion when they run. Same day, so that in a backfill of
     # the whole group a day is scored after its champion was decided, not before.
-    deps=[fraud_key("champion")],
+    deps=[CASE.key("champion")],
     # The IO manager stores one partition per output: one run per day.
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     retry_policy=NETWORK_RETRY,
@@ -719,7 +518,7 @@ def champion(context: dg.AssetExecutionContext, config: ChampionConfig) -> dg.Ma
     # (`fraud_rescore_on_champion_change` sees every alias move, made by a run or by hand).
     # Days rejected by their blocking checks are not scored until a fixed version passes.
     automation_condition=eager_on_published(
-        dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(fraud_key("champion")))
+        dg.AutomationCondition.eager().ignore(dg.AssetSelection.assets(CASE.key("champion")))
     ),
     kinds={"polars", "parquet"},
 )
@@ -740,8 +539,8 @@ def scores(
     version = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     if version is None:
         raise data_error(f"{MODEL_NAME} has no champion yet: materialize fraud/champion first")
-    frames = {"card_features": card_features, "merchant_features": merchant_features}
-    joined, _ = _join_snapshots(feature_store, transactions, frames)
+    snapshots = {"card_features": card_features, "merchant_features": merchant_features}
+    joined, _ = training_sets.join_snapshots(feature_store, transactions, snapshots)
     # By version, not alias: the alias may move between the look-up and the download, and the
     # rows must name the model that scored them.
     loaded = mlflow.load_model_version(MODEL_NAME, version.version)

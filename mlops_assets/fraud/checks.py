@@ -4,7 +4,7 @@ data, one day at a time (see :mod:`mlops_assets.core.publishing`); a failed chec
 column and the number of offending rows, and the day stays unpublished.
 
 The training set's checks (no snapshot from the future, fraud share) decide which version
-becomes current and are emitted by the asset itself.
+becomes current and are emitted by the asset itself (:mod:`mlops_assets.fraud.training_sets`).
 """
 
 # No `from __future__ import annotations`: Dagster reads the check functions' annotations.
@@ -23,6 +23,15 @@ if TYPE_CHECKING:
 
 # Merchant snapshots re-derived from scratch for this many sampled transactions per day.
 LEAKAGE_SAMPLE = 200
+
+
+def _suite(
+    name: str, row_count: int, results: tuple[validation.ExpectationResult, ...]
+) -> validation.SuiteResult:
+    """An audit's result made of its own rules' results: it passes when every rule does."""
+    return validation.SuiteResult(
+        name=name, success=all(r.success for r in results), row_count=row_count, results=results
+    )
 
 
 def bronze_audits(
@@ -56,12 +65,7 @@ def bronze_audits(
             replace(ordering.results[0], type="labels_known_before_their_payment"),
             repeats,
         )
-        return validation.SuiteResult(
-            name="labels_cover_transactions",
-            success=all(r.success for r in results),
-            row_count=coverage.row_count,
-            results=results,
-        )
+        return _suite("labels_cover_transactions", coverage.row_count, results)
 
     return [
         validation.gx_audit(
@@ -110,10 +114,13 @@ def merchant_features_audits(
         )
         # The days the features read, by the same rule (where data begins: `fraud/history.py`).
         days = history.published_days(
-            staged.io, transactions, days, reader="merchant_fraud_counts_use_only_available_labels"
+            staged.store,
+            transactions,
+            days,
+            reader="merchant_fraud_counts_use_only_available_labels",
         )
         read = {
-            key: pl.from_arrow(staged.io.read_partitions(key, days)[0])
+            key: pl.from_arrow(staged.store.read_partitions(key, days)[0])
             for key in (transactions, labels)
         }
         snapshots = staged.polars(merchant_features)
@@ -137,12 +144,7 @@ def merchant_features_audits(
             ).results[0]
             for c in columns
         )
-        return validation.SuiteResult(
-            name="merchant_fraud_counts_use_only_available_labels",
-            success=all(r.success for r in results),
-            row_count=sample.height,
-            results=results,
-        )
+        return _suite("merchant_fraud_counts_use_only_available_labels", sample.height, results)
 
     return [
         audit(

@@ -10,12 +10,12 @@ from mlops_assets.fraud.assets import (
     card_features,
     champion,
     fraud_feature_store,
-    fraud_key,
     merchant_features,
     model,
     scores,
     training_set,
 )
+from mlops_assets.fraud.schema import CASE
 from mlops_assets.use_cases import DemoStep
 
 ASSETS = [
@@ -31,16 +31,16 @@ ASSETS = [
 
 fraud_daily = dg.define_asset_job(
     "fraud_daily",
-    selection=dg.AssetSelection.groups("fraud"),
+    selection=dg.AssetSelection.groups(CASE.group),
     description="Every fraud asset for one day: bronze, features, Feast, training set, models, "
     "champion and scores.",
 )
 
 INGESTION = [
-    fraud_key(name)
+    CASE.key(name)
     for name in ("transactions", "labels", "card_features", "merchant_features", "feature_store")
 ]
-RETRAINING = [fraud_key(name) for name in ("training_set", "model", "champion")]
+RETRAINING = [CASE.key(name) for name in ("training_set", "model", "champion")]
 
 fraud_ingestion = dg.define_asset_job(
     "fraud_ingestion",
@@ -87,7 +87,7 @@ def fraud_weekly_retraining(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
 # A promotion by the weekly retraining, or a rollback in the MLflow UI, leaves the latest scores
 # made by another model; fraud/scores' automation condition only follows new days of data.
 fraud_rescore = rescore_on_champion_change(
-    name="fraud_rescore_on_champion_change", target=fraud_key("scores")
+    name="fraud_rescore_on_champion_change", target=CASE.key("scores")
 )
 
 defs = dg.Definitions(

@@ -28,9 +28,9 @@ from mlops_assets.core.validation import (
     ExpectationResult,
     ExpectationSuiteSpec,
     SuiteResult,
-    _jsonable,
-    _percent,
     expect,
+    jsonable,
+    percent,
 )
 from mlops_assets.fraud import schema
 
@@ -120,7 +120,7 @@ def events_inside_day(
         columns=(column,),
         success=len(outside) == 0,
         unexpected_count=len(outside),
-        unexpected_percent=_percent(len(outside), table.num_rows),
+        unexpected_percent=percent(len(outside), table.num_rows),
         samples=tuple(_iso(int(us[i])) for i in outside[:max_samples]),
         sample_rows=tuple(int(i) for i in outside[:max_samples]),
         observed_value={
@@ -155,7 +155,7 @@ def labels_after_events(labels: Any, *, max_samples: int = MAX_SAMPLES) -> Suite
     tx_ids = _column(table, "tx_id") if "tx_id" in table.column_names else None
     samples = tuple(
         {
-            **({"tx_id": _jsonable(tx_ids[int(i)].as_py())} if tx_ids is not None else {}),
+            **({"tx_id": jsonable(tx_ids[int(i)].as_py())} if tx_ids is not None else {}),
             "event_ts": _iso(int(event[i])),
             "label_available_ts": _iso(int(available[i])),
         }
@@ -166,7 +166,7 @@ def labels_after_events(labels: Any, *, max_samples: int = MAX_SAMPLES) -> Suite
         columns=("label_available_ts", "event_ts"),
         success=len(early) == 0,
         unexpected_count=len(early),
-        unexpected_percent=_percent(len(early), table.num_rows),
+        unexpected_percent=percent(len(early), table.num_rows),
         samples=samples,
         sample_rows=tuple(int(i) for i in early[:max_samples]),
         observed_value={
@@ -211,8 +211,8 @@ def label_coverage(
         columns=("tx_id",),
         success=share >= min_share,
         unexpected_count=len(missing),
-        unexpected_percent=_percent(len(missing), n),
-        samples=tuple(_jsonable(tx[int(i)].as_py()) for i in missing[:max_samples]),
+        unexpected_percent=percent(len(missing), n),
+        samples=tuple(jsonable(tx[int(i)].as_py()) for i in missing[:max_samples]),
         sample_rows=tuple(int(i) for i in missing[:max_samples]),
         observed_value={
             "transactions": n,

@@ -7,24 +7,29 @@ hole that would silently shrink every window over it: it fails the step, naming 
 command that backfills them.
 """
 
-from collections.abc import Sequence
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
 from datetime import date, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlops_assets.core.asset_store import AssetStore
 
-def published_days(io: Any, key: dg.AssetKey, wanted: Sequence[str], *, reader: str) -> list[str]:
+if TYPE_CHECKING:
+    import polars as pl
+
+
+def published_days(
+    store: AssetStore, key: dg.AssetKey, wanted: Sequence[str], *, reader: str
+) -> list[str]:
     """The days of ``wanted`` (ISO dates, oldest first) published for ``key``, from the first
-    one on; fails naming the holes after it. ``io`` is the ParquetIOManager; ``reader`` names
-    the asset that reads them, for the message. One listing of the asset's folder, not a
-    request per day (on S3 each would be a round trip)."""
+    one on; fails naming the holes after it. ``reader`` names the asset that reads them, for the
+    message."""
     if not wanted:
         return []
-    folder = io.partition_path(key, wanted[0]).parent
-    published = (
-        {p.name.removesuffix(".parquet") for p in folder.iterdir()} if folder.exists() else set()
-    )
+    published = store.published_partitions(key)
     present = [d for d in wanted if d in published]
     holes = [d for d in wanted if present and d > present[0] and d not in published]
     if holes:
@@ -38,6 +43,57 @@ def published_days(io: Any, key: dg.AssetKey, wanted: Sequence[str], *, reader: 
             allow_retries=False,
         )
     return present
+
+
+def with_history(
+    store: AssetStore,
+    key: dg.AssetKey,
+    frame: pl.DataFrame,
+    first: date,
+    days: int,
+    *,
+    start: date,
+    reader: str,
+) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """``frame`` (a step's own days of bronze ``key``, from ``first`` on) preceded by the ``days``
+    days before ``first`` (none before ``start``, the partitions' first day) read from the
+    published partitions, and the lineage of what was read: ``history`` (which days) and
+    ``history_data_versions`` (the hash of each file read).
+
+    The history is read here rather than declared as a partition mapping on purpose: Dagster
+    maps a window dependency both ways, so a backfill of two days of bronze would also claim the
+    30 (44) following days of features, which fail for want of bronze that was never asked
+    for. In Dagster's graph a feature day depends on its own day; the days read before it are
+    recorded as metadata.
+    """
+    import polars as pl
+
+    wanted = days_before(first, days, start)
+    present = published_days(store, key, wanted, reader=reader)
+    if not present:
+        begins = "the partitions' first day" if not wanted else "no earlier day was ingested"
+        return frame, {"history": f"none: data begins on {first} ({begins})"}
+    table, versions = store.read_partitions(key, present)
+    partial = "" if present[0] == wanted[0] else f"; none before {present[0]}: windows are partial"
+    return pl.concat([pl.from_arrow(table), frame], how="vertical_relaxed"), {
+        "history": f"{key.to_user_string()} {present[0]} .. {present[-1]} "
+        f"({len(present)} days{partial})",
+        "history_data_versions": dg.MetadataValue.json(versions),
+    }
+
+
+def combined_lineage(lineages: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """The lineage of a step that read the history of several bronze assets (by name): their
+    ``history`` lines joined, their data versions by name (none when nothing was read)."""
+    combined: dict[str, Any] = {"history": "; ".join(lin["history"] for lin in lineages.values())}
+    versions = {
+        name: lin["history_data_versions"].data
+        for name, lin in lineages.items()
+        if "history_data_versions" in lin
+    }
+    if versions:
+        combined["history_data_versions"] = dg.MetadataValue.json(versions)
+    return combined
 
 
 def days_before(first: date, days: int, start: date) -> list[str]:

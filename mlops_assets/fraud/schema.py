@@ -20,10 +20,14 @@ from datetime import timedelta
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from mlops_assets.core.use_case import UseCase
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-USE_CASE = "fraud"
+# Its asset keys (`fraud/<name>`), group, op names and the model it registers.
+CASE = UseCase("fraud", model_name="fraud_classifier")
+USE_CASE = CASE.name
 
 # Column names of the bronze contracts, without pyarrow (the GX suites are declared at load).
 TRANSACTION_COLUMNS = (

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mlops_assets.fraud import schema
 from mlops_assets.serving.endpoints import (
@@ -57,9 +57,10 @@ from mlops_assets.serving.endpoints import (
     RequestError,
     Services,
     logged_features,
+    request_config,
 )
 
-MODEL_NAME = "fraud_classifier"
+MODEL_NAME = schema.CASE.model_name
 UNKNOWN_ENTITIES_OPTION = "unknown_entities"  # MLOPS_SERVING_UNKNOWN_ENTITIES: reject | no_history
 
 CARD_FEATURES = [f"card_features:{c}" for c in schema.card_feature_columns()]
@@ -74,21 +75,16 @@ _ZERO_WHEN_EMPTY = ("_tx_count_", "_amount_sum_", "_distinct_merchants_", "_frau
 class FraudRequest(BaseModel):
     """One card payment, as the terminal reports it."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "tx_id": "t-000123",
-                    "card_id": 42,
-                    "merchant_id": 7,
-                    "amount": 59.9,
-                    "merchant_category": "electronics",
-                    "channel": "ecom",
-                    "country": "US",
-                    "event_ts": "2026-11-22T02:14:00Z",
-                }
-            ]
+    model_config = request_config(
+        {
+            "tx_id": "t-000123",
+            "card_id": 42,
+            "merchant_id": 7,
+            "amount": 59.9,
+            "merchant_category": "electronics",
+            "channel": "ecom",
+            "country": "US",
+            "event_ts": "2026-11-22T02:14:00Z",
         },
     )
 
@@ -261,9 +257,8 @@ def _summary(row: FeatureRow) -> str:
     return "partial"
 
 
-ENDPOINT = Endpoint(
-    use_case=schema.USE_CASE,
-    model_name=MODEL_NAME,
+ENDPOINT = Endpoint.of(
+    schema.CASE,
     request=FraudRequest,
     predict=predict,
     prepare=prepare,

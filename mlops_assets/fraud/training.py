@@ -240,24 +240,14 @@ def _as_pandas(frame: Any) -> pd.DataFrame:
 
 
 def _check_training_set(frame: pd.DataFrame) -> None:
-    missing = [c for c in [*MODEL_INPUT_COLUMNS, LABEL] if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"the training set lacks {len(missing)} column(s) the model needs: {', '.join(missing)}"
-        )
-    labels = frame[LABEL]
-    if labels.isna().any():
-        raise ValueError(f"{int(labels.isna().sum())} row(s) have no {LABEL!r} label")
-    classes = set(pd.unique(labels).tolist())
-    if not classes <= {0, 1}:
-        raise ValueError(
-            f"{LABEL!r} must be 0 or 1; found {sorted(classes - {0, 1}, key=repr)[:5]}"
-        )
-    if len(classes) < 2:
-        raise ValueError(
-            f"the training set has a single class ({LABEL}={classes.pop()} in all {len(frame)} "
-            "rows): a fraud model needs both frauds and genuine payments"
-        )
+    from mlops_assets.core.evaluation.training_sets import check_binary_training_set
+
+    check_binary_training_set(
+        frame,
+        MODEL_INPUT_COLUMNS,
+        LABEL,
+        why_both="a fraud model needs both frauds and genuine payments",
+    )
 
 
 def input_example(frame: pd.DataFrame, rows: int = INPUT_EXAMPLE_ROWS) -> pd.DataFrame:

@@ -12,24 +12,22 @@ from typing import Literal
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.core.io_managers import ParquetIOManager, frame_input
-from mlops_assets.core.policies import NETWORK_RETRY, TRAINING_POOL, data_error
+from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.io_managers import frame_input
+from mlops_assets.core.policies import NETWORK_RETRY, data_error, training_step
 from mlops_assets.core.publishing import check_specs, publish
+from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.heart import checks, schema
 
-GROUP = schema.USE_CASE
-MODEL_NAME = "heart_disease"
+CASE = schema.CASE
+GROUP = CASE.group
+MODEL_NAME = CASE.model_name
 
 
-def heart_key(name: str) -> dg.AssetKey:
-    """The key of heart asset `name`: `heart/<name>`, stored at `<root>/heart/<name>.parquet`."""
-    return dg.AssetKey([schema.USE_CASE, name])
-
-
-@deployment_defaults("heart__raw")
-class RawConfig(dg.Config):
+@deployment_defaults(CASE.op("raw"))
+class RawConfig(RawSourceConfig):
     """Where the patients come from."""
 
     source: Literal["generator", "uci"] = Field(
@@ -37,51 +35,45 @@ class RawConfig(dg.Config):
         description="'generator': deterministic synthetic patients; 'uci': a UCI heart-disease "
         "file (processed.cleveland.data, `?` for missing) or a CSV with the same columns.",
     )
-    path: str = Field(default="", description="With source='uci': the file to read.")
     n_patients: int = Field(default=1000, gt=0, description="Generator: number of patients.")
-    seed: int = Field(default=42, description="Generator: seed.")
 
 
-RAW_AUDITS = checks.raw_audits(heart_key("raw"))
+RAW_AUDITS = checks.raw_audits(CASE.key("raw"))
 
 
-@dg.asset(
-    key=heart_key("raw"),
-    group_name=GROUP,
+@CASE.asset(
+    "raw",
     kinds={"parquet"},
     check_specs=check_specs(RAW_AUDITS),
-    required_resource_keys={"io_manager"},
 )
-def raw(context: dg.AssetExecutionContext, config: RawConfig):
+def raw(context: dg.AssetExecutionContext, config: RawConfig, asset_store: AssetStore):
     """Patients in the 14-column Cleveland layout: 13 clinical inputs, the diagnosis `num`
     (0-4) and its binarisation `target` (heart disease or not); missing values are nulls.
     Published only when its blocking checks pass on it."""
     from mlops_assets.heart import sources
 
-    if config.source == "generator":
-        table = sources.generate_patients(
+    key = CASE.key("raw")
+    table = load_raw_source(
+        key,
+        config,
+        generate=lambda: sources.generate_patients(
             sources.GeneratorConfig(n_patients=config.n_patients, seed=config.seed)
-        )
-    else:
-        if not config.path:
-            raise dg.Failure("source='uci' needs `path` (the UCI file to read)")
-        try:
-            table = sources.read_uci_file(config.path)
-        except (sources.HeartContractError, FileNotFoundError) as exc:
-            raise dg.Failure(f"heart/raw: {exc}") from exc
-    source = config.source if config.source == "generator" else config.path
+        ),
+        read=sources.read_uci_file,
+        contract_errors=(sources.HeartContractError,),
+    )
     yield from publish(
         context,
-        {heart_key("raw"): {None: table}},
+        asset_store,
+        {key: {None: table}},
         RAW_AUDITS,
-        metadata={heart_key("raw"): {"source": source}},
+        metadata={key: {"source": config.describe()}},
     )
 
 
-@dg.asset(
-    key=heart_key("quality_report"),
-    group_name=GROUP,
-    ins={"raw": frame_input(heart_key("raw"), load_as="pandas")},
+@CASE.asset(
+    "quality_report",
+    ins={"raw": frame_input(CASE.key("raw"), load_as="pandas")},
     kinds={"pandas", "parquet"},
 )
 def quality_report(context: dg.AssetExecutionContext, raw):
@@ -115,10 +107,9 @@ def quality_report(context: dg.AssetExecutionContext, raw):
     return summary
 
 
-@dg.asset(
-    key=heart_key("features"),
-    group_name=GROUP,
-    ins={"raw": frame_input(heart_key("raw"), load_as="pandas")},
+@CASE.asset(
+    "features",
+    ins={"raw": frame_input(CASE.key("raw"), load_as="pandas")},
     kinds={"pandas", "parquet"},
 )
 def features(context: dg.AssetExecutionContext, raw):
@@ -139,7 +130,7 @@ def features(context: dg.AssetExecutionContext, raw):
     return frame
 
 
-@deployment_defaults("heart__models")
+@deployment_defaults(CASE.op("models"))
 class ModelsConfig(dg.Config):
     """How the four models are compared."""
 
@@ -148,13 +139,10 @@ class ModelsConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(
-    key=heart_key("models"),
-    group_name=GROUP,
-    ins={"features": frame_input(heart_key("features"), load_as="pandas")},
-    pool=TRAINING_POOL,
-    retry_policy=NETWORK_RETRY,
-    kinds={"sklearn", "mlflow"},
+@CASE.asset(
+    "models",
+    ins={"features": frame_input(CASE.key("features"), load_as="pandas")},
+    **training_step(kinds={"sklearn", "mlflow"}),
 )
 def models(
     context: dg.AssetExecutionContext, config: ModelsConfig, mlflow: MlflowTracking, features
@@ -177,15 +165,10 @@ def models(
     runs = {}
     for kind, result in results.items():
         with mlflow.start_run(
-            context, use_case=schema.USE_CASE, run_name=kind, tags={"kind": kind}
+            context, use_case=CASE.name, run_name=kind, tags={"kind": kind}
         ) as run:
             run.log_params({"kind": kind, **config.model_dump()})
-            run.log_metrics(
-                {
-                    **{f"cv_{k}": v for k, v in result.cv_metrics.items()},
-                    **{f"holdout_{k}": v for k, v in result.holdout_metrics.items()},
-                }
-            )
+            run.log_metrics(result.logged_metrics)
             info = run.log_model(
                 result.pipeline,
                 name="model",
@@ -196,14 +179,7 @@ def models(
     best = training.best_kind(results)
     run, info = runs[best]
     version = mlflow.register(info, MODEL_NAME, alias=CANDIDATE, tags={"kind": best})
-    table = [
-        {
-            "kind": kind,
-            **{f"cv_{k}": round(v, 4) for k, v in r.cv_metrics.items()},
-            "holdout_roc_auc": round(r.holdout_metrics["roc_auc"], 4),
-        }
-        for kind, r in results.items()
-    ]
+    table = training.comparison_table(results)
     return dg.MaterializeResult(
         metadata={
             **mlflow.model_metadata(
@@ -219,7 +195,7 @@ def models(
     )
 
 
-@deployment_defaults("heart__champion")
+@deployment_defaults(CASE.op("champion"))
 class ChampionConfig(dg.Config):
     """The promotion gate."""
 
@@ -230,11 +206,10 @@ class ChampionConfig(dg.Config):
     seed: int = 0
 
 
-@dg.asset(
-    key=heart_key("champion"),
-    group_name=GROUP,
-    ins={"features": frame_input(heart_key("features"), load_as="pandas")},
-    deps=[heart_key("models")],
+@CASE.asset(
+    "champion",
+    ins={"features": frame_input(CASE.key("features"), load_as="pandas")},
+    deps=[CASE.key("models")],
     retry_policy=NETWORK_RETRY,
     kinds={"mlflow"},
 )
@@ -247,6 +222,7 @@ def champion(
     """The model that serves (`heart_disease@champion`): candidate and champion score the same
     stratified holdout; the alias moves only when the candidate's ROC-AUC is higher by the
     margin."""
+    from mlops_assets.core import champion as flow
     from mlops_assets.core import evaluation
     from mlops_assets.heart import training
 
@@ -256,102 +232,56 @@ def champion(
         seed=config.seed,
     )
     y = holdout[schema.TARGET].to_numpy()
-    candidate = mlflow.get_version_by_alias(MODEL_NAME, CANDIDATE)
-    if candidate is None:
-        raise data_error(f"{MODEL_NAME} has no '{CANDIDATE}': materialize heart/models first")
-    current = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-    # By version, not alias: the versions scored are those the gate is told it compared, even
-    # if an alias moves meanwhile.
-    candidate_model = mlflow.load_model_version(MODEL_NAME, candidate.version)
-    scores = {"candidate": training.score(candidate_model, holdout)}
-    if current is not None and current.version != candidate.version:
-        champion_model = mlflow.load_model_version(MODEL_NAME, current.version)
-        scores["champion"] = training.score(champion_model, holdout)
-    metrics = {who: evaluation.classification_metrics(y, s) for who, s in scores.items()}
+    ring = flow.contenders(mlflow, MODEL_NAME, trained_by=CASE.key("models").to_user_string())
+    scores = flow.score_contenders(mlflow, ring, lambda model: training.score(model, holdout))
     rule = evaluation.PromotionRule(
         metric="roc_auc", higher_is_better=True, min_improvement=config.min_roc_auc_gain
     )
-    decision = mlflow.promote(
-        MODEL_NAME,
-        candidate.version,
+    outcome = flow.gate_contenders(
+        mlflow,
+        ring,
         rule,
-        candidate_metrics=metrics["candidate"],
-        champion_metrics=metrics.get("champion"),
-        compared_with=current.version if current is not None else None,
+        {role: evaluation.classification_metrics(y, s) for role, s in scores.items()},
     )
-    serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
-    return dg.MaterializeResult(
-        metadata={
-            **decision.as_metadata(),
-            "candidate_version": str(candidate.version),
-            "champion_version": str(serving.version) if serving else None,
-            "holdout_patients": len(holdout),
-            **{f"{who}/{k}": v for who, m in metrics.items() for k, v in m.items()},
-        }
-    )
+    return dg.MaterializeResult(metadata={**outcome.metadata(), "holdout_patients": len(holdout)})
 
 
-@dg.asset(
-    key=heart_key("deployment_package"),
-    group_name=GROUP,
-    ins={"features": frame_input(heart_key("features"), load_as="pandas")},
-    deps=[heart_key("champion")],
-    required_resource_keys={"io_manager", "mlflow"},
+@CASE.asset(
+    "deployment_package",
+    ins={"features": frame_input(CASE.key("features"), load_as="pandas")},
+    deps=[CASE.key("champion")],
     retry_policy=NETWORK_RETRY,
     # Follows the champion: when the alias moves in a run, the new version is packaged next.
     automation_condition=dg.AutomationCondition.eager(),
     kinds={"mlflow"},
 )
-def deployment_package(context: dg.AssetExecutionContext, features) -> dg.MaterializeResult:
+def deployment_package(
+    context: dg.AssetExecutionContext, asset_store: AssetStore, mlflow: MlflowTracking, features
+) -> dg.MaterializeResult:
     """What operations deploy: the champion's MLflow model, the environment lock it was built
     in, its serving config and a model card (data, metrics, intended use, limits), in
     `<root>/heart/deployment_package/v<version>/`, with a manifest of hashes written last. A
     version's package is built once; re-materializing verifies it."""
-    import tempfile
-    from pathlib import Path
-
     from mlops_assets.heart import packaging
 
-    mlflow: MlflowTracking = context.resources.mlflow
-    io: ParquetIOManager = context.resources.io_manager
     serving = mlflow.get_version_by_alias(MODEL_NAME, CHAMPION)
     if serving is None:
         raise data_error(f"{MODEL_NAME} has no champion: materialize heart/champion first")
-    version = str(serving.version)
-    folder = io.partition_path(heart_key("deployment_package"), "package").parent
-    destination = folder / f"v{version}"
-    if destination.exists():
-        manifest = packaging.verify_package(destination)
-        built = False
-    else:
-        run = mlflow.client.get_run(serving.run_id)
-        with tempfile.TemporaryDirectory() as tmp:
-            model_dir = mlflow.download_model(MODEL_NAME, version, Path(tmp))
-            manifest = packaging.build_package(
-                destination,
-                model_dir=model_dir,
-                model_name=MODEL_NAME,
-                model_version=version,
-                metrics={
-                    part: {
-                        k.removeprefix(f"{part}_"): v
-                        for k, v in sorted(run.data.metrics.items())
-                        if k.startswith(f"{part}_")
-                    }
-                    for part in ("cv", "holdout")
-                },
-                data_summary={
-                    "patients": len(features),
-                    "disease_share": round(float(features[schema.TARGET].mean()), 4),
-                    "source": "heart/raw",
-                },
-                config={"threshold": 0.5, "kind": serving.tags.get("kind", "")},
-            )
-        built = True
+    destination, manifest, built = packaging.package_version(
+        asset_store.folder(CASE.key("deployment_package")),
+        mlflow,
+        MODEL_NAME,
+        serving,
+        data_summary={
+            "patients": len(features),
+            "disease_share": round(float(features[schema.TARGET].mean()), 4),
+            "source": CASE.key("raw").to_user_string(),
+        },
+    )
     return dg.MaterializeResult(
         metadata={
             "path": str(destination),
-            "model_version": version,
+            "model_version": str(serving.version),
             "built": built,
             "files": dg.MetadataValue.json(sorted(f.path for f in manifest.files)),
         }

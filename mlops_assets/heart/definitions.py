@@ -1,10 +1,9 @@
 """The heart use case for Dagster: its assets (with their checks), job and weekly schedule, and the
 demo step of `mlops demo`."""
 
-import dagster as dg
-
-from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
+from mlops_assets.core.policies import weekly_retraining
 from mlops_assets.heart.assets import (
+    CASE,
     champion,
     deployment_package,
     features,
@@ -16,26 +15,16 @@ from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, quality_report, features, models, champion, deployment_package]
 
-heart_training = dg.define_asset_job(
-    "heart_training",
-    selection=dg.AssetSelection.groups("heart"),
-    description="Every heart asset: patients, quality report, features, the four models, the "
-    "promotion gate and the deployment package.",
-    tags=scheduled_run_tags("retraining"),
-)
-
 # Sundays 3:00 UTC. Stopped by default: the patients come from a file or a fixed generator, and
 # the seeded study refits the same model on unchanged data. Turn it on when your source is
 # refreshed; only the promotion gate moves the champion, so a retraining that finds nothing
 # better changes nothing that serves.
-heart_weekly_retraining = weekly_schedule(
-    heart_training, name="heart_weekly_retraining", hour=3, running=False
-)
-
-defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[heart_training],
-    schedules=[heart_weekly_retraining],
+defs = weekly_retraining(
+    CASE,
+    ASSETS,
+    description="Every heart asset: patients, quality report, features, the four models, the "
+    "promotion gate and the deployment package.",
+    hour=3,
 )
 
 # What `mlops demo` runs: the whole group on the default 1,000 generated patients.

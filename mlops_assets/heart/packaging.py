@@ -41,7 +41,10 @@ from mlops_assets.heart.schema import CATEGORICAL_INPUTS, INPUTS, RANGES, TARGET
 from mlops_assets.heart.training import DECISION_THRESHOLD
 
 if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
     from upath import UPath
+
+    from mlops_assets.core.tracking import MlflowTracking
 
 MODEL_DIR = "model"
 ENVIRONMENT_LOCK = "environment.lock"
@@ -168,6 +171,45 @@ def build_package(
                 destination.fs.rm(destination.path, recursive=True)
             raise
     return manifest
+
+
+def package_version(
+    folder: UPath | Path,
+    mlflow: MlflowTracking,
+    model_name: str,
+    version: ModelVersion,
+    data_summary: Mapping[str, Any],
+) -> tuple[UPath | Path, PackageManifest, bool]:
+    """The package of registered ``version`` of ``model_name`` in ``folder/v<version>``: built
+    from the registry (the model, its run's ``cv_*`` and ``holdout_*`` metrics, the kind tag) the
+    first time, verified every time after; a version's package never changes.
+
+    Returns the package's folder, its manifest and whether this call built it.
+    """
+    destination = folder / f"v{version.version}"
+    if destination.exists():
+        return destination, verify_package(destination), False
+    run = mlflow.client.get_run(version.run_id)
+    sections = {
+        part: {
+            k.removeprefix(f"{part}_"): v
+            for k, v in sorted(run.data.metrics.items())
+            if k.startswith(f"{part}_")
+        }
+        for part in ("cv", "holdout")
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        model_dir = mlflow.download_model(model_name, version.version, Path(tmp))
+        manifest = build_package(
+            destination,
+            model_dir=model_dir,
+            model_name=model_name,
+            model_version=str(version.version),
+            metrics=sections,
+            data_summary=data_summary,
+            config={"threshold": DECISION_THRESHOLD, "kind": version.tags.get("kind", "")},
+        )
+    return destination, manifest, True
 
 
 def _assemble(

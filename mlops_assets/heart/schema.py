@@ -1,5 +1,5 @@
-"""The heart use case's data contract: the 14-column Cleveland layout of the UCI heart-disease
-data, plus a record id.
+"""The heart use case's identity (:data:`CASE`) and data contract: the 14-column Cleveland layout
+of the UCI heart-disease data, plus a record id.
 
 ``num`` is the diagnosis as the files give it (0 = no disease, 1-4 = angiographic severity);
 ``target`` is its binarisation (``num > 0``), what the models predict. Missing values (``?`` in
@@ -15,10 +15,14 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from mlops_assets.core.use_case import UseCase
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-USE_CASE = "heart"
+# Its asset keys (`heart/<name>`), group, op names and the one model it registers.
+CASE = UseCase("heart", model_name="heart_disease")
+USE_CASE = CASE.name
 
 KEY = "record_id"
 TARGET = "target"

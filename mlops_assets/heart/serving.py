@@ -20,18 +20,30 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mlops_assets.heart import schema
 from mlops_assets.heart.features import ENGINEERED
 from mlops_assets.heart.training import DECISION_THRESHOLD
-from mlops_assets.serving.endpoints import Endpoint, Integer, Number, Prediction, Services
+from mlops_assets.serving.endpoints import (
+    Endpoint,
+    Integer,
+    Number,
+    Prediction,
+    Services,
+    request_config,
+)
 
-MODEL_NAME = "heart_disease"  # as registered by mlops_assets.heart.assets
+MODEL_NAME = schema.CASE.model_name
 
 LABELS = {0: "no disease", 1: "disease"}
 
-_R = schema.RANGES
+
+def _in_range(column: str, description: str, **extra: Any) -> Any:
+    """A required request field within the physiological range of ``column``
+    (:data:`mlops_assets.heart.schema.RANGES`)."""
+    low, high = schema.RANGES[column]
+    return Field(ge=low, le=high, description=description, **extra)
 
 
 class HeartRequest(BaseModel):
@@ -40,78 +52,53 @@ class HeartRequest(BaseModel):
     # NaN or infinity in any number is refused as such ("Input should be a finite number"):
     # without this a NaN age was reported as "less than or equal to 120". Integer and Number
     # refuse JSON true/false (lax mode read "sex": true as 1) and texts of digits.
-    model_config = ConfigDict(
-        extra="forbid",
-        allow_inf_nan=False,
-        json_schema_extra={
-            "examples": [
-                {
-                    "age": 63,
-                    "sex": 1,
-                    "cp": 4,
-                    "trestbps": 145,
-                    "chol": 233,
-                    "fbs": 1,
-                    "restecg": 2,
-                    "thalach": 150,
-                    "exang": 0,
-                    "oldpeak": 2.3,
-                    "slope": 3,
-                    "ca": 0,
-                    "thal": 6,
-                }
-            ]
+    model_config = request_config(
+        {
+            "age": 63,
+            "sex": 1,
+            "cp": 4,
+            "trestbps": 145,
+            "chol": 233,
+            "fbs": 1,
+            "restecg": 2,
+            "thalach": 150,
+            "exang": 0,
+            "oldpeak": 2.3,
+            "slope": 3,
+            "ca": 0,
+            "thal": 6,
         },
+        allow_inf_nan=False,
     )
 
-    age: Number = Field(ge=_R["age"][0], le=_R["age"][1], description="Age, in years.")
-    sex: Integer = Field(ge=_R["sex"][0], le=_R["sex"][1], description="Sex: 1 = male, 0 = female.")
-    cp: Integer = Field(
-        ge=_R["cp"][0],
-        le=_R["cp"][1],
-        description="Chest-pain type: 1 typical angina, 2 atypical angina, 3 non-anginal pain, "
-        "4 asymptomatic.",
+    age: Number = _in_range("age", "Age, in years.")
+    sex: Integer = _in_range("sex", "Sex: 1 = male, 0 = female.")
+    cp: Integer = _in_range(
+        "cp",
+        "Chest-pain type: 1 typical angina, 2 atypical angina, 3 non-anginal pain, 4 asymptomatic.",
     )
-    trestbps: Number = Field(
-        ge=_R["trestbps"][0],
-        le=_R["trestbps"][1],
-        description="Resting blood pressure on admission, in mm Hg.",
+    trestbps: Number = _in_range("trestbps", "Resting blood pressure on admission, in mm Hg.")
+    chol: Number = _in_range("chol", "Serum cholesterol, in mg/dl.")
+    fbs: Integer = _in_range("fbs", "Fasting blood sugar > 120 mg/dl: 1 or 0.")
+    restecg: Integer = _in_range(
+        "restecg",
+        "Resting ECG: 0 normal, 1 ST-T wave abnormality, 2 left ventricular hypertrophy.",
     )
-    chol: Number = Field(
-        ge=_R["chol"][0], le=_R["chol"][1], description="Serum cholesterol, in mg/dl."
+    thalach: Number = _in_range(
+        "thalach", "Maximum heart rate reached in the exercise test, in beats per minute."
     )
-    fbs: Integer = Field(
-        ge=_R["fbs"][0], le=_R["fbs"][1], description="Fasting blood sugar > 120 mg/dl: 1 or 0."
-    )
-    restecg: Integer = Field(
-        ge=_R["restecg"][0],
-        le=_R["restecg"][1],
-        description="Resting ECG: 0 normal, 1 ST-T wave abnormality, 2 left ventricular "
-        "hypertrophy.",
-    )
-    thalach: Number = Field(
-        ge=_R["thalach"][0],
-        le=_R["thalach"][1],
-        description="Maximum heart rate reached in the exercise test, in beats per minute.",
-    )
-    exang: Integer = Field(
-        ge=_R["exang"][0], le=_R["exang"][1], description="Exercise-induced angina: 1 or 0."
-    )
-    oldpeak: Number = Field(
-        ge=_R["oldpeak"][0],
-        le=_R["oldpeak"][1],
+    exang: Integer = _in_range("exang", "Exercise-induced angina: 1 or 0.")
+    oldpeak: Number = _in_range(
+        "oldpeak",
+        "ST depression induced by exercise relative to rest, in mm.",
         allow_inf_nan=False,
-        description="ST depression induced by exercise relative to rest, in mm.",
     )
-    slope: Integer = Field(
-        ge=_R["slope"][0],
-        le=_R["slope"][1],
-        description="Slope of the peak exercise ST segment: 1 upsloping, 2 flat, 3 downsloping.",
+    slope: Integer = _in_range(
+        "slope", "Slope of the peak exercise ST segment: 1 upsloping, 2 flat, 3 downsloping."
     )
-    ca: Integer | None = Field(
-        ge=_R["ca"][0],
-        le=_R["ca"][1],
-        description="Major vessels (0-3) coloured by fluoroscopy; null when not measured "
+    ca: Integer | None = _in_range(
+        "ca",
+        "Major vessels (0-3) coloured by fluoroscopy; null when not measured "
         "(imputed by the model with the training median).",
     )
     thal: Literal[schema.THAL_CODES] | None = Field(  # type: ignore[valid-type]
@@ -167,9 +154,8 @@ def predict(pipeline: Any, request: HeartRequest, services: Services) -> Predict
     return Prediction(body=body, value=probability, features=_engineered(frame))
 
 
-ENDPOINT = Endpoint(
-    use_case=schema.USE_CASE,
-    model_name=MODEL_NAME,
+ENDPOINT = Endpoint.of(
+    schema.CASE,
     request=HeartRequest,
     predict=predict,
     flavor="sklearn",

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.core import contracts
+from mlops_assets.core import contracts, synthetic
 from mlops_assets.heart import schema
 
 if TYPE_CHECKING:
@@ -68,12 +68,9 @@ class GeneratorConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_patients, bool) or not isinstance(self.n_patients, int):
-            raise TypeError(f"n_patients must be an int, got {type(self.n_patients).__name__}")
-        if self.n_patients < 1:
-            raise ValueError(f"n_patients must be at least 1, got {self.n_patients}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        # The asset's run config is validated by Dagster; this is for configs built by hand.
+        synthetic.check_count("n_patients", self.n_patients)
+        synthetic.check_seed(self.seed)
 
 
 def generate_patients(config: GeneratorConfig | None = None) -> pa.Table:
@@ -87,7 +84,8 @@ def generate_patients(config: GeneratorConfig | None = None) -> pa.Table:
 
     config = config or GeneratorConfig()
     n = config.n_patients
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed % 2**64, _STREAM]))
+    rng = synthetic.stream(config.seed, _STREAM)
+    sigmoid = synthetic.sigmoid
     # Every draw below happens whatever the values, so the stream stays aligned.
 
     def normal(mean: float, sd: float) -> np.ndarray:
@@ -102,22 +100,22 @@ def generate_patients(config: GeneratorConfig | None = None) -> pa.Table:
     trestbps = np.clip(np.round(normal(0, 1) * 16.0 + _TRESTBPS[0] + 5.5 * age_z), *_TRESTBPS[2:])
     chol = np.clip(np.round(normal(0, 1) * 51.0 + _CHOL[0] + 9.0 * age_z), *_CHOL[2:])
     fbs = (rng.random(n) < _FBS).astype(float)
-    restecg = _categories(rng, np.tile(_RESTECG, (n, 1)), (0.0, 1.0, 2.0))
+    restecg = np.asarray((0.0, 1.0, 2.0))[synthetic.draw(rng, _RESTECG, n)]
 
     # Chest pain: asymptomatic (4) much more often with a high burden.
-    asymptomatic = rng.random(n) < _sigmoid(-0.15 + 1.3 * burden)
-    other_cp = _categories(rng, np.tile(_NON_ASYMPTOMATIC_CP, (n, 1)), (1.0, 2.0, 3.0))
+    asymptomatic = rng.random(n) < sigmoid(-0.15 + 1.3 * burden)
+    other_cp = np.asarray((1.0, 2.0, 3.0))[synthetic.draw(rng, _NON_ASYMPTOMATIC_CP, n)]
     cp = np.where(asymptomatic, 4.0, other_cp)
-    exang = (rng.random(n) < _sigmoid(-0.95 + 1.1 * burden)).astype(float)
+    exang = (rng.random(n) < sigmoid(-0.95 + 1.1 * burden)).astype(float)
     oldpeak = np.round(np.clip(normal(0.6, 1.1) + 0.75 * burden, 0.0, _OLDPEAK_MAX), 1)
     thalach = np.clip(np.round(normal(150.0, 17.0) - 12.0 * age_z - 7.5 * burden), *_THALACH_RANGE)
     # Slope of the peak ST segment: flat (2) with ST depression and burden, down (3) rarely.
     down = rng.random(n) < 0.05 + 0.05 * (oldpeak > 2)
-    flat = rng.random(n) < _sigmoid(-0.6 + 0.7 * burden + 0.6 * oldpeak)
+    flat = rng.random(n) < sigmoid(-0.6 + 0.7 * burden + 0.6 * oldpeak)
     slope = np.where(down, 3.0, np.where(flat, 2.0, 1.0))
     vessels = 0.75 * burden + 0.35 * age_z + 0.75 * rng.standard_normal(n)
     ca = np.searchsorted(np.asarray(_CA_CUTS), vessels).astype(float)
-    reversible = rng.random(n) < _sigmoid(-0.6 + 1.3 * burden)
+    reversible = rng.random(n) < sigmoid(-0.6 + 1.3 * burden)
     fixed = rng.random(n) < 0.06
     thal = np.where(reversible, 7.0, np.where(fixed, 6.0, 3.0))
 
@@ -137,7 +135,7 @@ def generate_patients(config: GeneratorConfig | None = None) -> pa.Table:
         + 0.002 * (chol - _CHOL[0])
         + 0.2 * fbs
     )
-    diseased = rng.random(n) < _sigmoid(eta)
+    diseased = rng.random(n) < sigmoid(eta)
     # Severity 1..4 among the diseased: ranked on the risk plus noise, cut at the shares.
     severity_score = 0.6 * eta + rng.standard_normal(n)
     num = np.zeros(n, dtype=np.int64)
@@ -173,23 +171,6 @@ def generate_patients(config: GeneratorConfig | None = None) -> pa.Table:
     arrays.append(pa.array(num))
     arrays.append(pa.array((num > 0).astype(np.int64)))
     return pa.Table.from_arrays(arrays, schema=schema.raw_schema())
-
-
-def _sigmoid(x: Any) -> np.ndarray:
-    import numpy as np
-
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, dtype=np.float64)))
-
-
-def _categories(rng: np.random.Generator, weights: np.ndarray, codes: tuple[float, ...]) -> Any:
-    """One code per row, drawn with that row's weights."""
-    import numpy as np
-
-    cum = np.cumsum(weights, axis=1)
-    cum = cum / cum[:, -1:]
-    u = rng.random(len(weights))
-    index = np.minimum((u[:, None] >= cum).sum(axis=1), weights.shape[1] - 1)
-    return np.asarray(codes, dtype=np.float64)[index]
 
 
 # --------------------------------------------------------------------------------------------------

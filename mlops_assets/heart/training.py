@@ -180,21 +180,21 @@ class KindResult:
     holdout_scores: np.ndarray
     holdout_labels: np.ndarray
 
+    @property
+    def logged_metrics(self) -> dict[str, float]:
+        """What the kind's MLflow run logs: ``cv_<metric>`` and ``holdout_<metric>``."""
+        return {
+            **{f"cv_{k}": v for k, v in self.cv_metrics.items()},
+            **{f"holdout_{k}": v for k, v in self.holdout_metrics.items()},
+        }
+
 
 def _check_frame(frame: pd.DataFrame) -> None:
-    missing = [c for c in (*INPUTS, TARGET) if c not in frame.columns]
-    if missing:
-        raise ValueError(
-            f"the training set lacks {len(missing)} column(s) the model needs: {', '.join(missing)}"
-        )
-    labels = frame[TARGET]
-    if labels.isna().any():
-        raise ValueError(f"{int(labels.isna().sum())} row(s) have no {TARGET!r} label")
-    classes = set(labels.unique().tolist())
-    if not classes <= {0, 1}:
-        raise ValueError(f"{TARGET!r} must be 0 or 1; found {sorted(classes - {0, 1})[:5]}")
-    if len(classes) < 2:
-        raise ValueError(f"the training set has a single class ({TARGET}={classes.pop()})")
+    from mlops_assets.core.evaluation.training_sets import check_binary_training_set
+
+    check_binary_training_set(
+        frame, INPUTS, TARGET, why_both="a diagnosis model needs patients with and without disease"
+    )
 
 
 def split_holdout(
@@ -302,6 +302,19 @@ def best_kind(results: Mapping[str, KindResult]) -> str:
         return (-auc if math.isfinite(auc) else math.inf, order)
 
     return min(results, key=rank)
+
+
+def comparison_table(results: Mapping[str, KindResult]) -> list[dict[str, Any]]:
+    """One row per kind for the models' metadata: its cross-validated figures and its holdout
+    ROC-AUC, rounded to 4 digits."""
+    return [
+        {
+            "kind": kind,
+            **{f"cv_{k}": round(v, 4) for k, v in r.cv_metrics.items()},
+            "holdout_roc_auc": round(r.holdout_metrics["roc_auc"], 4),
+        }
+        for kind, r in results.items()
+    ]
 
 
 # --- scoring ------------------------------------------------------------------------------------

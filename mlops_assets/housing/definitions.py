@@ -1,10 +1,9 @@
 """The housing use case for Dagster: its assets (with their checks), job and weekly schedule, and the
 demo step of `mlops demo`."""
 
-import dagster as dg
-
-from mlops_assets.core.policies import scheduled_run_tags, weekly_schedule
+from mlops_assets.core.policies import weekly_retraining
 from mlops_assets.housing.assets import (
+    CASE,
     champion,
     encoders,
     features,
@@ -17,26 +16,16 @@ from mlops_assets.use_cases import DemoStep
 
 ASSETS = [raw, splits, encoders, features, model, holdout_report, champion]
 
-housing_training = dg.define_asset_job(
-    "housing_training",
-    selection=dg.AssetSelection.groups("housing"),
-    description="Every housing asset: sales, chronological splits, encoders, features, the tuned "
-    "model, its holdout report and the promotion gate.",
-    tags=scheduled_run_tags("retraining"),
-)
-
 # Sundays 2:00 UTC. Stopped by default: the sales come from a file or a fixed generator, and
 # the seeded study refits the same model on unchanged data. Turn it on when your source is
 # refreshed; only the promotion gate moves the champion, so a retraining that finds nothing
 # better changes nothing that serves.
-housing_weekly_retraining = weekly_schedule(
-    housing_training, name="housing_weekly_retraining", hour=2, running=False
-)
-
-defs = dg.Definitions(
-    assets=ASSETS,
-    jobs=[housing_training],
-    schedules=[housing_weekly_retraining],
+defs = weekly_retraining(
+    CASE,
+    ASSETS,
+    description="Every housing asset: sales, chronological splits, encoders, features, the tuned "
+    "model, its holdout report and the promotion gate.",
+    hour=2,
 )
 
 # What `mlops demo` runs: the whole group on the default 30,000 generated sales, with a short

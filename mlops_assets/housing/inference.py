@@ -416,20 +416,19 @@ def prepare_records(
     columns: dict[str, Any] = {}
     coerced: list[str] = []
     columns[schema.DATE] = _prepare_dates(frame[schema.DATE], problems).to_numpy()
-    for name in schema.CATEGORICAL:
-        if name in frame.columns:
-            columns[name], changed = _prepare_categorical(name, frame[name], problems)
+    # A field left out is missing in every row: None for a category, NaN for a number.
+    kinds = (
+        (schema.CATEGORICAL, _prepare_categorical, np.full(len(frame), None, dtype=object)),
+        (schema.NUMERIC, _prepare_numeric, np.full(len(frame), np.nan)),
+    )
+    for names, prepare, absent in kinds:
+        for name in names:
+            if name not in frame.columns:
+                columns[name] = absent.copy()
+                continue
+            columns[name], changed = prepare(name, frame[name], problems)
             if changed:
                 coerced.append(name)
-        else:
-            columns[name] = np.full(len(frame), None, dtype=object)
-    for name in schema.NUMERIC:
-        if name in frame.columns:
-            columns[name], changed = _prepare_numeric(name, frame[name], problems)
-            if changed:
-                coerced.append(name)
-        else:
-            columns[name] = np.full(len(frame), np.nan)
     problems.raise_if_any()
     index = frame.index if isinstance(records, pd.DataFrame) else pd.RangeIndex(len(frame))
     prepared = pd.DataFrame({name: columns[name] for name in schema.FEATURE_INPUTS}, index=index)
@@ -608,6 +607,29 @@ def bundle(
         encoders,
         feature_columns=columns,
         metadata=dict(metadata),
+    )
+
+
+def log_bundle(
+    run: Any,
+    model: Any,
+    encoders: pd.DataFrame,
+    raw_sample: pd.DataFrame,
+    *,
+    name: str,
+    metadata: Mapping[str, Any],
+) -> Any:
+    """Log ``model`` bundled with ``encoders`` (:func:`bundle`) as the pyfunc ``name`` of
+    ``run`` (a :class:`~mlops_assets.core.tracking.TrackedRun`), with its signature, an input
+    example from ``raw_sample`` and the pinned requirements; returns the logged model's info."""
+    signature, example = signature_and_example(raw_sample)
+    return run.log_model(
+        bundle(model, encoders, metadata=metadata),
+        name=name,
+        input_example=example,
+        signature=signature,
+        flavor="pyfunc",
+        pip_requirements=pip_requirements(),
     )
 
 

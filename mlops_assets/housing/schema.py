@@ -1,4 +1,4 @@
-"""The housing use case's data contracts.
+"""The housing use case's identity (:data:`CASE`) and data contracts.
 
 ``raw``: one row per home sale, keyed by ``sale_id``. ``price`` (USD) is the target; everything
 else is known when a home is listed, so a buyer-facing API can send it. Categorical columns are
@@ -14,10 +14,14 @@ from __future__ import annotations
 from functools import cache
 from typing import TYPE_CHECKING
 
+from mlops_assets.core.use_case import UseCase
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
-USE_CASE = "housing"
+# Its asset keys (`housing/<name>`), group, op names and the one model it registers.
+CASE = UseCase("housing", model_name="housing_price")
+USE_CASE = CASE.name
 
 KEY = "sale_id"
 DATE = "sale_date"

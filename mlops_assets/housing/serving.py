@@ -28,7 +28,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from mlops_assets.housing import schema
 from mlops_assets.serving.endpoints import (
@@ -41,34 +41,36 @@ from mlops_assets.serving.endpoints import (
     Prediction,
     RequestError,
     Services,
+    request_config,
 )
 
-MODEL_NAME = "housing_price"  # as registered by mlops_assets.housing.assets
+MODEL_NAME = schema.CASE.model_name
 CURRENCY = "USD"
 
 _NOTES = ("missing_fields", "coerced_fields", "unseen_categories")
 
 
+def _optional(low: float, high: float, description: str) -> Any:
+    """A field a seller may leave out (null), within ``[low, high]`` when given; a float field
+    refuses NaN and infinity, as an integer one does by its type."""
+    return Field(default=None, ge=low, le=high, allow_inf_nan=False, description=description)
+
+
 class HousingRequest(BaseModel):
     """One home as listed: when it sells, where it is and what it is."""
 
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {
-                    "sale_date": "2023-05-01",
-                    "city": "Boston",
-                    "zipcode": "02130",
-                    "property_type": "single_family",
-                    "beds": 3,
-                    "baths": 2.0,
-                    "living_area_sqft": 1800.0,
-                    "lot_sqft": 6500.0,
-                    "year_built": 1985,
-                    "condition": 3,
-                }
-            ]
+    model_config = request_config(
+        {
+            "sale_date": "2023-05-01",
+            "city": "Boston",
+            "zipcode": "02130",
+            "property_type": "single_family",
+            "beds": 3,
+            "baths": 2.0,
+            "living_area_sqft": 1800.0,
+            "lot_sqft": 6500.0,
+            "year_built": 1985,
+            "condition": 3,
         },
     )
 
@@ -99,34 +101,14 @@ class HousingRequest(BaseModel):
         "listed in unseen_categories.",
     )
     # Integer and Number: a JSON true or false is not a size or a count (lax mode read false as 0).
-    beds: Integer | None = Field(default=None, ge=0, le=20, description="Bedrooms.")
-    baths: Number | None = Field(
-        default=None,
-        ge=0,
-        le=20,
-        allow_inf_nan=False,
-        description="Bathrooms (0.5 = half bath).",
+    beds: Integer | None = _optional(0, 20, "Bedrooms.")
+    baths: Number | None = _optional(0, 20, "Bathrooms (0.5 = half bath).")
+    living_area_sqft: Number | None = _optional(100, 50_000, "Living area, in square feet.")
+    lot_sqft: Number | None = _optional(
+        0, 50_000_000, "Lot area, in square feet; null or left out for a condo."
     )
-    living_area_sqft: Number | None = Field(
-        default=None,
-        ge=100,
-        le=50_000,
-        allow_inf_nan=False,
-        description="Living area, in square feet.",
-    )
-    lot_sqft: Number | None = Field(
-        default=None,
-        ge=0,
-        le=50_000_000,
-        allow_inf_nan=False,
-        description="Lot area, in square feet; null or left out for a condo.",
-    )
-    year_built: Integer | None = Field(
-        default=None, ge=1700, le=2100, description="Year of construction."
-    )
-    condition: Integer | None = Field(
-        default=None, ge=1, le=5, description="Condition, 1 (poor) to 5 (excellent)."
-    )
+    year_built: Integer | None = _optional(1700, 2100, "Year of construction.")
+    condition: Integer | None = _optional(1, 5, "Condition, 1 (poor) to 5 (excellent).")
 
 
 def prepare(model: Any, info: ModelInfo) -> Any:
@@ -179,9 +161,8 @@ def predict(bundle: Any, request: HousingRequest, services: Services) -> Predict
     return Prediction(body=body, value=price, features=None)
 
 
-ENDPOINT = Endpoint(
-    use_case=schema.USE_CASE,
-    model_name=MODEL_NAME,
+ENDPOINT = Endpoint.of(
+    schema.CASE,
     request=HousingRequest,
     predict=predict,
     prepare=prepare,

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mlops_assets.core import contracts
+from mlops_assets.core import contracts, synthetic
 from mlops_assets.housing import schema
 
 if TYPE_CHECKING:
@@ -138,6 +138,8 @@ _TREND_KNOTS = (
 _REFERENCE_AREA = 1_800.0
 _ID_DIGITS = 7
 _STREAM = 0x40A5E  # SeedSequence salt of the generator's stream
+#: The most sales one table can hold: ids carry 7 digits.
+MAX_SALES = 10**_ID_DIGITS - 1
 
 
 @dataclass(frozen=True)
@@ -151,12 +153,9 @@ class GeneratorConfig:
     seed: int = 42
 
     def __post_init__(self) -> None:
-        if isinstance(self.n_sales, bool) or not isinstance(self.n_sales, int):
-            raise TypeError(f"n_sales must be an int, got {type(self.n_sales).__name__}")
-        if not 1 <= self.n_sales < 10**_ID_DIGITS:
-            raise ValueError(f"n_sales must be in [1, {10**_ID_DIGITS - 1}], got {self.n_sales}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"seed must be an int, got {type(self.seed).__name__}")
+        # The asset's run config is validated by Dagster; this is for configs built by hand.
+        synthetic.check_count("n_sales", self.n_sales, high=MAX_SALES)
+        synthetic.check_seed(self.seed)
 
 
 def generate_sales(config: GeneratorConfig | None = None) -> pa.Table:
@@ -171,7 +170,7 @@ def generate_sales(config: GeneratorConfig | None = None) -> pa.Table:
 
     config = config or GeneratorConfig()
     n = config.n_sales
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed % 2**64, _STREAM]))
+    rng = synthetic.stream(config.seed, _STREAM)
     # Every draw below happens whatever the values, so the stream stays aligned.
 
     # When: a day of the period, weighted by its month.
@@ -180,11 +179,11 @@ def generate_sales(config: GeneratorConfig | None = None) -> pa.Table:
         np.datetime64(f"{schema.LAST_YEAR + 1}-01-01"),
     )
     month = days.astype("datetime64[M]").astype(np.int64) % 12
-    day = days[_draw(rng, np.asarray(_MONTH_WEIGHTS)[month], n)]
+    day = days[synthetic.draw(rng, np.asarray(_MONTH_WEIGHTS)[month], n)]
     sale_year = day.astype("datetime64[Y]").astype(np.int64) + 1970
 
     # Where: a city, then one of its zipcodes.
-    city = _draw(rng, np.array([c.share for c in CITIES]), n)
+    city = synthetic.draw(rng, np.array([c.share for c in CITIES]), n)
     zip_u = rng.random(n)
     zip_code = np.empty(n, dtype=np.int64)
     premium = np.empty(n)
@@ -192,14 +191,14 @@ def generate_sales(config: GeneratorConfig | None = None) -> pa.Table:
     for k, c in enumerate(CITIES):
         weights = np.array([w for w, _ in c.zipcodes.values()])
         at = city == k
-        pick = _draw_at(weights, zip_u[at])
+        pick = synthetic.draw_at(weights, zip_u[at])
         zip_code[at] = len(zip_names) + pick
         premium[at] = np.array([p for _, p in c.zipcodes.values()])[pick]
         zip_names += list(c.zipcodes)
 
     # What: the property type (by city), its size, rooms, lot, age and condition.
     mix = np.array([c.type_mix for c in CITIES])
-    ptype = _draw_rows(rng, mix[city])
+    ptype = synthetic.draw_rows(rng, mix[city])
     area = np.asarray(_TYPE_AREA)[ptype] * np.exp(_AREA_SIGMA * rng.standard_normal(n))
     area = np.round(np.clip(area, *_AREA_RANGE), -1)
     beds = np.clip(np.round(0.5 + area / 700.0 + 0.6 * rng.standard_normal(n)), 1, 6).astype(
@@ -276,30 +275,6 @@ def _age_effect(age: np.ndarray) -> np.ndarray:
 
     # New homes sell at a premium that fades over ~20 years; very old (historic) homes recover a bit.
     return 0.85 + 0.20 * np.exp(-age / 20.0) + 0.05 * (age >= 90)
-
-
-def _draw(rng: np.random.Generator, weights: np.ndarray, n: int) -> np.ndarray:
-    """``n`` indices drawn with the given (unnormalised) weights."""
-    return _draw_at(weights, rng.random(n))
-
-
-def _draw_at(weights: np.ndarray, u: np.ndarray) -> np.ndarray:
-    import numpy as np
-
-    cum = np.cumsum(weights, dtype=np.float64)
-    cum /= cum[-1]
-    return np.minimum(np.searchsorted(cum, u, side="right"), len(cum) - 1).astype(np.int64)
-
-
-def _draw_rows(rng: np.random.Generator, weight_rows: np.ndarray) -> np.ndarray:
-    """One index per row, each row with its own (unnormalised) weights."""
-    import numpy as np
-
-    cum = np.cumsum(weight_rows, axis=1)
-    cum /= cum[:, -1:]
-    u = rng.random(len(weight_rows))
-    # Zero-weight columns share the previous cumulative value, so they are never drawn.
-    return np.minimum((u[:, None] >= cum).sum(axis=1), weight_rows.shape[1] - 1).astype(np.int64)
 
 
 def _labels_of(values: Any, codes: np.ndarray) -> pa.Array:

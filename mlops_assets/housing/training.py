@@ -156,3 +156,26 @@ def tune(
 
     study.optimize(objective, n_trials=spec.n_trials, n_jobs=1)
     return TuningResult(best=best["result"], model=best["model"], trials=trials)
+
+
+def tune_on_periods(
+    features: pd.DataFrame,
+    spec: TuningSpec,
+    *,
+    on_trial: Callable[[TrialResult], None] | None = None,
+) -> TuningResult:
+    """:func:`tune` on the model matrix of `housing/features` (a `split` column, the
+    :data:`~mlops_assets.housing.encoding.FEATURE_COLUMNS` and the log-price `target`): trained
+    on its train rows, judged on its eval rows; the holdout rows are not read."""
+    from mlops_assets.housing.encoding import FEATURE_COLUMNS
+
+    columns = list(FEATURE_COLUMNS)
+    train, evaluation = (features[features["split"] == s] for s in ("train", "eval"))
+    return tune(
+        train[columns],
+        train["target"].to_numpy(),
+        evaluation[columns],
+        evaluation["target"].to_numpy(),
+        spec,
+        on_trial=on_trial,
+    )

@@ -14,10 +14,11 @@ import pytest
 
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.definitions import resources_for
-from mlops_assets.demand.assets import build_raw, model_name
+from mlops_assets.demand.assets import build_raw
 from mlops_assets.demand.definitions import ASSETS, demand_daily_schedule
 from mlops_assets.demand.definitions import defs as demand_defs
-from mlops_assets_tests.demand.fake_eia import FakeEia
+from mlops_assets.demand.schema import model_name
+from mlops_assets_tests.fixtures.fake_eia import FakeEia
 from mlops_assets_tests.fixtures.runs import check_verdicts, failures, materialized, metadata
 
 FIRST, LAST = "2024-05-01", "2024-05-28"

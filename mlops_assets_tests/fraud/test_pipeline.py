@@ -92,9 +92,7 @@ def test_whole_group_runs_and_serves_a_champion(resources: dict, local_home: Pat
     assert run.success, [e.message for e in run.all_events if e.is_failure]
     assert _checks(run)["snapshots_precede_events"] is True
 
-    dataset = VersionedDataset(
-        resources["io_manager"].create_io_manager(None)._base_path / "fraud" / "training_set"
-    )
+    dataset = VersionedDataset(resources["asset_store"].base / "fraud" / "training_set")
     current = dataset.current(LAST)
     assert current is not None and current.run_id == run.run_id
     training = pl.from_arrow(dataset.read(current))

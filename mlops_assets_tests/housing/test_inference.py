@@ -21,8 +21,6 @@ from mlops_assets.housing.encoding import (
     EncoderSpec,
     build_features,
     fit_encoders,
-    out_of_fold_encodings,
-    target,
 )
 from mlops_assets.housing.inference import (
     MAX_PROBLEMS,
@@ -36,6 +34,7 @@ from mlops_assets.housing.inference import (
     prepare_records,
     signature_and_example,
 )
+from mlops_assets_tests.fixtures.housing_serving import fit_bundle
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -75,14 +74,7 @@ def raw() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def model(raw: pd.DataFrame) -> HousingPriceModel:
-    import xgboost as xgb
-
-    spec = EncoderSpec()
-    encoders = fit_encoders(raw, spec)
-    features = build_features(raw, encoders, oof=out_of_fold_encodings(raw, spec))
-    regressor = xgb.XGBRegressor(n_estimators=20, max_depth=3, n_jobs=1, random_state=0)
-    regressor.fit(features, target(raw))
-    return bundle(regressor, encoders, metadata={"data_version": "test-v1", "rows": len(raw)})
+    return fit_bundle(raw, n_estimators=20, metadata={"data_version": "test-v1", "rows": len(raw)})
 
 
 RECORD = {

@@ -14,8 +14,9 @@ import pytest
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.definitions import resources_for
 from mlops_assets.housing import schema
-from mlops_assets.housing.assets import MODEL_NAME, chronology_problems
+from mlops_assets.housing.assets import MODEL_NAME
 from mlops_assets.housing.definitions import ASSETS
+from mlops_assets.housing.periods import chronology_problems
 from mlops_assets_tests.fixtures.runs import failures, metadata
 
 ALL = [
@@ -318,7 +319,7 @@ def test_today_is_read_from_the_clock_when_the_check_runs(monkeypatch: pytest.Mo
     table = sources.generate_sales(sources.GeneratorConfig(n_sales=300))
     [sales, _] = RAW_AUDITS  # built at import, as the code server does
     key = sales.asset_key
-    assert sales.evaluate(Staged(None, None, {key: table}, io=None)).success
+    assert sales.evaluate(Staged(None, None, {key: table}, store=None)).success
 
     class Clock(datetime):
         @classmethod
@@ -326,7 +327,7 @@ def test_today_is_read_from_the_clock_when_the_check_runs(monkeypatch: pytest.Mo
             return datetime(2020, 6, 29, 23, 0, tzinfo=UTC)
 
     monkeypatch.setattr(checks, "datetime", Clock)
-    result = sales.evaluate(Staged(None, None, {key: table}, io=None))
+    result = sales.evaluate(Staged(None, None, {key: table}, store=None))
     dates = pd.to_datetime(table.column(schema.DATE).to_pandas())
     rule = result.result_for(checks.FUTURE_RULE, schema.DATE)
     assert not result.success and rule.unexpected_count == int((dates > "2020-06-30").sum()) > 0
