@@ -24,18 +24,18 @@ never causes a 500.
 
 from __future__ import annotations
 
+import functools
 import gc
 import importlib
 import logging
 import math
 import os
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -46,23 +46,36 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_assets.core.profiles import Settings, load_settings
+from mlops_assets.serving.answers import (
+    json_safe,
+    jsonable_body,
+    log_request,
+    model_fields,
+    request_id_of,
+    respond,
+    started_at,
+)
+from mlops_assets.serving.body_limit import BodyLimit
 from mlops_assets.serving.champions import Champions, LoadedModel
 from mlops_assets.serving.config import ServingConfig
 from mlops_assets.serving.endpoints import (
     PREDICT_ERRORS,
     Endpoint,
+    Prediction,
     RequestError,
     Services,
     error_detail,
 )
 from mlops_assets.use_cases import USE_CASES
 
+if TYPE_CHECKING:
+    from upath import UPath
+
+    from mlops_assets.serving.request_log import RequestLog
+
 log = logging.getLogger(__name__)
 
 PREDICT_PREFIX = "/predict/"
-_REQUEST_ID_HEADER = "x-request-id"
-# Retry-After (seconds) of a 503 that names no better time (the request log cannot be written).
-_LOG_RETRY_AFTER_S = 1
 
 
 def discover_endpoints(use_cases: tuple[str, ...] = ()) -> dict[str, Endpoint]:
@@ -84,74 +97,6 @@ def discover_endpoints(use_cases: tuple[str, ...] = ()) -> dict[str, Endpoint]:
     return endpoints
 
 
-class _BodyLimit:
-    """Pure ASGI middleware: refuse bodies over ``limit`` bytes with a 413 before reading them
-    (by Content-Length), or as soon as a chunked body passes the limit.
-
-    The body is read here, up to the limit, and handed to the app whole. Raising from inside the
-    app's ``receive`` instead does not work: FastAPI catches any error while it reads a body and
-    answers 400 "There was an error parsing the body", so a large chunked body got a 400.
-    """
-
-    def __init__(self, app: Any, limit: int, on_refused: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-        self.limit = limit
-        self.on_refused = on_refused
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        scope.setdefault("state", {})["started"] = started
-        length = None
-        for key, value in scope["headers"]:
-            if key == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = None
-        if length is not None and length > self.limit:
-            await self._refuse(scope, send, length, started)
-            return
-        chunks: list[bytes] = []
-        received = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before its body ended: nobody to answer
-            chunk = message.get("body", b"")
-            received += len(chunk)
-            if received > self.limit:
-                await self._refuse(scope, send, received, started)
-                return
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: the disconnect, when it comes
-
-        await self.app(scope, replay, send)
-
-    async def _refuse(self, scope: dict, send: Callable, size: int, started: float) -> None:
-        message = f"the request body ({size} bytes or more) is larger than the limit of {self.limit} bytes"
-        payload = error_detail(["body"], message, "too_large")
-        response = JSONResponse(payload, status_code=413)
-        await self.on_refused(scope, 413, payload, message, started)
-        await response(scope, _no_receive, send)
-
-
-async def _no_receive() -> dict:
-    return {"type": "http.disconnect"}
-
-
 def create_app(
     settings: Settings | None = None,
     config: ServingConfig | None = None,
@@ -169,50 +114,126 @@ def create_app(
     config = config or ServingConfig.from_env(settings.home)
     served = dict(endpoints) if endpoints is not None else discover_endpoints(config.use_cases)
 
+    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from files of the
+    # installed fastapi-offline package (under /static-offline-docs), not from a CDN: with the
+    # CDN, a deployment whose browsers have no internet showed blank pages.
+    app = FastAPIOffline(
+        title="mlops-assets prediction API",
+        description=__doc__.split("\n\n", 1)[0],
+        version="1",
+        lifespan=Startup(settings, config, served, tracking=tracking, online=online),
+    )
+    app.add_middleware(
+        BodyLimit, limit=config.max_body_bytes, on_refused=functools.partial(log_refusal, app)
+    )
+    app.add_exception_handler(RequestValidationError, invalid_body)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+    _add_routes(app, served)
+    return app
+
+
+def _add_routes(app: FastAPI, served: Mapping[str, Endpoint]) -> None:
+    """The operations routes, one prediction route per served use case, and the answer to the
+    use cases this server does not predict for."""
+    app.add_api_route(
+        "/health", health, tags=["operations"], summary="Liveness: the process answers"
+    )
+    app.add_api_route(
+        "/ready",
+        ready,
+        tags=["operations"],
+        summary="Readiness: champions, online store, log",
+        responses={
+            503: {"description": "Not ready: `problems` names each missing champion or store."}
+        },
+    )
+    app.add_api_route(
+        "/models", models, tags=["operations"], summary="The served models and their lineage"
+    )
+    # Each use case's route before the catch-all below, which answers the names that have none.
+    for use_case, endpoint in served.items():
+        app.add_api_route(
+            f"{PREDICT_PREFIX}{use_case}",
+            _predict_route(endpoint),
+            methods=["POST"],
+            tags=["predictions"],
+            summary=endpoint.summary or f"Predict with the {use_case} champion",
+            name=f"predict_{use_case}",
+            responses={**PREDICT_ERRORS, **(_example_response(endpoint) or {})},
+        )
+    app.add_api_route(
+        PREDICT_PREFIX + "{use_case}",
+        unknown_use_case,
+        methods=["POST"],
+        tags=["predictions"],
+        include_in_schema=False,
+    )
+
+
+# --- what the routes answer with ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """What the routes answer with: loaded when the app starts (:class:`Startup`), released when
+    it stops, kept as ``app.state.runtime``."""
+
+    served: Mapping[str, Endpoint]
+    champions: Champions
+    request_log: RequestLog
+    services: Services
+    # Retry-After of a 503 for a missing champion: the registry is polled every poll_s, so a
+    # newly promoted champion serves no sooner.
+    no_champion_retry_after_s: int
+
+    async def respond(
+        self, request_id: str, use_case: str, started: float, status: int, payload: dict, **kw: Any
+    ) -> JSONResponse:
+        """Log, then answer (:func:`mlops_assets.serving.answers.respond`)."""
+        return await respond(self.request_log, request_id, use_case, started, status, payload, **kw)
+
+    def fixed_champion(self, use_case: str) -> LoadedModel | None:
+        """The champion of ``use_case`` when it serves one model whatever the request says (None
+        for a keyed endpoint, whose model depends on the request, or an unknown use case)."""
+        endpoint = self.served.get(use_case)
+        if endpoint is None or endpoint.model_key:
+            return None
+        return self.champions.get(endpoint.model_name)
+
+
+def runtime_of(app: FastAPI) -> Runtime:
+    """The runtime ``app`` started with (routes are only called between start and stop)."""
+    return app.state.runtime
+
+
+class Startup:
+    """The app's lifespan: loads the champions, the online store and the request log when the app
+    starts, and stops polling and closes the log when it stops.
+
+    The registry client and the online reader are built on the first start, from the profile
+    unless given, and kept for any later start of the same app.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        config: ServingConfig,
+        served: Mapping[str, Endpoint],
+        *,
+        tracking: Any = None,
+        online: Any = None,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.served = served
+        self.tracking = tracking
+        self.online = online
+
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from mlops_assets.core.storage import make_upath
-        from mlops_assets.serving.request_log import RequestLog
-
-        nonlocal tracking, online
-        # OpenMP (XGBoost's runtime) busy-waits between calls by default: its spinning threads
-        # take the cores the event loop needs. It reads this once, when the model's library
-        # loads, so it must be set before the first champion does.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        if tracking is None:
-            from mlops_assets.core.tracking import (
-                MlflowTracking,
-                skip_feast_request_header_provider,
-            )
-
-            skip_feast_request_header_provider()
-            tracking = MlflowTracking.from_settings(settings)
-        if online is None and any(e.needs_online_features for e in served.values()):
-            from mlops_assets.core.feature_store import FeastFeatureStore
-            from mlops_assets.serving.online import FeastOnlineReader
-
-            online = FeastOnlineReader(FeastFeatureStore.from_settings(settings))
-            await run_in_threadpool(online.warm_up)
-        champions = Champions(tracking, served, poll_s=config.poll_s)
-        for change in await run_in_threadpool(champions.refresh):
-            log.info("loaded %s", change)
-        request_log = RequestLog(
-            Path(config.log_dir),
-            make_upath(
-                settings.data_root,
-                settings.s3_endpoint_url if settings.data_on_s3 else "",
-                settings.aws_region,
-            ),
-            segment_max_age_s=config.segment_max_age_s,
-            ship_interval_s=config.ship_interval_s,
-        )
-        request_log.start()
-        app.state.champions = champions
-        app.state.request_log = request_log
-        app.state.services = Services(
-            online=online, options={"unknown_entities": config.unknown_entities}
-        )
-        champions.start_polling()
+    async def __call__(self, app: FastAPI) -> AsyncIterator[None]:
+        runtime = await self.start()
+        app.state.runtime = runtime
         # Everything loaded so far (MLflow, Feast, the models) lives as long as the process: move
         # it out of the garbage collector's generations, so that a full collection does not scan
         # millions of long-lived objects in the middle of a request (a p99 spike of tens of ms).
@@ -221,335 +242,233 @@ def create_app(
         try:
             yield
         finally:
-            champions.stop()
-            await run_in_threadpool(request_log.close)
+            runtime.champions.stop()
+            await run_in_threadpool(runtime.request_log.close)
 
-    # FastAPIOffline: FastAPI whose /docs and /redoc load Swagger UI and ReDoc from files of the
-    # installed fastapi-offline package (under /static-offline-docs), not from a CDN: with the
-    # CDN, a deployment whose browsers have no internet showed blank pages.
-    app = FastAPIOffline(
-        title="mlops-assets prediction API",
-        description=__doc__.split("\n\n", 1)[0],
-        version="1",
-        lifespan=lifespan,
+    async def start(self) -> Runtime:
+        """Load every champion, open the online store and start the request log, then start
+        polling the registry for new champions."""
+        from mlops_assets.serving.request_log import RequestLog
+
+        # OpenMP (XGBoost's runtime) busy-waits between calls by default: its spinning threads
+        # take the cores the event loop needs. It reads this once, when the model's library
+        # loads, so it must be set before the first champion does.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        config = self.config
+        if self.tracking is None:
+            self.tracking = _profile_tracking(self.settings)
+        if self.online is None and any(e.needs_online_features for e in self.served.values()):
+            self.online = await _profile_online_reader(self.settings)
+        champions = Champions(self.tracking, self.served, poll_s=config.poll_s)
+        for change in await run_in_threadpool(champions.refresh):
+            log.info("loaded %s", change)
+        request_log = RequestLog(
+            Path(config.log_dir),
+            _data_root(self.settings),
+            segment_max_age_s=config.segment_max_age_s,
+            ship_interval_s=config.ship_interval_s,
+        )
+        request_log.start()
+        runtime = Runtime(
+            served=self.served,
+            champions=champions,
+            request_log=request_log,
+            services=Services(
+                online=self.online, options={"unknown_entities": config.unknown_entities}
+            ),
+            no_champion_retry_after_s=max(1, math.ceil(config.poll_s)),
+        )
+        champions.start_polling()
+        return runtime
+
+
+def _profile_tracking(settings: Settings) -> Any:
+    from mlops_assets.core.tracking import MlflowTracking, skip_feast_request_header_provider
+
+    skip_feast_request_header_provider()
+    return MlflowTracking.from_settings(settings)
+
+
+async def _profile_online_reader(settings: Settings) -> Any:
+    from mlops_assets.core.feature_store import FeastFeatureStore
+    from mlops_assets.serving.online import FeastOnlineReader
+
+    online = FeastOnlineReader(FeastFeatureStore.from_settings(settings))
+    await run_in_threadpool(online.warm_up)
+    return online
+
+
+def _data_root(settings: Settings) -> UPath:
+    """The asset store's root, where the request log ships its batches
+    (``serving/predictions_log``)."""
+    from mlops_assets.core.asset_store import AssetStore
+
+    store = AssetStore(
+        root=settings.data_root,
+        s3_endpoint_url=settings.s3_endpoint_url if settings.data_on_s3 else "",
+        aws_region=settings.aws_region,
     )
+    return store.base
 
-    # The registry is polled every poll_s: a newly promoted champion serves no sooner.
-    app.state.no_champion_retry_after_s = max(1, math.ceil(config.poll_s))
 
-    async def write_log(
-        *,
-        request_id: str,
-        use_case: str,
-        started: float,
-        status: int,
-        request_body: Any,
-        response_body: Any,
-        loaded: LoadedModel | None = None,
-        prediction: Any = None,
-        error: str | None = None,
-    ) -> None:
-        features = prediction.features if prediction is not None else None
-        record = {
-            "request_id": request_id,
-            "ts": datetime.now(UTC).isoformat(),
-            "use_case": use_case,
-            "model_name": loaded.info.name if loaded else None,
-            "model_version": loaded.info.version if loaded else None,
-            "status": status,
-            "latency_ms": (time.perf_counter() - started) * 1000.0,
-            "prediction": prediction.value if prediction is not None else None,
-            "features_missing": sum(v is None for v in features.values()) if features else 0,
-            "error": error,
-            "request": request_body,
-            "response": response_body,
-            "features": features,
-        }
-        await app.state.request_log.append(record)
+# --- operations -----------------------------------------------------------------------------------
 
-    async def respond(
-        request_id: str,
-        use_case: str,
-        started: float,
-        status: int,
-        payload: dict,
-        *,
-        retry_after_s: int | None = None,
-        **log_fields: Any,
-    ) -> JSONResponse:
-        """Log, then answer: a response is only sent once its record is durable."""
-        payload = {**payload, "request_id": request_id}
-        headers = {_REQUEST_ID_HEADER: request_id}
-        try:
-            await write_log(
-                request_id=request_id,
-                use_case=use_case,
-                started=started,
-                status=status,
-                response_body=payload,
-                **log_fields,
-            )
-        except Exception as exc:
-            log.error("request log write failed: %s", exc)
-            message = "the request log cannot be written, so no prediction is acknowledged"
-            payload = {**error_detail([], message, "unavailable"), "request_id": request_id}
-            status = 503
-            retry_after_s = _LOG_RETRY_AFTER_S
-        if status == 503:
-            # A 503 is temporary by definition: say when to come back, so that clients back off
-            # instead of hammering a store that is down.
-            headers["retry-after"] = str(retry_after_s or _LOG_RETRY_AFTER_S)
-        return JSONResponse(payload, status_code=status, headers=headers)
 
-    async def on_refused(
-        scope: dict, status: int, payload: dict, message: str, started: float
-    ) -> None:
-        path = scope.get("path", "")
-        if path.startswith(PREDICT_PREFIX):
-            try:
-                await write_log(
-                    request_id=uuid.uuid4().hex,
-                    use_case=path[len(PREDICT_PREFIX) :] or "?",
-                    started=started,
-                    status=status,
-                    request_body=None,
-                    response_body=payload,
-                    error=message,
-                )
-            except Exception as exc:
-                log.error("request log write failed: %s", exc)
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
 
-    app.add_middleware(_BodyLimit, limit=config.max_body_bytes, on_refused=on_refused)
 
-    def request_id_of(request: Request) -> str:
-        given = request.headers.get(_REQUEST_ID_HEADER, "")
-        return given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+async def ready(request: Request) -> JSONResponse:
+    body = await readiness(runtime_of(request.app))
+    return JSONResponse(body, status_code=200 if body["ready"] else 503)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
-        started = getattr(request.state, "started", time.perf_counter())
-        # JSON has no NaN or Infinity, but Python's reader takes them: echo them as text.
-        detail = _json_safe(jsonable_encoder(exc.errors(), exclude={"url"}))
-        path = request.url.path
-        if not path.startswith(PREDICT_PREFIX):
-            return JSONResponse({"detail": detail}, status_code=422)
-        use_case = path[len(PREDICT_PREFIX) :]
-        endpoint = served.get(use_case)
-        loaded = (
-            app.state.champions.get(endpoint.model_name)
-            if endpoint and not endpoint.model_key
-            else None
-        )
-        message = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in detail
-        )
-        return await respond(
-            request_id_of(request),
-            use_case,
-            started,
-            422,
-            {"detail": detail, **_model_fields(loaded)},
-            request_body=_jsonable_body(exc.body),
-            loaded=loaded,
-            error=message,
-        )
 
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        """Errors raised by FastAPI itself (400 for an unreadable body, 405 for a wrong method,
-        404 for an unknown path) in the same shape as every other error."""
-        started = getattr(request.state, "started", time.perf_counter())
-        message = str(exc.detail)
-        if exc.status_code == 400 and message == "There was an error parsing the body":
-            # json.loads fails this way only on bytes that are not text (UTF-8, -16 or -32).
-            message = "the request body is not JSON text: it must be UTF-8 encoded JSON"
-        kind = {400: "unreadable_body", 404: "not_found", 405: "method_not_allowed"}.get(
-            exc.status_code, "http_error"
-        )
-        loc = ["body"] if exc.status_code == 400 else []
-        payload = error_detail(loc, message, kind)
-        path = request.url.path
-        if exc.status_code == 400 and path.startswith(PREDICT_PREFIX):
-            return await respond(
-                request_id_of(request),
-                path[len(PREDICT_PREFIX) :],
-                started,
-                400,
-                payload,
-                request_body=None,
-                error=message,
-            )
-        return JSONResponse(payload, status_code=exc.status_code, headers=exc.headers)
-
-    @app.get("/health", tags=["operations"], summary="Liveness: the process answers")
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get(
-        "/ready",
-        tags=["operations"],
-        summary="Readiness: champions, online store, log",
-        responses={
-            503: {"description": "Not ready: `problems` names each missing champion or store."}
+async def readiness(runtime: Runtime) -> dict[str, Any]:
+    """Whether every served model has a champion, the online store answers (where a use case
+    needs it) and the request log ships; ``problems`` names what is missing."""
+    problems = runtime.champions.missing()
+    if any(e.needs_online_features for e in runtime.served.values()):
+        online_reader = runtime.services.online
+        if online_reader is None:
+            problems["online_store"] = "not configured"
+        else:
+            why = await run_in_threadpool(getattr(online_reader, "ping", lambda: None))
+            if why:
+                problems["online_store"] = why
+    return {
+        "ready": not problems,
+        "problems": problems,
+        "request_log": {
+            "backlog_segments": runtime.request_log.backlog(),
+            "last_ship_error": runtime.request_log.last_ship_error,
         },
-    )
-    async def ready() -> JSONResponse:
-        champions: Champions = app.state.champions
-        problems: dict[str, str] = {}
-        for use_case, endpoint in served.items():
-            names = champions.names(use_case) or [endpoint.model_name]
-            for name in names:
-                if champions.get(name) is None:
-                    problems[name] = champions.error(name) or "not loaded"
-        if any(e.needs_online_features for e in served.values()):
-            online_reader = app.state.services.online
-            if online_reader is None:
-                problems["online_store"] = "not configured"
-            else:
-                why = await run_in_threadpool(getattr(online_reader, "ping", lambda: None))
-                if why:
-                    problems["online_store"] = why
-        request_log = app.state.request_log
-        body = {
-            "ready": not problems,
-            "problems": problems,
-            "request_log": {
-                "backlog_segments": request_log.backlog(),
-                "last_ship_error": request_log.last_ship_error,
-            },
-        }
-        return JSONResponse(body, status_code=200 if not problems else 503)
-
-    @app.get("/models", tags=["operations"], summary="The served models and their lineage")
-    async def models() -> dict[str, Any]:
-        return {"alias": "champion", "models": app.state.champions.describe()}
-
-    for use_case, endpoint in served.items():
-        app.add_api_route(
-            f"{PREDICT_PREFIX}{use_case}",
-            _predict_route(app, endpoint, respond, request_id_of),
-            methods=["POST"],
-            tags=["predictions"],
-            summary=endpoint.summary or f"Predict with the {use_case} champion",
-            name=f"predict_{use_case}",
-            responses={**PREDICT_ERRORS, **(_example_response(endpoint) or {})},
-        )
-
-    @app.post(PREDICT_PREFIX + "{use_case}", tags=["predictions"], include_in_schema=False)
-    async def unknown_use_case(use_case: str, request: Request) -> JSONResponse:
-        started = getattr(request.state, "started", None) or time.perf_counter()
-        known = ", ".join(served) or "none"
-        message = f"unknown use case {use_case!r}: this server predicts for {known}"
-        return await respond(
-            request_id_of(request),
-            use_case,
-            started,
-            404,
-            error_detail(["path", "use_case"], message, "not_found"),
-            request_body=None,
-            error=message,
-        )
-
-    return app
+    }
 
 
-def _predict_route(
-    app: FastAPI,
-    endpoint: Endpoint,
-    respond: Callable[..., Awaitable[JSONResponse]],
-    request_id_of: Callable[[Request], str],
-) -> Callable[..., Awaitable[JSONResponse]]:
+async def models(request: Request) -> dict[str, Any]:
+    return {"alias": "champion", "models": runtime_of(request.app).champions.describe()}
+
+
+# --- predictions ----------------------------------------------------------------------------------
+
+
+def _predict_route(endpoint: Endpoint) -> Any:
     """The handler of ``POST /predict/<use_case>``, with the endpoint's request model as body."""
-    use_case = endpoint.use_case
 
-    async def predict(request: Request, body: endpoint.request) -> JSONResponse:  # type: ignore[name-defined]
-        started = getattr(request.state, "started", None) or time.perf_counter()
-        request_id = request_id_of(request)
-        champions: Champions = app.state.champions
-        request_body = body.model_dump(mode="json")
-        name = endpoint.name_for(body)
-        loaded = champions.get(name)
-        common = {"request_body": request_body}
-        if loaded is None:
-            if endpoint.model_key is not None and name not in champions.names(use_case):
-                field = endpoint.model_key
-                value = getattr(body, field)
-                message = f"no model is registered for {field} {value!r} (looked for {name!r})"
-                return await respond(
-                    request_id,
-                    use_case,
-                    started,
-                    404,
-                    error_detail(["body", field], message, "not_found"),
-                    error=message,
-                    **common,
-                )
-            why = champions.error(name) or "not loaded yet"
-            message = f"{name} has no champion to serve ({why}); materialize {use_case}'s champion"
-            return await respond(
-                request_id,
-                use_case,
-                started,
-                503,
-                error_detail([], message, "no_champion"),
-                # The registry is polled every poll_s: a new champion serves no sooner.
-                retry_after_s=app.state.no_champion_retry_after_s,
-                error=message,
-                **common,
-            )
-        services: Services = app.state.services
-        try:
-            if endpoint.blocking:
-                prediction = await run_in_threadpool(endpoint.predict, loaded.model, body, services)
-            else:
-                prediction = endpoint.predict(loaded.model, body, services)
-        except RequestError as exc:
-            return await respond(
-                request_id,
-                use_case,
-                started,
-                exc.status,
-                {"detail": exc.detail(), **_model_fields(loaded)},
-                retry_after_s=exc.retry_after_s,
-                loaded=loaded,
-                error=exc.message,
-                **common,
-            )
-        except Exception as exc:  # a bug or a broken dependency, never user input
-            log.exception("%s prediction failed", use_case)
-            message = f"the {use_case} prediction failed: {type(exc).__name__}"
-            return await respond(
-                request_id,
-                use_case,
-                started,
-                500,
-                error_detail([], message, "internal_error"),
-                loaded=loaded,
-                error=f"{type(exc).__name__}: {exc}",
-                **common,
-            )
-        payload = {
-            "use_case": use_case,
-            "model_name": loaded.info.name,
-            "model_version": loaded.info.version,
-            **prediction.body,
-        }
-        return await respond(
-            request_id,
-            use_case,
-            started,
-            200,
-            payload,
-            loaded=loaded,
-            prediction=prediction,
-            **common,
-        )
+    async def route(request: Request, body: Any) -> JSONResponse:
+        return await predict(runtime_of(request.app), endpoint, request, body)
 
     # Set here, not in the signature: with postponed annotations FastAPI would have to resolve
     # the string "endpoint.request" in this module's globals.
-    predict.__annotations__ = {"request": Request, "body": endpoint.request, "return": JSONResponse}
-    predict.__name__ = f"predict_{use_case}"
-    return predict
+    route.__annotations__ = {"request": Request, "body": endpoint.request, "return": JSONResponse}
+    route.__name__ = f"predict_{endpoint.use_case}"
+    return route
+
+
+async def predict(
+    runtime: Runtime, endpoint: Endpoint, request: Request, body: Any
+) -> JSONResponse:
+    """Answer one valid request of ``endpoint``: its champion's prediction, or why there is none."""
+    use_case = endpoint.use_case
+    answer = functools.partial(
+        runtime.respond,
+        request_id_of(request),
+        use_case,
+        started_at(request),
+        request_body=body.model_dump(mode="json"),
+    )
+    loaded = champion_for(runtime, endpoint, body)
+    if isinstance(loaded, Refusal):
+        return await answer(
+            loaded.status, loaded.payload, retry_after_s=loaded.retry_after_s, error=loaded.message
+        )
+    try:
+        prediction = await _predict(endpoint, loaded, body, runtime.services)
+    except RequestError as exc:
+        return await answer(
+            exc.status,
+            {"detail": exc.detail(), **model_fields(loaded)},
+            retry_after_s=exc.retry_after_s,
+            loaded=loaded,
+            error=exc.message,
+        )
+    except Exception as exc:  # a bug or a broken dependency, never user input
+        log.exception("%s prediction failed", use_case)
+        message = f"the {use_case} prediction failed: {type(exc).__name__}"
+        return await answer(
+            500,
+            error_detail([], message, "internal_error"),
+            loaded=loaded,
+            error=f"{type(exc).__name__}: {exc}",
+        )
+    payload = {
+        "use_case": use_case,
+        "model_name": loaded.info.name,
+        "model_version": loaded.info.version,
+        **prediction.body,
+    }
+    return await answer(200, payload, loaded=loaded, prediction=prediction)
+
+
+async def _predict(
+    endpoint: Endpoint, loaded: LoadedModel, body: Any, services: Services
+) -> Prediction:
+    if endpoint.blocking:
+        # Off the event loop: a model that computes for milliseconds would stall every request.
+        return await run_in_threadpool(endpoint.predict, loaded.model, body, services)
+    return endpoint.predict(loaded.model, body, services)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a request gets no prediction, as its answer: status, JSON body, log message."""
+
+    status: int
+    payload: dict
+    message: str
+    retry_after_s: int | None = None
+
+
+def champion_for(runtime: Runtime, endpoint: Endpoint, body: Any) -> LoadedModel | Refusal:
+    """The champion that answers ``body``, or a refusal: 404 when a keyed endpoint has no model
+    registered for the request's key, 503 while the model has no champion loaded."""
+    champions = runtime.champions
+    name = endpoint.name_for(body)
+    loaded = champions.get(name)
+    if loaded is not None:
+        return loaded
+    use_case = endpoint.use_case
+    if endpoint.model_key is not None and name not in champions.names(use_case):
+        field = endpoint.model_key
+        message = (
+            f"no model is registered for {field} {getattr(body, field)!r} (looked for {name!r})"
+        )
+        return Refusal(404, error_detail(["body", field], message, "not_found"), message)
+    why = champions.error(name) or "not loaded yet"
+    message = f"{name} has no champion to serve ({why}); materialize {use_case}'s champion"
+    return Refusal(
+        503,
+        error_detail([], message, "no_champion"),
+        message,
+        # The registry is polled every poll_s: a new champion serves no sooner.
+        retry_after_s=runtime.no_champion_retry_after_s,
+    )
+
+
+async def unknown_use_case(use_case: str, request: Request) -> JSONResponse:
+    started = started_at(request)
+    runtime = runtime_of(request.app)
+    known = ", ".join(runtime.served) or "none"
+    message = f"unknown use case {use_case!r}: this server predicts for {known}"
+    return await runtime.respond(
+        request_id_of(request),
+        use_case,
+        started,
+        404,
+        error_detail(["path", "use_case"], message, "not_found"),
+        request_body=None,
+        error=message,
+    )
 
 
 def _example_response(endpoint: Endpoint) -> dict[int | str, dict[str, Any]] | None:
@@ -569,32 +488,83 @@ def _example_response(endpoint: Endpoint) -> dict[int | str, dict[str, Any]] | N
     return {200: {"description": "The prediction", "content": content}}
 
 
-def _json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float as its text ("nan", "inf")."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
+# --- errors ---------------------------------------------------------------------------------------
 
 
-def _model_fields(loaded: LoadedModel | None) -> dict[str, str]:
-    """The model an answer comes from (every answer after a model was chosen names it)."""
-    if loaded is None:
-        return {}
-    return {"model_name": loaded.info.name, "model_version": loaded.info.version}
+async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """A body that does not match the request model: 422, logged for a prediction request."""
+    started = started_at(request)
+    # JSON has no NaN or Infinity, but Python's reader takes them: echo them as text.
+    detail = json_safe(jsonable_encoder(exc.errors(), exclude={"url"}))
+    path = request.url.path
+    if not path.startswith(PREDICT_PREFIX):
+        return JSONResponse({"detail": detail}, status_code=422)
+    use_case = path[len(PREDICT_PREFIX) :]
+    runtime = runtime_of(request.app)
+    loaded = runtime.fixed_champion(use_case)
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in detail
+    )
+    return await runtime.respond(
+        request_id_of(request),
+        use_case,
+        started,
+        422,
+        {"detail": detail, **model_fields(loaded)},
+        request_body=jsonable_body(exc.body),
+        loaded=loaded,
+        error=message,
+    )
 
 
-def _jsonable_body(body: Any) -> Any:
-    """What the client sent, for the log: JSON as parsed, bytes as text (cut to 4 kB)."""
-    if isinstance(body, bytes | bytearray):
-        return body[:4096].decode("utf-8", errors="replace")
+async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Errors raised by FastAPI itself (400 for an unreadable body, 405 for a wrong method,
+    404 for an unknown path) in the same shape as every other error."""
+    started = started_at(request)
+    message = str(exc.detail)
+    if exc.status_code == 400 and message == "There was an error parsing the body":
+        # json.loads fails this way only on bytes that are not text (UTF-8, -16 or -32).
+        message = "the request body is not JSON text: it must be UTF-8 encoded JSON"
+    kind = {400: "unreadable_body", 404: "not_found", 405: "method_not_allowed"}.get(
+        exc.status_code, "http_error"
+    )
+    loc = ["body"] if exc.status_code == 400 else []
+    payload = error_detail(loc, message, kind)
+    path = request.url.path
+    if exc.status_code == 400 and path.startswith(PREDICT_PREFIX):
+        return await runtime_of(request.app).respond(
+            request_id_of(request),
+            path[len(PREDICT_PREFIX) :],
+            started,
+            400,
+            payload,
+            request_body=None,
+            error=message,
+        )
+    return JSONResponse(payload, status_code=exc.status_code, headers=exc.headers)
+
+
+async def log_refusal(
+    app: FastAPI, scope: dict, status: int, payload: dict, message: str, started: float
+) -> None:
+    """Log a prediction request the body limit refused (the limit answers it itself)."""
+    path = scope.get("path", "")
+    if not path.startswith(PREDICT_PREFIX):
+        return
+    use_case = path[len(PREDICT_PREFIX) :] or "?"
     try:
-        return jsonable_encoder(body)
-    except Exception:
-        return repr(body)[:4096]
+        await log_request(
+            runtime_of(app).request_log,
+            uuid.uuid4().hex,
+            use_case,
+            started,
+            status,
+            request_body=None,
+            response_body=payload,
+            error=message,
+        )
+    except Exception as exc:
+        log.error("request log write failed: %s", exc)
 
 
 def serve(settings: Settings | None = None, config: ServingConfig | None = None) -> int:

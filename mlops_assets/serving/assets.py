@@ -4,7 +4,7 @@ monitoring table built from it, one UTC day per partition."""
 import dagster as dg
 from pydantic import Field
 
-from mlops_assets.core.io_managers import ParquetIOManager
+from mlops_assets.core.asset_store import AssetStore
 from mlops_assets.core.policies import daily_freshness
 from mlops_assets.core.run_config import deployment_defaults
 
@@ -19,19 +19,17 @@ MONITORING = dg.AssetKey(["serving", "prediction_monitoring"])
     key=PREDICTIONS_LOG,
     partitions_def=DAILY,
     group_name=GROUP,
-    required_resource_keys={"io_manager"},
     description="Every request the prediction API answered or refused, with the model version, "
     "the features the model saw and the latency. Written by the API (`mlops serve`): appended to "
     "a local write-ahead log before each response, then shipped in batches to "
     "`<data root>/serving/predictions_log/<day>/<segment>.parquet`.",
 )
-def predictions_log(context: dg.AssetExecutionContext) -> dg.DataVersionsByPartition:
+def predictions_log(asset_store: AssetStore) -> dg.DataVersionsByPartition:
     """Observe which days have log batches; a day's data version is a hash of its batch files
     (names and sizes), so it changes whenever a batch lands."""
     from mlops_assets.serving.request_log import day_fingerprints
 
-    io: ParquetIOManager = context.resources.io_manager
-    versions = day_fingerprints(io.root)
+    versions = day_fingerprints(asset_store.base)
     return dg.DataVersionsByPartition(
         {day: dg.DataVersion(version) for day, version in versions.items()}
     )
@@ -69,16 +67,16 @@ class MonitoringConfig(dg.Config):
         ),
     ],
 )
-def prediction_monitoring(context: dg.AssetExecutionContext, config: MonitoringConfig):
+def prediction_monitoring(
+    context: dg.AssetExecutionContext, config: MonitoringConfig, asset_store: AssetStore
+):
     """Per use case, model version and hour of the day: requests, refusals, failures, latency
     percentiles, the distribution of the predictions and how often an online feature was missing."""
     from mlops_assets.core import reporting
     from mlops_assets.serving.monitoring import day_summary, monitoring_table
     from mlops_assets.serving.request_log import read_day
 
-    day = context.partition_key
-    io: ParquetIOManager = context.resources.io_manager
-    log = read_day(io.root, day)
+    log = read_day(asset_store.base, context.partition_key)
     table = monitoring_table(log)
     summary = day_summary(table)
     failures = int(table["server_errors"].sum()) if table.height else 0

@@ -112,6 +112,16 @@ class Champions:
     def error(self, name: str) -> str | None:
         return self._state.errors.get(name)
 
+    def missing(self) -> dict[str, str]:
+        """Each served model without a loaded champion, with why (what ``GET /ready`` reports)."""
+        state = self._state
+        return {
+            name: state.errors.get(name) or "not loaded"
+            for use_case, endpoint in self._endpoints.items()
+            for name in state.known.get(use_case) or [endpoint.model_name]
+            if name not in state.models
+        }
+
     def describe(self) -> list[dict[str, Any]]:
         state = self._state
         out: list[dict[str, Any]] = []

@@ -16,10 +16,13 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 from pydantic_core import PydanticCustomError
+
+if TYPE_CHECKING:
+    from mlops_assets.core.use_case import UseCase
 
 Flavor = Literal["sklearn", "xgboost", "pyfunc"]
 
@@ -282,6 +285,13 @@ class Services:
     options: Mapping[str, str] = field(default_factory=dict)
 
 
+def request_config(example: Mapping[str, Any], **kwargs: Any) -> ConfigDict:
+    """The pydantic config of a request body: unknown fields are refused (a misspelt field is an
+    error, never a value silently ignored), and ``example`` is what the OpenAPI document shows.
+    ``kwargs``: more of pydantic's settings (``allow_inf_nan=False``...)."""
+    return ConfigDict(extra="forbid", json_schema_extra={"examples": [dict(example)]}, **kwargs)
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One use case's online predictions.
@@ -308,6 +318,11 @@ class Endpoint:
     blocking: bool = False
     summary: str = ""
     response_example: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, case: UseCase, **kwargs: Any) -> Endpoint:
+        """The endpoint of ``case``: its name, and the model it registers (``model_name``)."""
+        return cls(use_case=case.name, model_name=case.model_name, **kwargs)
 
     def name_for(self, request: Any) -> str:
         """The registered model that answers ``request``."""

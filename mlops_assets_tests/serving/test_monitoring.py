@@ -13,12 +13,9 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-# dagster 1.13 does not export `observe` at the top level; this is the function it would be.
-from dagster._core.definitions.observe import observe
-
-from mlops_assets.core.io_managers import ParquetIOManagerResource
+from mlops_assets.core.asset_store import store_resources
 from mlops_assets.serving.assets import MONITORING, prediction_monitoring, predictions_log
-from mlops_assets.serving.definitions import defs
+from mlops_assets.serving.definitions import defs as serving_defs
 from mlops_assets.serving.monitoring import MONITORING_COLUMNS, day_summary, monitoring_table
 from mlops_assets.serving.request_log import (
     RequestLog,
@@ -268,7 +265,7 @@ def materialize_day(root: Path, day: str) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [predictions_log, prediction_monitoring],
         selection=[MONITORING],
-        resources={"io_manager": ParquetIOManagerResource(root=str(root))},
+        resources=store_resources(str(root)),
         partition_key=day,
         raise_on_error=False,
     )
@@ -384,7 +381,7 @@ def test_the_latency_budget_is_run_config(tmp_path: Path) -> None:
     result = dg.materialize(
         [predictions_log, prediction_monitoring],
         selection=[MONITORING],
-        resources={"io_manager": ParquetIOManagerResource(root=str(tmp_path))},
+        resources=store_resources(str(tmp_path)),
         partition_key=DAY,
         run_config={
             "ops": {
@@ -404,10 +401,16 @@ def test_the_latency_budget_is_run_config(tmp_path: Path) -> None:
 # -- the observed source -----------------------------------------------------------------------
 
 
+def observe(source: dg.SourceAsset, root: Path) -> dg.ExecuteInProcessResult:
+    """Observe ``source`` as the UI does, in a job that selects it (dagster 1.13 has no public
+    ``observe``, the counterpart of ``materialize``)."""
+    job = dg.define_asset_job("observe", selection=dg.AssetSelection.all(include_sources=True))
+    defs = dg.Definitions(assets=[source], jobs=[job], resources=store_resources(str(root)))
+    return defs.resolve_job_def("observe").execute_in_process()
+
+
 def observed_versions(root: Path) -> dict[str, str]:
-    result = observe(
-        [predictions_log], resources={"io_manager": ParquetIOManagerResource(root=str(root))}
-    )
+    result = observe(predictions_log, root)
     assert result.success
     versions = {}
     for event in result.all_events:
@@ -449,7 +452,11 @@ def test_predictions_log_observes_a_data_version_per_day_that_changes_with_each_
 # -- the schedule ------------------------------------------------------------------------------
 
 
-def test_the_nightly_schedule_requests_the_day_that_ended() -> None:
+def test_the_nightly_schedule_requests_the_day_that_ended(tmp_path: Path) -> None:
+    # With the resources the code location binds: the assets ask for the asset store.
+    defs = dg.Definitions.merge(
+        serving_defs, dg.Definitions(resources=store_resources(str(tmp_path)))
+    )
     schedule = defs.resolve_schedule_def("serving_monitoring_schedule")
     context = dg.build_schedule_context(
         scheduled_execution_time=datetime(2026, 3, 2, 0, 15, tzinfo=UTC)
