@@ -9,21 +9,70 @@ A use case is a package ``mlops_assets/<name>/`` whose ``definitions.py`` export
   ``mlops demo`` writes into the deployment's ``mlops.yaml`` (see
   :mod:`mlops_assets.core.run_config`) so that later runs, from the UI or the CLI, use them too.
 
-Adding a use case is adding its folder and its name below; nothing else changes. Use cases are
-imported lazily, one module each, so a broken use case names itself in the error.
+:data:`USE_CASES` is found, not listed: every package folder with a ``definitions.py`` (the
+platform's own packages, :data:`PLATFORM`, aside). Its order is the demo's: a use case may set
+``DEMO_ORDER = <int>`` in its ``__init__.py`` (default :data:`DEFAULT_DEMO_ORDER`; ties by name),
+read from the file's syntax tree, so finding the use cases imports none of them. Adding a use
+case is adding its folder (``mlops new-use-case NAME`` writes a working one); nothing else
+changes: the code location, ``mlops demo`` and the prediction API all read this registry. Use
+cases are imported lazily, one module each, so a broken use case names itself in the error.
 """
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import ModuleType
 
 import dagster as dg
 
+PACKAGE_DIR = Path(__file__).resolve().parent
+# Packages of the platform, never use cases (``serving`` has a ``definitions.py`` of its own).
+PLATFORM = frozenset({"core", "serving", "tooling"})
+DEFAULT_DEMO_ORDER = 100
+
+
+def demo_order(package: Path) -> int:
+    """The ``DEMO_ORDER = <int>`` of a use case's ``__init__.py`` (:data:`DEFAULT_DEMO_ORDER`
+    without one), read from its syntax tree: nothing of the use case is imported."""
+    init = package / "__init__.py"
+    for node in ast.parse(init.read_text(encoding="utf-8"), filename=str(init)).body:
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
+        if any(isinstance(t, ast.Name) and t.id == "DEMO_ORDER" for t in targets):
+            try:
+                order = ast.literal_eval(value)
+            except (ValueError, TypeError):
+                order = None
+            if not isinstance(order, int) or isinstance(order, bool):
+                raise TypeError(f"{init}: DEMO_ORDER must be a literal int")
+            return order
+    return DEFAULT_DEMO_ORDER
+
+
+def discover_use_cases(root: Path = PACKAGE_DIR) -> tuple[str, ...]:
+    """The use-case packages under ``root``, in demo order: folders with an ``__init__.py`` and
+    a ``definitions.py``, except the platform's (:data:`PLATFORM`)."""
+    found = [
+        folder
+        for folder in root.iterdir()
+        if folder.name not in PLATFORM
+        and folder.name.isidentifier()
+        and (folder / "__init__.py").is_file()
+        and (folder / "definitions.py").is_file()
+    ]
+    return tuple(f.name for f in sorted(found, key=lambda f: (demo_order(f), f.name)))
+
+
 # Names of the use-case packages, in the order the demo runs them.
-USE_CASES: tuple[str, ...] = ("fraud", "demand", "housing", "heart", "athletes")
+USE_CASES: tuple[str, ...] = discover_use_cases()
 
 
 @dataclass(frozen=True)

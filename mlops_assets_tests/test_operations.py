@@ -10,8 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.events import DagsterEvent, DagsterEventType
 
+from mlops_assets.core.dagster_internals import AssetCheckEvaluationTargetMaterializationData
 from mlops_assets.core.policies import (
     NETWORK_RETRY,
     TRAINING_POOL,
@@ -19,6 +19,7 @@ from mlops_assets.core.policies import (
     last_complete_day,
 )
 from mlops_assets.definitions import defs
+from mlops_assets.use_cases import USE_CASES
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 RUNNING, STOPPED = dg.DefaultScheduleStatus.RUNNING, dg.DefaultScheduleStatus.STOPPED
@@ -61,7 +62,7 @@ def test_every_schedule_has_its_cadence_job_and_default_status() -> None:
 
 
 def test_every_use_case_has_a_schedule_and_every_job_resolves() -> None:
-    for use_case in ("fraud", "demand", "housing", "heart", "athletes"):
+    for use_case in USE_CASES:
         assert any(name.startswith(use_case) for name in SCHEDULES), use_case
     for _, job, _ in SCHEDULES.values():
         assert _selected(job), job
@@ -237,14 +238,9 @@ def _land(
 ) -> None:
     """A materialization of ``key`` and the verdicts of its blocking checks on it, as an audited
     asset's step records them (a rejected version is materialized with failed checks)."""
-    from dagster._core.definitions.asset_checks.asset_check_evaluation import (
-        AssetCheckEvaluationTargetMaterializationData,
-    )
-    from dagster._core.storage.event_log.base import AssetRecordsFilter
-
     instance.report_runless_asset_event(dg.AssetMaterialization(key, partition=partition))
     record = instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition] if partition else None),
         limit=1,
     ).records[0]
     target = AssetCheckEvaluationTargetMaterializationData(
@@ -264,8 +260,8 @@ def _land(
             partition=partition,
         )
         instance.report_dagster_event(
-            DagsterEvent(
-                event_type_value=DagsterEventType.ASSET_CHECK_EVALUATION.value,
+            dg.DagsterEvent(
+                event_type_value=dg.DagsterEventType.ASSET_CHECK_EVALUATION.value,
                 job_name="audited_step",
                 event_specific_data=evaluation,
             ),

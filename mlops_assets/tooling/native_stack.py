@@ -69,7 +69,7 @@ from mlops_assets.core.profiles import (
 )
 
 LOOPBACK = "127.0.0.1"
-WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 # The stack's AWS keys where the environment names none: moto accepts any keys, SeaweedFS makes
 # its admin identity of the ones it is started with.
@@ -894,7 +894,7 @@ def _ports_free(plan: StackPlan, start_dagster: bool) -> None:
 
 def dagster_dev_command(plan: StackPlan, extra: Sequence[str] = ()) -> list[str]:
     """``dagster dev`` on the stack's workspace and port (Dagster's own API notices off)."""
-    from mlops_assets.cli import DAGSTER
+    from mlops_assets.tooling.cli import DAGSTER
 
     return [
         *DAGSTER,

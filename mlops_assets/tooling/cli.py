@@ -6,10 +6,13 @@
     mlops serve    start the prediction API (FastAPI + uvicorn) over the champions
     mlops check    print the resolved settings; on the stack profile, check every service
     mlops env      print the environment (DAGSTER_HOME, ...) as ``export`` lines, for ``eval``
+    mlops new-use-case NAME
+                   write the files of a new use case (:mod:`mlops_assets.tooling.scaffold`)
 
-Each command prepares ``DAGSTER_HOME`` for the profile (``.dagster/`` with the top-level
-``dagster.yaml`` for ``local``; ``.dagster-stack/`` with ``docker/dagster.yaml`` for ``stack``) unless
-``DAGSTER_HOME`` is already set, so the plain ``dagster`` CLI and ``mlops`` share one instance.
+Each command but ``new-use-case`` (which only writes source files) prepares ``DAGSTER_HOME`` for
+the profile (``.dagster/`` with the top-level ``dagster.yaml`` for ``local``; ``.dagster-stack/``
+with ``docker/dagster.yaml`` for ``stack``) unless ``DAGSTER_HOME`` is already set, so the plain
+``dagster`` CLI and ``mlops`` share one instance.
 """
 
 from __future__ import annotations
@@ -32,20 +35,22 @@ from mlops_assets.core.profiles import (
 )
 
 CODE_LOCATION = "mlops_assets.definitions"
-# `python -m dagster`, with Dagster's notices about its own API (beta, preview, superseded) off:
-# they concern the project's code, not whoever runs it, and the CLI emits some before any code
-# location is loaded (asset_materialize_command is "superseded"), so the package's filters
-# (mlops_assets/__init__.py) are set first. Other warnings are shown as usual.
+# `python -m dagster` (Dagster's public entry: its package's __main__ is the `dagster` CLI), with
+# Dagster's notices about its own API (beta, preview, superseded) off: they concern the project's
+# code, not whoever runs it, and the CLI emits some before any code location is loaded
+# (asset_materialize_command is "superseded"), so the package's filters (mlops_assets/__init__.py)
+# are set first, in the same process. Other warnings are shown as usual. runpy leaves sys.argv and
+# sys.modules["__main__"] alone (alter_sys=False), so click names the program after argv[0].
 DAGSTER = [
     sys.executable,
     "-c",
     # argv[0] is "-c" otherwise, which click would show as the program's name in its messages.
     "import sys; sys.argv[0] = 'dagster'; "
     "import mlops_assets; "
-    "from dagster._cli import main; main()",
+    "import runpy; runpy.run_module('dagster', run_name='__main__')",
 ]
 # The project's workspace file: `dagster dev` runs in MLOPS_HOME, which need not hold one.
-WORKSPACE = Path(__file__).resolve().parents[1] / "workspace.yaml"
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
 
 def dagster_home(settings: Settings, environ: dict[str, str] | None = None) -> Path:
@@ -123,7 +128,7 @@ def demo(settings: Settings) -> int:
 def _print_demo_summary(settings: Settings, home: Path) -> None:
     """The demo's last words: what it made, where it is, and what to run next. Best effort: the
     materializations succeeded whatever happens here."""
-    from mlops_assets.demo_summary import demo_summary
+    from mlops_assets.tooling.demo_summary import demo_summary
 
     try:
         print("\n" + demo_summary(settings, home), flush=True)
@@ -149,7 +154,7 @@ def dev(
     (dagster dev first, then whatever of its group is left): a `kill <pid>` of the wrapper alone
     used to leave dagster dev, its webserver and daemon running.
     """
-    from mlops_assets.native_stack import run_in_foreground
+    from mlops_assets.tooling.native_stack import run_in_foreground
 
     env = command_env(settings)
     args = [*DAGSTER, "dev", "-w", str(WORKSPACE)]
@@ -201,8 +206,8 @@ non-zero.
 def stack(
     s3_port: int, mlflow_port: int, dagster_port: int, start_dagster: bool, print_env: bool
 ) -> int:
-    """Run the stack profile's services natively (see :mod:`mlops_assets.native_stack`)."""
-    from mlops_assets import native_stack
+    """Run the stack profile's services natively (see :mod:`mlops_assets.tooling.native_stack`)."""
+    from mlops_assets.tooling import native_stack
 
     settings = load_settings("stack")
     # A DAGSTER_HOME exported for the local profile (`eval "$(mlops env)"`) is not the stack's.
@@ -232,6 +237,20 @@ def check(settings: Settings) -> int:
     if settings.profile == "stack":
         check_stack(settings, force=True)
         print("stack: every service answered")
+    return 0
+
+
+def new_use_case(name: str, dest: Path | None = None) -> int:
+    """Scaffold the use case ``name`` (in ``dest``, by default the package) and say where it is."""
+    # Lazily: the scaffold's templates are no business of the other commands.
+    from mlops_assets.tooling.scaffold import new_use_case as scaffold
+
+    try:
+        created = scaffold(name, dest)
+    except ValueError as exc:  # a bad name, or a use case that exists already
+        print(f"mlops new-use-case: {exc}", file=sys.stderr)
+        return 2
+    print(f"created {created}")
     return 0
 
 
@@ -284,6 +303,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("check", help="print the settings and check the stack's services")
     sub.add_parser("env", help="print export lines for the profile's environment")
+    new_parser = sub.add_parser("new-use-case", help="scaffold a new use case")
+    new_parser.add_argument("name", help="the use case's name: a lower-case identifier (churn)")
+    new_parser.add_argument(
+        "--dest", type=Path, help="the folder to write it in (default: the mlops_assets package)"
+    )
     # Whatever follows `dev` is `dagster dev`'s (its options start with "-", which argparse
     # would otherwise take for ours).
     args, rest = parser.parse_known_args(argv)
@@ -292,6 +316,8 @@ def main(argv: list[str] | None = None) -> int:
     elif rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
 
+    if args.command == "new-use-case":  # needs no profile: it writes source files only
+        return new_use_case(args.name, args.dest)
     try:
         if args.command == "stack":
             return stack(
