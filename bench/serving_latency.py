@@ -189,7 +189,7 @@ def model_reads(pipeline, n: int = 1000) -> dict[str, dict[str, float]]:
     """One row through the scikit-learn pipeline and through the compiled scorer."""
     from mlops_assets.fraud.scoring import verified_scorer
     from mlops_assets.fraud.training import MODEL_INPUT_COLUMNS
-    from mlops_assets_tests.fraud.test_training import make_training_set
+    from mlops_assets_tests.fixtures.fraud_data import make_training_set
 
     rows = make_training_set(n, seed=5)[MODEL_INPUT_COLUMNS]
     scorer, note = verified_scorer(pipeline)
@@ -229,13 +229,9 @@ def main() -> int:
     from mlops_assets.core.feature_store import FeastFeatureStore
     from mlops_assets.core.profiles import load_settings
     from mlops_assets.core.tracking import MlflowTracking
-    from mlops_assets_tests.serving.support import (
-        fit_fraud_pipeline,
-        online_rows,
-        register,
-        start_api,
-        write_online_features,
-    )
+    from mlops_assets_tests.fixtures.api_servers import start_api
+    from mlops_assets_tests.fixtures.fraud_online import online_rows, write_online_features
+    from mlops_assets_tests.fixtures.served_models import fit_fraud_pipeline, register
 
     redis_url = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/9")
     redis.Redis.from_url(redis_url).flushdb()

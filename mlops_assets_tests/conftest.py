@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
-if TYPE_CHECKING:
-    from mlops_assets.core.profiles import Settings
+from mlops_assets_tests.fixtures.local_profile import use_local_profile
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
+from mlops_assets_tests.fixtures.stack_profile import StackProfile
 
 pytest_plugins = [
     "mlops_assets_tests.fixtures.services",
     "mlops_assets_tests.fixtures.mlflow_server",
     "mlops_assets_tests.fixtures.dagster_ui",
 ]
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # The code's own defaults, not those of a deployment file a developer's demo left in the repo
 # (`mlops.yaml`): set before any test imports the definitions, which read it once. Tests of that
@@ -33,40 +30,7 @@ def local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
     The Feast repo of the project is used as it is (its definitions are code, not state).
     """
-    monkeypatch.setenv("MLOPS_PROFILE", "local")
-    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
-    monkeypatch.setenv("MLOPS_FEAST_REPO", str(REPO_ROOT / "feature_repo"))
-    for var in (
-        "MLOPS_DATA_ROOT",
-        "MLFLOW_TRACKING_URI",
-        "AWS_ENDPOINT_URL",
-        "MLOPS_FEAST_REGISTRY",
-    ):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path
-
-
-@dataclass(frozen=True)
-class StackProfile:
-    """The stack profile of one test, on this machine's real services: asset data under
-    ``prefix`` in moto's S3, Feast's registry and the stack's checks on fresh PostgreSQL
-    databases, Redis online store, MLflow server."""
-
-    settings: Settings
-    prefix: str
-    s3: Any
-
-    def keys(self) -> set[str]:
-        """Every object under the data root, relative to it (``demand/clean/2024-05-01.parquet``)."""
-        base = self.prefix.removeprefix(f"s3://{self.s3.bucket}/")
-        listed = self.s3.client().list_objects_v2(Bucket=self.s3.bucket, Prefix=base)
-        return {o["Key"].removeprefix(base + "/") for o in listed.get("Contents", [])}
-
-    def read(self, key: str) -> bytes:
-        base = self.prefix.removeprefix(f"s3://{self.s3.bucket}/")
-        return (
-            self.s3.client().get_object(Bucket=self.s3.bucket, Key=f"{base}/{key}")["Body"].read()
-        )
+    return use_local_profile(monkeypatch, tmp_path)
 
 
 @pytest.fixture

@@ -29,13 +29,17 @@ from pathlib import Path
 
 import pytest
 
-from mlops_assets.native_stack import port_is_open
+from mlops_assets.tooling.native_stack import port_is_open
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
 from mlops_assets_tests.fixtures.services import free_port
+from mlops_assets_tests.fixtures.stack_databases import (
+    FOREIGN_ENV,
+    drop_databases,
+    fresh_databases,
+    stack_env,
+)
 
-REPO = Path(__file__).resolve().parents[1]
 STOP_WITHIN_S = 30.0
-# Variables of the test process that would point the commands elsewhere.
-_FOREIGN = ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
 
 
 def _like_shell_background() -> None:
@@ -46,16 +50,18 @@ def _like_shell_background() -> None:
 
 def _mlops() -> list[str]:
     mlops = Path(sys.executable).with_name("mlops")
-    return [str(mlops)] if mlops.exists() else [sys.executable, "-m", "mlops_assets.cli"]
+    return [str(mlops)] if mlops.exists() else [sys.executable, "-m", "mlops_assets.tooling.cli"]
 
 
 def _local_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_") and k not in _FOREIGN}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith("MLOPS_") and k not in FOREIGN_ENV
+    }
     env.update(
         {
             "MLOPS_PROFILE": "local",
             "MLOPS_HOME": str(home),
-            "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
+            "MLOPS_FEAST_REPO": str(REPO_ROOT / "feature_repo"),
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -240,11 +246,9 @@ def test_serve_stops_on_signal_when_started_with_ampersand(
 def test_stack_stops_every_service_on_sigint_when_started_with_ampersand(
     tmp_path: Path, start: Callable[..., Started], redis_url: str
 ) -> None:
-    from mlops_assets_tests.test_native_stack import _drop_databases, _fresh_databases, _stack_env
-
-    databases = _fresh_databases()
+    databases = fresh_databases()
     ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
-    env = _stack_env(tmp_path, redis_url, databases)
+    env = stack_env(tmp_path, redis_url, databases)
     try:
         started = start(
             ["stack", "--no-dagster", *(f"--{n}-port={p}" for n, p in ports.items())],
@@ -258,4 +262,4 @@ def test_stack_stops_every_service_on_sigint_when_started_with_ampersand(
         assert not port_is_open("127.0.0.1", ports["s3"])
         assert "SIGINT: stopping the stack" in started.tail()
     finally:
-        _drop_databases(databases)
+        drop_databases(databases)

@@ -13,9 +13,9 @@ import psutil
 import psycopg
 import pytest
 
-from mlops_assets import cli, native_stack
 from mlops_assets.core.profiles import load_settings
-from mlops_assets.native_stack import StackError
+from mlops_assets.tooling import cli, native_stack
+from mlops_assets.tooling.native_stack import StackError
 from mlops_assets_tests.fixtures.services import POSTGRES_ADMIN_URL, free_port
 
 
@@ -217,7 +217,7 @@ def test_missing_databases_are_created_once() -> None:
 
 def test_stack_help_states_what_is_kept_and_where() -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "mlops_assets.cli", "stack", "--help"],
+        [sys.executable, "-m", "mlops_assets.tooling.cli", "stack", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -41,13 +41,16 @@ def test_definitions_load_with_every_resource(local_home: Path) -> None:
     defs = build_definitions(load_settings())
     assert isinstance(defs, dg.Definitions)
     assert set(resources_for(load_settings())) == {
+        "asset_store",
         "io_manager",
         "step_io_manager",
         "mlflow",
         "feature_store",
     }
-    io = defs.resources["io_manager"]
-    assert io.root == f"{local_home}/.data"
+    store = defs.resources["asset_store"]
+    assert store.root == f"{local_home}/.data"
+    # The IO manager and the assets' own reads and writes go through the same store.
+    assert defs.resources["io_manager"].store == store
     # Op outputs that are not assets go to Dagster's own step storage, under the instance.
     assert defs.resources["step_io_manager"].base_dir is None
 
@@ -76,7 +79,7 @@ def test_demo_materializes_every_use_case_from_the_cli(local_home: Path) -> None
     env = {k: v for k, v in os.environ.items() if k != "MLOPS_RUN_CONFIG"}
     env["MLOPS_HOME"] = str(local_home)
     proc = subprocess.run(
-        [sys.executable, "-m", "mlops_assets.cli", "demo"],
+        [sys.executable, "-m", "mlops_assets.tooling.cli", "demo"],
         env=env,
         capture_output=True,
         text=True,
@@ -136,7 +139,7 @@ def test_demo_materializes_every_use_case_from_the_cli(local_home: Path) -> None
 
 
 def test_mlops_prepares_the_profile_instance(local_home: Path, monkeypatch) -> None:
-    from mlops_assets.cli import dagster_home
+    from mlops_assets.tooling.cli import dagster_home
 
     monkeypatch.delenv("DAGSTER_HOME", raising=False)
     home = dagster_home(load_settings())

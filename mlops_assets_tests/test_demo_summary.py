@@ -10,7 +10,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from mlops_assets.demo_summary import (
+from mlops_assets.heart.serving import HeartRequest
+from mlops_assets.tooling.demo_summary import (
     Champion,
     DemoFacts,
     headline_metric,
@@ -18,7 +19,6 @@ from mlops_assets.demo_summary import (
     read_materialized,
     render,
 )
-from mlops_assets.heart.serving import HeartRequest
 
 
 def test_materialized_assets_and_partitions_come_from_the_instance() -> None:

@@ -46,7 +46,6 @@ import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,7 +55,7 @@ import psycopg
 import pytest
 import redis
 
-from mlops_assets.native_stack import (
+from mlops_assets.tooling.native_stack import (
     S3_DATA_DIR,
     SEAWEEDFS_GRPC_OFFSET,
     SEAWEEDFS_INTERNAL_PORTS,
@@ -65,10 +64,15 @@ from mlops_assets.native_stack import (
     s3_client,
     seaweedfs_ports,
 )
-from mlops_assets_tests.fixtures.services import POSTGRES_ADMIN_URL, free_port
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
+from mlops_assets_tests.fixtures.services import free_port
+from mlops_assets_tests.fixtures.stack_databases import (
+    drop_databases,
+    fresh_databases,
+    stack_env,
+)
 
-REPO = Path(__file__).resolve().parents[1]
-WORKSPACE = str(REPO / "workspace.yaml")
+WORKSPACE = str(REPO_ROOT / "workspace.yaml")
 
 DAYS = ["2024-01-01", "2024-01-02", "2024-01-03"]
 TRAIN_DAY = "2024-01-10"
@@ -82,9 +86,6 @@ RETRAINING_CONFIG = {
 MODEL_NAME = "fraud_classifier"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 QUEUE_PATH = ["PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS"]
-
-# Variables of the test process that would point the stack elsewhere.
-_FOREIGN = ("DAGSTER_HOME", "MLFLOW_TRACKING_URI", "AWS_ENDPOINT_URL", "MLFLOW_S3_ENDPOINT_URL")
 
 
 @dataclass
@@ -165,53 +166,12 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def _fresh_databases() -> dict[str, str]:
-    """URLs of databases nobody has made yet, one per purpose: the launcher creates them."""
-    server = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
-    suffix = uuid.uuid4().hex[:8]
-    return {
-        purpose: f"{server}/mlops_test_native_{purpose}_{suffix}"
-        for purpose in ("mlops", "dagster", "mlflow")
-    }
-
-
-def _drop_databases(databases: dict[str, str]) -> None:
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True) as conn:
-        for url in databases.values():
-            name = url.rsplit("/", 1)[1]
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-def _stack_env(home: Path, redis_url: str, databases: dict[str, str]) -> dict[str, str]:
-    """The environment `mlops stack` is started with: MLOPS_HOME ``home`` and these services."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLOPS_") and k not in _FOREIGN}
-    env.update(
-        {
-            "MLOPS_PROFILE": "local",  # `mlops stack` runs the stack profile regardless
-            "MLOPS_HOME": str(home),
-            "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
-            "MLOPS_REDIS_URL": redis_url,
-            "MLOPS_POSTGRES_URL": databases["mlops"],
-            "MLOPS_FEAST_REGISTRY": databases["mlops"].replace(
-                "postgresql://", "postgresql+psycopg://", 1
-            ),
-            # A bare postgresql:// URL: the launcher names the psycopg2 driver itself.
-            "DAGSTER_POSTGRES_URL": databases["dagster"],
-            "MLFLOW_BACKEND_STORE_URI": databases["mlflow"].replace(
-                "postgresql://", "postgresql+psycopg://", 1
-            ),
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
 def _launch(
     home: Path, env: dict[str, str], ports: dict[str, int], output: Path, *extra: str
 ) -> subprocess.Popen:
     """`mlops stack` on ``ports`` in a session of its own, its output to ``output``."""
     mlops = Path(sys.executable).with_name("mlops")
-    command = [str(mlops)] if mlops.exists() else [sys.executable, "-m", "mlops_assets.cli"]
+    command = [str(mlops)] if mlops.exists() else [sys.executable, "-m", "mlops_assets.tooling.cli"]
     command += ["stack", *(f"--{name}-port={port}" for name, port in ports.items()), *extra]
     with open(output, "wb") as out:
         return subprocess.Popen(
@@ -240,9 +200,9 @@ def _stop_leftovers(stack: NativeStack) -> None:
 @pytest.fixture
 def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
     """`mlops stack` on free ports, MLOPS_HOME in ``tmp_path``; its databases dropped after."""
-    databases = _fresh_databases()
+    databases = fresh_databases()
     ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
-    env = _stack_env(tmp_path, redis_url, databases)
+    env = stack_env(tmp_path, redis_url, databases)
     output = tmp_path / "mlops-stack.out"
     proc = _launch(tmp_path, env, ports, output)
     stack = NativeStack(proc=proc, home=tmp_path, output=output, ports=ports, databases=databases)
@@ -261,7 +221,7 @@ def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
     finally:
         # Normally stopped by the test itself; this is the cleanup of a failed test.
         _stop_leftovers(stack)
-        _drop_databases(databases)
+        drop_databases(databases)
 
 
 def _alive(processes: list[psutil.Process]) -> list[psutil.Process]:
@@ -511,9 +471,9 @@ def _artifact_digest(tracking_uri: str, run_id: str, folder: Path) -> str:
 def test_objects_and_artifacts_survive_a_restart_and_a_killed_s3_server(
     tmp_path: Path, redis_url: str
 ) -> None:
-    databases = _fresh_databases()
+    databases = fresh_databases()
     ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
-    env = _stack_env(tmp_path, redis_url, databases)
+    env = stack_env(tmp_path, redis_url, databases)
     stacks: list[NativeStack] = []
     try:
         # -- a first stack: objects through S3, an artifact through MLflow ------------------
@@ -551,7 +511,7 @@ def test_objects_and_artifacts_survive_a_restart_and_a_killed_s3_server(
     finally:
         for leftover in stacks:
             _stop_leftovers(leftover)
-        _drop_databases(databases)
+        drop_databases(databases)
 
 
 def test_seaweedfs_keeps_the_ports_of_its_last_start_while_they_are_free(tmp_path: Path) -> None:

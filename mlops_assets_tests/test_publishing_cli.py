@@ -16,7 +16,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from mlops_assets_tests.conftest import REPO_ROOT
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
 
 CLEVELAND = REPO_ROOT / "mlops_assets_tests" / "heart" / "data" / "processed.cleveland.data"
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}

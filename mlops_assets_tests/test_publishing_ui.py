@@ -7,8 +7,8 @@ launched from the UI fails saying which version was rejected and where it is."""
 import hashlib
 from pathlib import Path
 
-from mlops_assets_tests.conftest import REPO_ROOT
 from mlops_assets_tests.fixtures.dagster_ui import Ui
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
 
 CLEVELAND = REPO_ROOT / "mlops_assets_tests" / "heart" / "data" / "processed.cleveland.data"
 

@@ -324,7 +324,7 @@ def test_every_quoted_command_exists_with_its_options() -> None:
 
 
 def test_every_quoted_mlops_command_exists_with_its_options() -> None:
-    from mlops_assets.cli import main
+    from mlops_assets.tooling.cli import main
 
     checked = 0
     for _, *words in (c for c in _quoted_commands() if c[0] == "mlops"):

@@ -23,7 +23,7 @@ import polars as pl
 import pytest
 import yaml
 
-from mlops_assets_tests.conftest import REPO_ROOT
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
 
 README = (REPO_ROOT / "README.md").read_text()
 BIN = Path(sys.executable).parent

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -15,66 +13,23 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from mlops_assets.athletes import cleaning, features, schema, sources, training
+from mlops_assets.athletes import features, schema
 from mlops_assets.athletes.serving import ENDPOINT, AthleteRequest, AthletesModel
-from mlops_assets.serving.endpoints import FeatureRow, ModelInfo, RequestError, Services
+from mlops_assets.serving.endpoints import ModelInfo, RequestError, Services
+from mlops_assets_tests.fixtures import athletes_serving
+from mlops_assets_tests.fixtures.fake_online_store import FakeOnlineStore
 
-TS = datetime(2024, 1, 1, tzinfo=UTC)
 EXAMPLE = AthleteRequest.model_config["json_schema_extra"]["examples"][0]
 
-
-class FakeOnlineStore:
-    """Feast's answer for the athletes of a features frame, with chosen statuses: an athlete not
-    in the frame is NOT_FOUND, a NaN value NULL_VALUE, a (athlete, feature) in ``stale``
-    OUTSIDE_MAX_AGE."""
-
-    def __init__(self, frames: Mapping[str, pd.DataFrame], stale=()) -> None:
-        self.frames = {view: frame.set_index(schema.KEY) for view, frame in frames.items()}
-        self.stale = set(stale)
-        self.reads: list[tuple[list[str], dict[str, Any]]] = []
-
-    def read(self, features: Sequence[str], entity: Mapping[str, Any]) -> FeatureRow:
-        self.reads.append((list(features), dict(entity)))
-        athlete = entity[schema.KEY]
-        values: dict[str, Any] = {}
-        status: dict[str, str] = {}
-        for reference in features:
-            view, name = reference.split(":")
-            frame = self.frames[view]
-            if athlete not in frame.index:
-                values[name], status[name] = None, "NOT_FOUND"
-            elif (athlete, name) in self.stale:
-                values[name], status[name] = None, "OUTSIDE_MAX_AGE"
-            elif pd.isna(frame.at[athlete, name]):
-                values[name], status[name] = None, "NULL_VALUE"
-            else:
-                values[name], status[name] = float(frame.at[athlete, name]), "PRESENT"
-        return FeatureRow(values=values, status=status)
-
-
-@pytest.fixture(scope="module")
-def frames() -> dict[str, pd.DataFrame]:
-    raw = sources.generate_athletes(sources.GeneratorConfig(n_athletes=300)).to_pandas()
-    clean, _ = cleaning.clean(raw)
-    return {v: features.build_features(clean, v, event_ts=TS) for v in features.VERSIONS}
-
-
-@pytest.fixture(scope="module")
-def pipelines(frames: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    return {
-        version: training.train_grid_point(
-            frame,
-            list(features.FEATURES[version]),
-            schema.TARGET,
-            training.GridPoint(n_estimators=20, max_depth=6),
-        ).model
-        for version, frame in frames.items()
-    }
+# The features frames and the pipelines trained on them, module-scoped fixtures shared with the
+# API's tests.
+frames = athletes_serving.frames
+pipelines = athletes_serving.pipelines
 
 
 @pytest.fixture(scope="module")
 def store(frames: dict[str, pd.DataFrame]) -> FakeOnlineStore:
-    return FakeOnlineStore({f"athlete_features_{v}": f for v, f in frames.items()})
+    return FakeOnlineStore({f"athlete_features_{v}": f for v, f in frames.items()}, keys=schema.KEY)
 
 
 def _info(version: str | None) -> ModelInfo:
@@ -152,7 +107,9 @@ def test_missing_features_are_imputed_as_in_training(pipelines, frames, store) -
     gaps = frame[frame[workouts].isna().any(axis=1)]
     assert len(gaps)  # generated athletes who never logged some workouts
     athlete = int(gaps[schema.KEY].iloc[0])
-    stale = FakeOnlineStore({"athlete_features_v2": frame}, stale={(athlete, "age")})
+    stale = FakeOnlineStore(
+        {"athlete_features_v2": frame}, keys=schema.KEY, stale={(athlete, "age")}
+    )
     out = ENDPOINT.predict(model, _request(athlete), Services(online=stale))
 
     columns = list(features.FEATURES["v2"])
@@ -203,7 +160,8 @@ def test_the_example_validates_and_predicts(pipelines, store) -> None:
     request = AthleteRequest.model_validate(EXAMPLE)
     frame = store.frames["athlete_features_v2"].reset_index()
     one = FakeOnlineStore(
-        {"athlete_features_v2": frame.head(1).assign(athlete_id=EXAMPLE["athlete_id"])}
+        {"athlete_features_v2": frame.head(1).assign(athlete_id=EXAMPLE["athlete_id"])},
+        keys=schema.KEY,
     )
     out = ENDPOINT.predict(_model(pipelines, "v2"), request, Services(online=one))
     assert out.body["feature_version"] == "v2" and out.value > 0

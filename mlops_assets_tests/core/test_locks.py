@@ -8,11 +8,6 @@ writes a line to its stdin (or kills it).
 
 from __future__ import annotations
 
-import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,7 +16,7 @@ import pytest
 
 from mlops_assets.core.locks import LockTimeout, advisory_key, lock_space, named_lock
 from mlops_assets.core.profiles import load_settings
-from mlops_assets_tests.conftest import REPO_ROOT
+from mlops_assets_tests.fixtures.processes import ChildProcess
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -45,94 +40,6 @@ except LockTimeout as exc:
     sys.exit(3)
 print("released", flush=True)
 """
-
-
-class ChildProcess:
-    """A Python child whose stdout lines the test waits for, one expected word at a time.
-
-    Lines are read by a thread into a queue, so waiting for a line never blocks the test past
-    its timeout. ``stderr`` goes to a file, shown when an expected line does not come.
-    """
-
-    def __init__(self, args: list[str], *, env: dict[str, str] | None = None, log: Path) -> None:
-        self.log = log
-        with open(log, "w") as stderr:
-            self.proc = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=REPO_ROOT,
-                env={**os.environ, **(env or {})},
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self._pushed_back: list[str | None] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.lines.put(line.rstrip("\n"))
-        self.lines.put(None)
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def _next(self, timeout: float) -> str | None:
-        if self._pushed_back:
-            return self._pushed_back.pop()
-        return self.lines.get(timeout=timeout)
-
-    def expect(self, word: str, timeout: float = 60.0) -> str:
-        """The next line that starts with ``word`` (lines before it are skipped)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self._fail(f"printed no line starting with {word!r} within {timeout} s")
-            try:
-                line = self._next(left)
-            except queue.Empty:
-                continue
-            if line is None:
-                self._fail(f"exited ({self.proc.wait()}) before a line starting with {word!r}")
-            if line.startswith(word):
-                return line
-
-    def quiet_for(self, seconds: float) -> bool:
-        """True if the child printed nothing for ``seconds`` (e.g. it is still waiting)."""
-        try:
-            line = self._next(seconds)
-        except queue.Empty:
-            return True
-        self._pushed_back.append(line)  # kept for the next expect
-        return False
-
-    def send(self, line: str = "") -> None:
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
-
-    def kill(self) -> None:
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def finish(self, timeout: float = 60.0) -> int:
-        """Close the child's stdin (a holder lets go) and return its exit code."""
-        if not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        return self.proc.wait(timeout=timeout)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=30)
-
-    def _fail(self, what: str) -> None:
-        self.stop()
-        stderr = self.log.read_text()[-3000:] if self.log.exists() else ""
-        pytest.fail(f"child {self.proc.args[1:3]} {what}; stderr:\n{stderr}")
 
 
 @pytest.fixture

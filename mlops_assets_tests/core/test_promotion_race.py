@@ -29,7 +29,7 @@ from mlops_assets.core.evaluation import PromotionRule
 from mlops_assets.core.locks import LockTimeout, named_lock
 from mlops_assets.core.profiles import load_settings
 from mlops_assets.core.tracking import CHAMPION, GATE_LOCK_PREFIX, MlflowTracking
-from mlops_assets_tests.core.test_locks import ChildProcess
+from mlops_assets_tests.fixtures.processes import ChildProcess
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -34,8 +34,8 @@ from mlops_assets.core.tracking import (
     default_pip_requirements,
     input_data_version_tag,
 )
-from mlops_assets_tests.conftest import REPO_ROOT
 from mlops_assets_tests.fixtures.mlflow_server import ARTIFACT_PREFIX
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
 from mlops_assets_tests.fixtures.services import free_port
 
 DAYS = dg.DailyPartitionsDefinition(start_date="2024-01-01")

@@ -19,7 +19,7 @@ from mlops_assets.demand.eia import (
     fetch_demand,
     parse_period,
 )
-from mlops_assets_tests.demand.fake_eia import FakeEia
+from mlops_assets_tests.fixtures.fake_eia import FakeEia
 
 KEY = "s3cr3t-KEY-123"
 START = datetime(2024, 1, 1, tzinfo=UTC)

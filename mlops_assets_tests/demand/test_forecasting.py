@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from datetime import date, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
@@ -23,24 +23,12 @@ from mlops_assets.demand.forecasting import (
     leaderboard,
     minimum_history_hours,
 )
-from mlops_assets.demand.generator import GeneratorConfig, generate
+from mlops_assets_tests.fixtures.demand_data import DAYS, RESPONDENTS, START, make_clean
 
-START = date(2024, 1, 1)
-DAYS = 35
-RESPONDENTS = ("CISO", "ERCO")
 # Statistical models train on two weeks at each origin: enough for the models used here, and fast.
 SPEC = BacktestSpec(horizon=24, n_windows=3, step=24, input_hours=14 * 24, seed=0)
 CV_MODELS = ("seasonal_naive", "holt_winters", "gbm")
 H = pd.Timedelta(hours=1)
-
-
-def make_clean(respondents=RESPONDENTS, days: int = DAYS, seed: int = 7) -> pd.DataFrame:
-    table = generate(
-        START, START + timedelta(days=days), GeneratorConfig(respondents=respondents, seed=seed)
-    ).to_pandas()
-    return pd.DataFrame(
-        {"unique_id": table.respondent, "ds": table.period, "y": table.value.astype(float)}
-    )
 
 
 @pytest.fixture(scope="module")

@@ -22,29 +22,14 @@ from mlops_assets.demand.serving import (
     registered_forecasters,
 )
 from mlops_assets.serving.endpoints import Prediction, RequestError, Services
-from mlops_assets_tests.demand.test_forecasting import make_clean
+from mlops_assets_tests.fixtures import demand_serving
+from mlops_assets_tests.fixtures.demand_serving import FORECAST_FIELDS, SPEC, InMemoryPyFunc
 
 EXAMPLE = DemandRequest.model_config["json_schema_extra"]["examples"][0]
 SERVICES = Services(online=None)
-SPEC = forecasting.BacktestSpec(horizon=24, input_hours=14 * 24)
 
-
-class InMemoryPyFunc:
-    """What ``mlflow.pyfunc.load_model`` hands the app, for a forecaster kept in memory:
-    ``predict(data, params)`` runs the python model's ``predict(context, data, params)``."""
-
-    def __init__(self, python_model: DemandForecaster) -> None:
-        self.python_model = python_model
-        self.calls: list[tuple[pd.DataFrame, dict[str, Any] | None]] = []
-
-    def predict(self, data: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        self.calls.append((data, params))
-        return self.python_model.predict(None, data, params)
-
-
-@pytest.fixture(scope="module")
-def clean() -> pd.DataFrame:
-    return make_clean(respondents=("CISO",), days=10)
+# CISO's history, a module-scoped fixture shared with the API's tests.
+clean = demand_serving.clean
 
 
 @pytest.fixture
@@ -90,13 +75,7 @@ def test_forecast_is_the_forecasters_own(clean: pd.DataFrame, model: InMemoryPyF
     assert len(rows) == 30
     assert [r["ds"] for r in rows] == [ds.isoformat().replace("+00:00", "Z") for ds in expected.ds]
     assert rows[0]["ds"] == (clean.ds.max() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    for column, key in [
-        ("yhat", "mean"),
-        ("yhat_lo_80", "lo_80"),
-        ("yhat_hi_80", "hi_80"),
-        ("yhat_lo_95", "lo_95"),
-        ("yhat_hi_95", "hi_95"),
-    ]:
+    for column, key in FORECAST_FIELDS.items():
         assert [r[key] for r in rows] == pytest.approx(expected[column].tolist())
     assert out.value == rows[0]["mean"] == pytest.approx(expected.yhat.iloc[0])
     assert out.features is None

@@ -29,7 +29,7 @@ from mlops_assets.fraud.training import (
     build_pipeline,
     input_example,
 )
-from mlops_assets_tests.fraud.test_training import make_training_set
+from mlops_assets_tests.fixtures.fraud_data import make_training_set
 
 EMPTY_FEATURE = "merchant_fraud_count_30d"  # null in every training row: a window never filled
 KINDS = ["logreg", "xgboost", "xgboost-sparse"]

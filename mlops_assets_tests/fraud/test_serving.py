@@ -30,7 +30,8 @@ from mlops_assets.serving.endpoints import (
     RequestError,
     Services,
 )
-from mlops_assets_tests.serving.support import FRAUD_REQUEST, fit_fraud_pipeline
+from mlops_assets_tests.fixtures.fraud_online import FRAUD_REQUEST
+from mlops_assets_tests.fixtures.served_models import fit_fraud_pipeline
 
 CARD = schema.card_feature_columns()
 MERCHANT = schema.merchant_feature_columns()

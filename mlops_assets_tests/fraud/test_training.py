@@ -8,12 +8,7 @@ import polars as pl
 import pytest
 
 from mlops_assets.fraud.reports import MARKDOWN_KEYS, inspect_training_set
-from mlops_assets.fraud.schema import (
-    CHANNELS,
-    MERCHANT_CATEGORIES,
-    card_feature_columns,
-    merchant_feature_columns,
-)
+from mlops_assets.fraud.schema import card_feature_columns, merchant_feature_columns
 from mlops_assets.fraud.training import (
     CATEGORICAL_FEATURES,
     MODEL_INPUT_COLUMNS,
@@ -23,39 +18,7 @@ from mlops_assets.fraud.training import (
     score,
     train_and_evaluate,
 )
-
-START = pd.Timestamp("2024-01-01", tz="UTC")
-
-
-def make_training_set(n: int = 3000, *, seed: int = 0, fraud_rate: float = 0.06) -> pd.DataFrame:
-    """Labelled transactions where fraud is learnable: larger amounts, bursts on the card in the
-    last hour, more often abroad ("XX") and at night. Everything else is noise; some features
-    are null, as for cards without history."""
-    rng = np.random.default_rng(seed)
-    fraud = (rng.random(n) < fraud_rate).astype(np.int8)
-    seconds = np.sort(rng.integers(0, 8 * 86400, n))
-    hours = np.where(fraud == 1, rng.integers(0, 5, n), rng.integers(0, 24, n))
-    seconds = seconds - seconds % 86400 + hours * 3600 + seconds % 3600
-    frame = pd.DataFrame(
-        {
-            "tx_id": [f"tx{i:06d}" for i in range(n)],
-            "event_ts": (START + pd.to_timedelta(seconds, unit="s")).astype("datetime64[us, UTC]"),
-            "card_id": rng.integers(0, 400, n),
-            "merchant_id": rng.integers(0, 80, n),
-            "amount": np.round(rng.lognormal(3.0 + 1.2 * fraud, 0.7), 2),
-            "merchant_category": rng.choice(MERCHANT_CATEGORIES, n),
-            "channel": rng.choice(CHANNELS, n),
-            "country": np.where(
-                rng.random(n) < 0.05 + 0.4 * fraud, "XX", rng.choice(["FR", "DE", "US"], n)
-            ),
-        }
-    )
-    for column in card_feature_columns() + merchant_feature_columns():
-        frame[column] = rng.poisson(2.0, n).astype("float64")
-    frame["card_tx_count_1h"] = rng.poisson(0.5 + 2.5 * fraud).astype("float64")
-    frame.loc[rng.random(n) < 0.1, ["card_amount_mean_1d", "card_amount_max_1d"]] = np.nan
-    frame["is_fraud"] = fraud
-    return frame
+from mlops_assets_tests.fixtures.fraud_data import make_training_set
 
 
 @pytest.fixture(scope="module")

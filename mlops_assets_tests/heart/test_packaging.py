@@ -25,7 +25,7 @@ from mlops_assets.heart.packaging import (
 )
 from mlops_assets.heart.schema import INPUTS, RANGES
 from mlops_assets.heart.training import build_pipeline, score
-from mlops_assets_tests.heart.test_training import AWKWARD_ROWS, synthetic_cohort
+from mlops_assets_tests.fixtures.heart_data import AWKWARD_ROWS, synthetic_cohort
 
 METRICS = {
     "cv": {"roc_auc": 0.85, "accuracy": 0.8, "roc_auc_std": 0.03},

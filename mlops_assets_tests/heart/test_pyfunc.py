@@ -15,7 +15,7 @@ from mlops_assets.heart import schema, training
 from mlops_assets.heart.features import engineer_features
 from mlops_assets.heart.serving import MODEL_NAME
 from mlops_assets.heart.sources import GeneratorConfig, generate_patients
-from mlops_assets_tests.heart.test_training import AWKWARD_ROWS
+from mlops_assets_tests.fixtures.heart_data import AWKWARD_ROWS
 
 
 class Logged:

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from mlops_assets.heart.features import engineer_features
-from mlops_assets.heart.schema import INPUTS, KEY, TARGET
+from mlops_assets.heart.schema import INPUTS, TARGET
 from mlops_assets.heart.training import (
     MODEL_KINDS,
     KindResult,
@@ -20,84 +20,7 @@ from mlops_assets.heart.training import (
     score,
     split_holdout,
 )
-
-
-def synthetic_cohort(n: int = 400, seed: int = 0) -> pd.DataFrame:
-    """``n`` patients with the schema's inputs; disease follows a logistic model of age, sex,
-    chest pain, max heart rate, angina, ST depression, vessels and thal."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            KEY: np.arange(n, dtype=np.int64),
-            "age": rng.integers(29, 78, n).astype(float),
-            "sex": rng.integers(0, 2, n).astype(float),
-            "cp": rng.integers(1, 5, n).astype(float),
-            "trestbps": rng.normal(131, 17, n).round(),
-            "chol": rng.normal(246, 50, n).round(),
-            "fbs": (rng.random(n) < 0.15).astype(float),
-            "restecg": rng.integers(0, 3, n).astype(float),
-            "thalach": rng.normal(150, 22, n).round(),
-            "exang": (rng.random(n) < 0.33).astype(float),
-            "oldpeak": rng.gamma(1.0, 1.0, n).round(1),
-            "slope": rng.integers(1, 4, n).astype(float),
-            "ca": rng.integers(0, 4, n).astype(float),
-            "thal": rng.choice([3.0, 6.0, 7.0], n),
-        }
-    )
-    logit = 1.6 * (
-        0.05 * (frame.age - 54)
-        + 1.0 * frame.sex
-        + 0.9 * (frame.cp == 4)
-        - 0.03 * (frame.thalach - 150)
-        + 0.9 * frame.exang
-        + 0.6 * frame.oldpeak
-        + 0.7 * frame.ca
-        + 1.0 * (frame.thal == 7)
-        - 2.3
-    )
-    frame[TARGET] = (rng.random(n) < 1 / (1 + np.exp(-logit))).astype(np.int64)
-    return frame
-
-
-# Missing values everywhere, an unseen thal code (5), an unseen chest-pain code, ints where the
-# training data had floats, a number as text, and an extra column.
-AWKWARD_ROWS = pd.DataFrame(
-    [
-        {**dict.fromkeys(INPUTS, None)},
-        {
-            "age": 63,
-            "sex": 1,
-            "cp": 1,
-            "trestbps": 145,
-            "chol": 233,
-            "fbs": 1,
-            "restecg": 2,
-            "thalach": 150,
-            "exang": 0,
-            "oldpeak": 2.3,
-            "slope": 3,
-            "ca": 0,
-            "thal": 5,
-            "note": "extra",
-        },
-        {
-            "age": "41",
-            "sex": 0.0,
-            "cp": 9.0,
-            "trestbps": np.nan,
-            "chol": 204.0,
-            "fbs": 0.0,
-            "restecg": None,
-            "thalach": 172.0,
-            "exang": 0.0,
-            "oldpeak": 1.4,
-            "slope": 1.0,
-            "ca": None,
-            "thal": None,
-            "note": None,
-        },
-    ]
-)
+from mlops_assets_tests.fixtures.heart_data import AWKWARD_ROWS, synthetic_cohort
 
 
 @pytest.fixture(scope="module")

@@ -12,48 +12,19 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from mlops_assets.housing import schema, sources
-from mlops_assets.housing.encoding import (
-    EncoderSpec,
-    build_features,
-    fit_encoders,
-    out_of_fold_encodings,
-    target,
-)
-from mlops_assets.housing.inference import HousingPriceModel, bundle, predict_records
+from mlops_assets.housing import schema
+from mlops_assets.housing.inference import HousingPriceModel, predict_records
 from mlops_assets.housing.serving import ENDPOINT, HousingRequest
-from mlops_assets.serving.endpoints import ModelInfo, Prediction, RequestError, Services
+from mlops_assets.serving.endpoints import Prediction, RequestError, Services
+from mlops_assets_tests.fixtures import housing_serving
+from mlops_assets_tests.fixtures.housing_serving import INFO, LoadedPyFunc
 
 EXAMPLE = HousingRequest.model_config["json_schema_extra"]["examples"][0]
 SERVICES = Services(online=None)
-INFO = ModelInfo(name="housing_price", version="3", run_id="r1")
 
-
-class _PyFunc:
-    """What ``mlflow.pyfunc.load_model`` gives the app, as far as ``prepare`` uses it."""
-
-    def __init__(self, python_model: object) -> None:
-        self._python_model = python_model
-
-    def unwrap_python_model(self) -> object:
-        return self._python_model
-
-
-@pytest.fixture(scope="module")
-def raw() -> pd.DataFrame:
-    return sources.generate_sales(sources.GeneratorConfig(n_sales=600, seed=1)).to_pandas()
-
-
-@pytest.fixture(scope="module")
-def model(raw: pd.DataFrame) -> HousingPriceModel:
-    import xgboost as xgb
-
-    spec = EncoderSpec()
-    encoders = fit_encoders(raw, spec)
-    features = build_features(raw, encoders, oof=out_of_fold_encodings(raw, spec))
-    regressor = xgb.XGBRegressor(n_estimators=30, max_depth=3, n_jobs=1, random_state=0)
-    regressor.fit(features, target(raw))
-    return ENDPOINT.prepare(_PyFunc(bundle(regressor, encoders, metadata={"rows": len(raw)})), INFO)
+# The sales and the prepared model, module-scoped fixtures shared with the API's tests.
+raw = housing_serving.raw
+model = housing_serving.model
 
 
 def _predict(model: HousingPriceModel, payload: dict) -> Prediction:
@@ -74,7 +45,7 @@ def test_endpoint_declares_the_champion_it_serves() -> None:
 def test_prepare_unwraps_the_bundle_and_refuses_anything_else(model: HousingPriceModel) -> None:
     assert isinstance(model, HousingPriceModel)
     with pytest.raises(ValueError, match="housing_price v3 is a dict, not a HousingPriceModel"):
-        ENDPOINT.prepare(_PyFunc({}), INFO)
+        ENDPOINT.prepare(LoadedPyFunc({}), INFO)
 
 
 def test_the_example_predicts_what_the_inference_path_gives(

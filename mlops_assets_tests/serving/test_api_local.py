@@ -17,18 +17,17 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from mlops_assets_tests.conftest import REPO_ROOT
-from mlops_assets_tests.serving.support import (
+from mlops_assets_tests.fixtures.api_servers import ApiProcess, start_api
+from mlops_assets_tests.fixtures.fraud_online import (
     FRAUD_REQUEST,
-    ApiProcess,
-    fit_fraud_pipeline,
-    mangled,
     online_rows,
-    register,
-    start_api,
-    wait_until,
     write_online_features,
 )
+from mlops_assets_tests.fixtures.hostile_payloads import mangled
+from mlops_assets_tests.fixtures.local_profile import FOREIGN_LOCAL_ENV
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
+from mlops_assets_tests.fixtures.served_models import fit_fraud_pipeline, register
+from mlops_assets_tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -86,12 +85,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     with pytest.MonkeyPatch.context() as mp:
         for key, value in e.vars.items():
             mp.setenv(key, value)
-        for var in (
-            "MLOPS_DATA_ROOT",
-            "MLFLOW_TRACKING_URI",
-            "AWS_ENDPOINT_URL",
-            "MLOPS_FEAST_REGISTRY",
-        ):
+        for var in FOREIGN_LOCAL_ENV:
             mp.delenv(var, raising=False)
         tracking = e.tracking()
         e.pipelines["1"] = fit_fraud_pipeline("logreg", seed=0)

@@ -18,17 +18,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mlops_assets_tests.conftest import REPO_ROOT
-from mlops_assets_tests.fixtures.services import free_port
-from mlops_assets_tests.serving.support import (
+from mlops_assets_tests.fixtures.api_servers import serve_in_thread
+from mlops_assets_tests.fixtures.fraud_online import (
     FRAUD_REQUEST,
-    ModelShelf,
-    fit_fraud_pipeline,
     online_rows,
-    serve_in_thread,
-    wait_until,
     write_online_features,
 )
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
+from mlops_assets_tests.fixtures.served_models import ModelShelf, fit_fraud_pipeline
+from mlops_assets_tests.fixtures.services import free_port
+from mlops_assets_tests.fixtures.waiting import wait_until
 
 pytestmark = [
     pytest.mark.stack,

@@ -9,16 +9,15 @@ import httpx
 import pandas as pd
 import pytest
 
-from mlops_assets_tests.conftest import StackProfile
-from mlops_assets_tests.serving.support import (
+from mlops_assets_tests.fixtures.api_servers import start_api
+from mlops_assets_tests.fixtures.fraud_online import (
     FRAUD_REQUEST,
-    fit_fraud_pipeline,
     online_rows,
-    register,
-    start_api,
-    wait_until,
     write_online_features,
 )
+from mlops_assets_tests.fixtures.served_models import fit_fraud_pipeline, register
+from mlops_assets_tests.fixtures.stack_profile import StackProfile
+from mlops_assets_tests.fixtures.waiting import wait_until
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 

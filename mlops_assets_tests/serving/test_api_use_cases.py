@@ -32,26 +32,21 @@ from mlops_assets.demand.serving import DemandRequest
 from mlops_assets.heart import schema as heart_schema
 from mlops_assets.heart.serving import HeartRequest
 from mlops_assets.housing.serving import HousingRequest
-from mlops_assets_tests.athletes import test_serving as athletes_tests
-from mlops_assets_tests.conftest import REPO_ROOT
-from mlops_assets_tests.demand import test_serving as demand_tests
-from mlops_assets_tests.housing import test_serving as housing_tests
-from mlops_assets_tests.serving.support import (
-    fit_heart_pipeline,
-    mangled,
-    register,
-    register_pyfunc,
-    wait_until,
-)
+from mlops_assets_tests.fixtures import athletes_serving, demand_serving, housing_serving
+from mlops_assets_tests.fixtures.fake_online_store import FakeOnlineStore
+from mlops_assets_tests.fixtures.hostile_payloads import mangled
+from mlops_assets_tests.fixtures.local_profile import use_local_profile
+from mlops_assets_tests.fixtures.served_models import fit_heart_pipeline, register, register_pyfunc
+from mlops_assets_tests.fixtures.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(300)
 
-# The use cases' own module-scoped fixtures (generated data, fitted models), shared, not rebuilt.
-raw = housing_tests.raw
-housing_model = housing_tests.model
-frames = athletes_tests.frames
-pipelines = athletes_tests.pipelines
-clean = demand_tests.clean
+# The use cases' module-scoped fixtures (generated data, fitted models): built once here.
+raw = housing_serving.raw
+housing_model = housing_serving.model
+frames = athletes_serving.frames
+pipelines = athletes_serving.pipelines
+clean = demand_serving.clean
 
 
 def _example(request_model: type) -> dict[str, Any]:
@@ -151,17 +146,8 @@ def api(
 
     home = tmp_path_factory.mktemp("serving-use-cases")
     with pytest.MonkeyPatch.context() as mp, ExitStack() as app_scope:
-        mp.setenv("MLOPS_PROFILE", "local")
-        mp.setenv("MLOPS_HOME", str(home))
-        mp.setenv("MLOPS_FEAST_REPO", str(REPO_ROOT / "feature_repo"))
+        use_local_profile(mp, home)
         mp.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
-        for var in (
-            "MLOPS_DATA_ROOT",
-            "MLFLOW_TRACKING_URI",
-            "AWS_ENDPOINT_URL",
-            "MLOPS_FEAST_REGISTRY",
-        ):
-            mp.delenv(var, raising=False)
         settings = load_settings()
         tracking = MlflowTracking.from_settings(settings)
 
@@ -185,14 +171,14 @@ def api(
             == "1"
         )
         signature, example = forecaster.signature_and_example(
-            clean, demand_tests.SPEC, model="seasonal_naive"
+            clean, demand_serving.SPEC, model="seasonal_naive"
         )
         for name in FORECASTERS:
             assert (
                 register_pyfunc(
                     tracking,
                     name,
-                    DemandForecaster("seasonal_naive", demand_tests.SPEC),
+                    DemandForecaster("seasonal_naive", demand_serving.SPEC),
                     signature=signature,
                     input_example=example,
                     pip_requirements=forecaster.pip_requirements(),
@@ -206,7 +192,7 @@ def api(
             [frame, frame.head(1).assign(**{athletes_schema.KEY: ATHLETE_EXAMPLE["athlete_id"]})],
             ignore_index=True,
         )
-        online = athletes_tests.FakeOnlineStore({ATHLETES_VIEW: frame})
+        online = FakeOnlineStore({ATHLETES_VIEW: frame}, keys=athletes_schema.KEY)
         app = create_app(
             load_settings(),
             ServingConfig(
@@ -347,7 +333,7 @@ def _forecast(history: list[dict[str, Any]], code: str, horizon: int) -> pd.Data
             "y": [p["y"] for p in history],
         }
     )
-    forecaster = DemandForecaster("seasonal_naive", demand_tests.SPEC)
+    forecaster = DemandForecaster("seasonal_naive", demand_serving.SPEC)
     return forecaster.predict(None, model_input(frame), {"horizon": horizon})
 
 
@@ -368,13 +354,7 @@ def test_the_demand_example_is_answered_by_the_respondents_forecaster(
     assert [r["ds"] for r in body["forecast"]] == [
         ds.strftime("%Y-%m-%dT%H:%M:%SZ") for ds in pd.to_datetime(expected.ds, utc=True)
     ]
-    for column, key in [
-        ("yhat", "mean"),
-        ("yhat_lo_80", "lo_80"),
-        ("yhat_hi_80", "hi_80"),
-        ("yhat_lo_95", "lo_95"),
-        ("yhat_hi_95", "hi_95"),
-    ]:
+    for column, key in demand_serving.FORECAST_FIELDS.items():
         assert [r[key] for r in body["forecast"]] == pytest.approx(expected[column].tolist())
 
 

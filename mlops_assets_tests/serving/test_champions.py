@@ -15,7 +15,7 @@ from pydantic import BaseModel
 
 from mlops_assets.serving.champions import Champions
 from mlops_assets.serving.endpoints import Endpoint, ModelInfo, Prediction, Services
-from mlops_assets_tests.serving.support import wait_until
+from mlops_assets_tests.fixtures.waiting import wait_until
 
 NAME = "toy_model"
 
@@ -195,15 +195,21 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     return fake
 
 
-def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
-    tracking: FakeTracking, clock: Clock
-) -> None:
+def _v1_serving_and_v2_broken(tracking: FakeTracking) -> Champions:
+    """Champions that loaded v1 (polled every 10 s), then the alias moved to a v2 whose artifacts
+    cannot be read."""
     tracking.set_alias(NAME, "1")
     champions = champions_of(tracking, poll_s=10.0)
     champions.refresh()
-
     tracking.broken[(NAME, "2")] = OSError("artifact store unreachable")
     tracking.set_alias(NAME, "2")
+    return champions
+
+
+def test_a_version_that_fails_to_load_leaves_the_old_one_serving(
+    tracking: FakeTracking, clock: Clock
+) -> None:
+    champions = _v1_serving_and_v2_broken(tracking)
 
     assert champions.refresh() == []
     loaded = champions.get(NAME)
@@ -224,11 +230,7 @@ def test_a_version_that_keeps_failing_is_retried_ever_less_often(
 ) -> None:
     from mlops_assets.serving.champions import MAX_BACKOFF_S
 
-    tracking.set_alias(NAME, "1")
-    champions = champions_of(tracking, poll_s=10.0)
-    champions.refresh()
-    tracking.broken[(NAME, "2")] = OSError("artifact store unreachable")
-    tracking.set_alias(NAME, "2")
+    champions = _v1_serving_and_v2_broken(tracking)
 
     attempts_at: list[float] = []
     start = clock.now

@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlops_assets_tests.conftest import REPO_ROOT
-from mlops_assets_tests.serving.support import SNAPSHOT_TS, online_rows, write_online_features
+from mlops_assets_tests.fixtures.fraud_online import SNAPSHOT_TS, online_rows, write_online_features
+from mlops_assets_tests.fixtures.paths import REPO_ROOT
 
 DAY = 86400.0
 WRITTEN = SNAPSHOT_TS.timestamp()  # when cards 0, 2 and 3 were written (card 1: 40 days before)
