@@ -23,7 +23,7 @@ from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import STEP_IO_MANAGER, frame_input
 from mlops_assets.core.policies import FEAST_REGISTRY_POOL, NETWORK_RETRY, eager_on_published
 from mlops_assets.core.publishing import check_specs, publish
-from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source
+from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source, source_field
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, MlflowTracking
 
@@ -39,10 +39,9 @@ SNAPSHOT_TS = datetime(2024, 1, 1, tzinfo=UTC)
 class RawConfig(RawSourceConfig):
     """Where the athletes come from."""
 
-    source: Literal["generator", "csv"] = Field(
-        default="generator",
-        description="'generator': deterministic synthetic athletes with a share of junk; "
-        "'csv': your athletes.csv in the CrossFit Games layout.",
+    source: Literal["generator", "csv"] = source_field(
+        "'generator': deterministic synthetic athletes with a share of junk; "
+        "'csv': your athletes.csv in the CrossFit Games layout."
     )
     n_athletes: int = Field(default=5000, gt=0, description="Generator: number of athletes.")
 

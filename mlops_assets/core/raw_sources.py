@@ -10,7 +10,7 @@ way), and nothing published.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import dagster as dg
 from pydantic import Field
@@ -31,6 +31,12 @@ class RawSourceConfig(dg.Config):
     def describe(self) -> str:
         """What the data came from, for the materialization's metadata."""
         return GENERATOR if self.source == GENERATOR else self.path
+
+
+def source_field(description: str) -> Any:
+    """The ``source`` setting of a use case's raw config, the generator by default:
+    ``source: Literal["generator", "csv"] = source_field("'generator': ...; 'csv': ...")``."""
+    return Field(default=GENERATOR, description=description)
 
 
 class SourceError(ValueError):

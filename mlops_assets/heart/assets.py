@@ -16,7 +16,7 @@ from mlops_assets.core.asset_store import AssetStore
 from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import NETWORK_RETRY, data_error, training_step
 from mlops_assets.core.publishing import check_specs, publish
-from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source
+from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source, source_field
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.heart import checks, schema
@@ -30,10 +30,9 @@ MODEL_NAME = CASE.model_name
 class RawConfig(RawSourceConfig):
     """Where the patients come from."""
 
-    source: Literal["generator", "uci"] = Field(
-        default="generator",
-        description="'generator': deterministic synthetic patients; 'uci': a UCI heart-disease "
-        "file (processed.cleveland.data, `?` for missing) or a CSV with the same columns.",
+    source: Literal["generator", "uci"] = source_field(
+        "'generator': deterministic synthetic patients; 'uci': a UCI heart-disease "
+        "file (processed.cleveland.data, `?` for missing) or a CSV with the same columns."
     )
     n_patients: int = Field(default=1000, gt=0, description="Generator: number of patients.")
 

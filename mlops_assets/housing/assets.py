@@ -21,7 +21,7 @@ from mlops_assets.core.champion import RmseGainConfig
 from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import NETWORK_RETRY, training_step
 from mlops_assets.core.publishing import Staged, audit, check_specs, publish
-from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source
+from mlops_assets.core.raw_sources import RawSourceConfig, load_raw_source, source_field
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, MlflowTracking
 from mlops_assets.housing import checks, schema
@@ -41,10 +41,9 @@ LATEST_SALE_DATE_CAP = date(2200, 1, 1)
 class RawConfig(RawSourceConfig):
     """Where the sales come from, and the plausibility bounds their blocking checks judge."""
 
-    source: Literal["generator", "csv"] = Field(
-        default="generator",
-        description="'generator': deterministic synthetic sales 2012-2023; 'csv': your own file "
-        "(CSV or parquet) with the raw columns.",
+    source: Literal["generator", "csv"] = source_field(
+        "'generator': deterministic synthetic sales 2012-2023; 'csv': your own file "
+        "(CSV or parquet) with the raw columns."
     )
     n_sales: int = Field(default=30_000, gt=0, description="Generator: number of sales.")
     max_price: float = Field(
