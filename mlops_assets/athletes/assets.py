@@ -28,7 +28,6 @@ from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import CANDIDATE, MlflowTracking
 
 CASE = schema.CASE
-GROUP = CASE.group
 MODEL_NAME = CASE.model_name
 VERSIONS = dg.StaticPartitionsDefinition(["v1", "v2"])
 # The time the feature snapshots describe: the dataset is one registration snapshot, not a stream.
@@ -273,7 +272,7 @@ def grid_table(context: dg.OpExecutionContext, results: list):
 
 @dg.graph_asset(
     key=CASE.key("models"),
-    group_name=GROUP,
+    group_name=CASE.group,
     partitions_def=VERSIONS,
     ins={"features": frame_input(CASE.key("features"), load_as="pandas")},
     backfill_policy=dg.BackfillPolicy.multi_run(1),

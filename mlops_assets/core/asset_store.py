@@ -143,12 +143,6 @@ class AssetStore(dg.ConfigurableResource):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def read(self, key: dg.AssetKey, partition_key: str | None = None) -> pa.Table:
-        """The published table of ``key`` (partition ``partition_key``); refused while that
-        partition's latest version stands rejected by a blocking check."""
-        self.publisher.refuse_rejected(key, [partition_key])
-        return storage.read_parquet(self.path(key, partition_key))
-
     def read_partitions(
         self, key: dg.AssetKey, partition_keys: list[str]
     ) -> tuple[pa.Table, dict[str, str]]:
@@ -180,16 +174,13 @@ class AssetStore(dg.ConfigurableResource):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def write(
-        self, key: dg.AssetKey, partition_key: str | None, frame: Any
-    ) -> tuple[str, pa.Table]:
-        """Write one partition (or the whole of an unpartitioned asset) all-or-nothing; returns
-        its content hash (the data version) and the table written."""
+    def write_file(self, path: UPath, frame: Any) -> tuple[str, pa.Table]:
+        """Write ``frame`` at ``path`` (one partition's file, as :meth:`path` names it)
+        all-or-nothing, after sweeping the temporary files of writers that died; returns its
+        content hash (the data version) and the table written. What the IO manager stores."""
         table = storage.to_arrow(frame)
-        target = self.path(key, partition_key)
-        self.publisher.sweep_temporary(target)
-        digest = storage.write_parquet(target, table, tmp_dir=self.publisher.tmp_dir)
-        return digest, table
+        self.publisher.sweep_temporary(path)
+        return storage.write_parquet(path, table, tmp_dir=self.publisher.tmp_dir), table
 
     def write_partitions(self, key: dg.AssetKey, frames: Mapping[str, Any]) -> dg.MaterializeResult:
         """Store several partitions of ``key`` from one step and describe them for Dagster.
@@ -214,11 +205,7 @@ class AssetStore(dg.ConfigurableResource):
                 self.path(key, partition_key), table, tmp_dir=self.publisher.tmp_dir
             )
             rows[partition_key] = table.num_rows
-        if len(hashes) == 1:
-            version = next(iter(hashes.values()))
-        else:
-            joined = "\n".join(f"{p}:{digest}" for p, digest in hashes.items())
-            version = hashlib.sha256(joined.encode()).hexdigest()
+        version = storage.combined_version(hashes)
         metadata = {
             **reporting.table_metadata(first),
             "dagster/row_count": dg.MetadataValue.int(sum(rows.values())),

@@ -23,16 +23,19 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.core.policies import NETWORK_RETRY, data_error
+from mlops_assets.core.tracking import CANDIDATE, CHAMPION, Flavor, MlflowTracking
+
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
 
     from mlops_assets.core.evaluation import PromotionDecision, PromotionRule
-    from mlops_assets.core.tracking import Flavor, MlflowTracking
 
 T = TypeVar("T")
 
-CANDIDATE_ROLE = "candidate"
-CHAMPION_ROLE = "champion"
+# The contenders' roles (metadata keys `<role>/<metric>`) are the aliases they hold.
+CANDIDATE_ROLE = CANDIDATE
+CHAMPION_ROLE = CHAMPION
 
 
 @dataclass(frozen=True)
@@ -58,9 +61,6 @@ def contenders(mlflow: MlflowTracking, model_name: str, *, trained_by: str) -> C
     """The candidate and the current champion of ``model_name``; fails (a data error, not
     retried) when no candidate was registered, naming ``trained_by``, the asset that registers
     it."""
-    from mlops_assets.core.policies import data_error
-    from mlops_assets.core.tracking import CANDIDATE, CHAMPION
-
     candidate = mlflow.get_version_by_alias(model_name, CANDIDATE)
     if candidate is None:
         raise data_error(f"{model_name} has no '{CANDIDATE}': materialize {trained_by} first")
@@ -122,8 +122,6 @@ def gate(
     ``compared_with``: the champion version the caller scored (``None``: there was none); the
     gate refuses to promote on stale evidence if the champion moved since.
     """
-    from mlops_assets.core.tracking import CHAMPION
-
     metrics = dict(metrics or {})
     decision = mlflow.promote(
         model_name,
@@ -186,8 +184,6 @@ def sequential_gate(**kwargs: Any) -> dict[str, Any]:
     partition after the other, in order, never as a batch (a backfill runs one partition per
     run); outages of the registry are retried; its kind is MLflow. ``kwargs`` add to them (the
     freshness policy, ``deps``...)."""
-    from mlops_assets.core.policies import NETWORK_RETRY
-
     return {
         "backfill_policy": dg.BackfillPolicy.multi_run(1),
         "retry_policy": NETWORK_RETRY,

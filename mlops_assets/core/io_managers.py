@@ -53,10 +53,7 @@ class ParquetIOManager(dg.UPathIOManager):
             super().make_directory(path)
 
     def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
-        table = storage.to_arrow(obj)
-        publisher = self.store.publisher
-        publisher.sweep_temporary(path)
-        digest = storage.write_parquet(path, table, tmp_dir=publisher.tmp_dir)
+        digest, table = self.store.write_file(path, obj)
         context.add_output_metadata(
             {
                 **reporting.table_metadata(table),

@@ -26,7 +26,6 @@ file instead would make Dagster record the rejected version as the input of what
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -543,14 +542,6 @@ def _outcome(result: SuiteResult) -> str:
     return "passed" if result.success else f"failed ({len(result.failures)} failing)"
 
 
-def _version(hashes: Mapping[str | None, str]) -> str:
-    """One partition: its content hash; several: a hash over each partition's hash."""
-    if len(hashes) == 1:
-        return next(iter(hashes.values()))
-    joined = "\n".join(f"{k}:{v}" for k, v in sorted(hashes.items(), key=lambda kv: kv[0] or ""))
-    return hashlib.sha256(joined.encode()).hexdigest()
-
-
 def _materialization(
     publisher: Publisher,
     key: dg.AssetKey,
@@ -560,7 +551,7 @@ def _materialization(
     verdicts: Sequence[PartitionVerdict],
     extra: Mapping[str, Any],
 ) -> dg.MaterializeResult:
-    version = _version(hashes)
+    version = storage.combined_version(hashes)
     published = all(v.published for v in verdicts)
     meta: dict[str, Any] = {
         **reporting.table_metadata(preview),

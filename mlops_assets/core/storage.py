@@ -23,7 +23,7 @@ import os
 import re
 import tempfile
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -192,6 +192,15 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def combined_version(hashes: Mapping[str | None, str]) -> str:
+    """The data version of several partitions read or written together: one partition's own
+    content hash, or a hash over each partition's key and hash (in partition order)."""
+    if len(hashes) == 1:
+        return next(iter(hashes.values()))
+    joined = "\n".join(f"{k}:{v}" for k, v in sorted(hashes.items(), key=lambda kv: kv[0] or ""))
+    return hashlib.sha256(joined.encode()).hexdigest()
 
 
 def atomic_write_bytes(

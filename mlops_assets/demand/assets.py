@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from mlops_assets.core import storage
 from mlops_assets.core.asset_store import AssetStore
 from mlops_assets.core.champion import RmseGainConfig, sequential_gate
 from mlops_assets.core.io_managers import frame_input
@@ -47,9 +48,6 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 CASE = schema.CASE
-GROUP = CASE.group
-# The registered model of a respondent's forecaster (the serving tests read it here).
-model_name = schema.model_name
 # EIA-930 hourly data starts in mid-2015; 2019 leaves years of backfill without a huge partition list.
 DAILY = dg.DailyPartitionsDefinition(start_date="2019-01-01")
 
@@ -332,13 +330,6 @@ def read_clean_window(
     return frame.to_pandas(), versions, days
 
 
-def _combined_version(versions: dict[str, str]) -> str:
-    import hashlib
-
-    joined = "\n".join(f"{k}:{v}" for k, v in sorted(versions.items()))
-    return hashlib.sha256(joined.encode()).hexdigest()
-
-
 @daily_asset(
     "cv_results",
     # One run per day: each day is its own backtest on the history ending with it.
@@ -383,7 +374,7 @@ def cv_results(
             **reports.backtest_summary(results, models, serving, spec),
             "respondents": respondents,
             "history": f"{days[0]} .. {days[-1]}",
-            "clean_data_version": _combined_version(versions),
+            "clean_data_version": storage.combined_version(versions),
             "backtest_seconds": round(time.perf_counter() - started, 2),
         }
     )
@@ -485,7 +476,7 @@ def champion(
     return dg.MaterializeResult(
         metadata={
             **champions.promotions_metadata(mlflow, promotions),
-            "clean_data_version": _combined_version(versions),
+            "clean_data_version": storage.combined_version(versions),
         }
     )
 
@@ -548,7 +539,7 @@ def forecasts(
             "origin": origin.isoformat(),
             "hours_ahead": int(out.groupby("unique_id").size().max()),
             "history": f"{days[0]} .. {days[-1]}",
-            "clean_data_version": _combined_version(versions),
+            "clean_data_version": storage.combined_version(versions),
             "plot": reports.forecast_plot(history, out),
         }
     )

@@ -22,7 +22,6 @@ from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
 from mlops_assets.heart import checks, schema
 
 CASE = schema.CASE
-GROUP = CASE.group
 MODEL_NAME = CASE.model_name
 
 

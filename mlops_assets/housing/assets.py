@@ -28,7 +28,6 @@ from mlops_assets.housing import checks, schema
 from mlops_assets.housing.periods import chronology_problems
 
 CASE = schema.CASE
-GROUP = CASE.group
 MODEL_NAME = CASE.model_name
 
 # -- raw ----------------------------------------------------------------------------------------

@@ -303,12 +303,7 @@ def _data_root(settings: Settings) -> UPath:
     (``serving/predictions_log``)."""
     from mlops_assets.core.asset_store import AssetStore
 
-    store = AssetStore(
-        root=settings.data_root,
-        s3_endpoint_url=settings.s3_endpoint_url if settings.data_on_s3 else "",
-        aws_region=settings.aws_region,
-    )
-    return store.base
+    return AssetStore.from_settings(settings).base
 
 
 # --- operations -----------------------------------------------------------------------------------

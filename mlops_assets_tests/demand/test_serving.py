@@ -57,12 +57,12 @@ def test_endpoint_picks_the_respondents_model() -> None:
     )
     assert ENDPOINT.blocking
     request = DemandRequest.model_validate(EXAMPLE)
-    # The registry's name (demand/assets.model_name lower-cases the code), whatever the case sent.
+    # The registry's name (demand.schema.model_name lower-cases the code), whatever the case sent.
     assert ENDPOINT.name_for(request) == "demand_forecaster_ciso"
     assert ENDPOINT.name_for(request.model_copy(update={"respondent": "pjm"})) == (
         "demand_forecaster_pjm"
     )
-    from mlops_assets.demand.assets import model_name
+    from mlops_assets.demand.schema import model_name
 
     assert ENDPOINT.name_for(request) == model_name("CISO")
 

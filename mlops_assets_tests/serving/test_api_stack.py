@@ -23,8 +23,8 @@ pytestmark = [pytest.mark.stack, pytest.mark.timeout(600)]
 
 
 def test_fraud_api_on_the_stack(stack_profile: Callable[[str], StackProfile], tmp_path) -> None:
+    from mlops_assets.core.asset_store import AssetStore
     from mlops_assets.core.feature_store import FeastFeatureStore, clear_caches
-    from mlops_assets.core.storage import make_upath
     from mlops_assets.core.tracking import MlflowTracking
     from mlops_assets.fraud.training import MODEL_INPUT_COLUMNS
     from mlops_assets.serving.request_log import read_day
@@ -67,7 +67,7 @@ def test_fraud_api_on_the_stack(stack_profile: Callable[[str], StackProfile], tm
         assert unknown.json()["detail"][0]["loc"] == ["body", "card_id"]
 
         day = pd.Timestamp.now(tz="UTC").strftime("%Y-%m-%d")
-        root = make_upath(settings.data_root, settings.s3_endpoint_url, settings.aws_region)
+        root = AssetStore.from_settings(settings).base
 
         def shipped() -> bool:
             ids = set(read_day(root, day).column("request_id").to_pylist())
