@@ -99,6 +99,22 @@ class RawConfig(dg.Config):
     )
     seed: int = Field(default=42, description="Generator: seed of the series.")
     noise: float = Field(default=0.02, ge=0, lt=0.5, description="Generator: hourly noise.")
+    level_shift_from: str | None = Field(
+        default=None,
+        description="Generator scenario: the first UTC day (YYYY-MM-DD) of a level shift, e.g. a "
+        "large new load connecting; None: no shift.",
+    )
+    level_shift: float = Field(
+        default=0.0,
+        gt=-1,
+        le=10,
+        description="Generator scenario: relative change of demand from level_shift_from on "
+        "(0.25: a quarter higher, -0.1: a tenth lower).",
+    )
+    level_shift_respondents: list[str] = Field(
+        default=[],
+        description="Generator scenario: the respondents whose demand shifts; empty: all.",
+    )
     eia_base_url: str = Field(default="https://api.eia.gov/v2", description="EIA API root.")
     page_size: int = Field(default=5000, ge=1, le=5000, description="EIA rows per request.")
     request_retries: int = Field(
@@ -125,13 +141,22 @@ def _fetch(config: RawConfig, start: datetime, end: datetime) -> "pa.Table":
     if config.source == "generator":
         from mlops_assets.demand import generator
 
-        return generator.generate(
-            start.date(),
-            end.date(),
-            generator.GeneratorConfig(
-                respondents=tuple(config.respondents), noise=config.noise, seed=config.seed
-            ),
-        )
+        try:
+            shift_from = (
+                date.fromisoformat(config.level_shift_from) if config.level_shift_from else None
+            )
+            settings = generator.GeneratorConfig(
+                respondents=tuple(config.respondents),
+                noise=config.noise,
+                seed=config.seed,
+                level_shift_from=shift_from,
+                level_shift=config.level_shift,
+                level_shift_respondents=tuple(config.level_shift_respondents),
+            )
+        except ValueError as exc:
+            # A setting error: a retry would fail the same way.
+            raise dg.Failure(f"demand/raw: {exc}", allow_retries=False) from exc
+        return generator.generate(start.date(), end.date(), settings)
     if config.source == "files":
         return _read_files(config, start, end)
     return _fetch_eia(config, start, end)

@@ -9,7 +9,10 @@ Demand of a balancing authority is its base load shaped by what drives real dema
   (Texas cools a lot, New York heats more);
 * **the weather**: a temperature-like anomaly that drifts smoothly over days (a sum of slow waves
   with phases drawn per authority), so some weeks run hot and some cold;
-* **noise**: a few percent per hour.
+* **noise**: a few percent per hour;
+* **a level shift** (a scenario, off by default): from a given UTC day on, demand of some or all
+  authorities runs a fixed share higher or lower (a new large load connects, a plant closes), the
+  change a forecaster must notice in its live errors.
 
 Deterministic: an authority's shape comes from ``(seed, respondent)`` and an hour's noise from
 ``(seed, respondent, day)``, so a day regenerates to the same bytes whichever days are generated,
@@ -59,11 +62,17 @@ _WEATHER_PERIODS = (3.1, 5.3, 8.9, 13.7, 21.0)
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Which authorities to generate, how noisy, and the seed that fixes them."""
+    """Which authorities to generate, how noisy, the seed that fixes them, and an optional level
+    shift: from the UTC day ``level_shift_from`` on, demand of ``level_shift_respondents`` (empty:
+    all) is ``1 + level_shift`` times what it would have been (+0.25: a quarter higher). Off
+    (``level_shift_from=None``), every series is exactly what it was without the option."""
 
     respondents: tuple[str, ...] = schema.RESPONDENTS
     noise: float = 0.02
     seed: int = 42
+    level_shift_from: date | None = None
+    level_shift: float = 0.0
+    level_shift_respondents: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.respondents:
@@ -72,6 +81,27 @@ class GeneratorConfig:
             raise ValueError(f"respondents repeat: {list(self.respondents)}")
         if not 0 <= self.noise < 0.5:
             raise ValueError(f"noise must be in [0, 0.5), got {self.noise}")
+        # Demand stays positive: a shift of -100% or less would make it zero or negative.
+        if not -1 < self.level_shift <= 10:
+            raise ValueError(f"level_shift must be in (-1, 10], got {self.level_shift}")
+        if self.level_shift and self.level_shift_from is None:
+            raise ValueError(
+                f"level_shift={self.level_shift} needs level_shift_from (the first shifted day)"
+            )
+        unknown = sorted(set(self.level_shift_respondents) - set(self.respondents))
+        if unknown:
+            raise ValueError(
+                f"level_shift_respondents {unknown} are not among the respondents "
+                f"{list(self.respondents)}"
+            )
+
+    def shift_of(self, respondent: str, day: date) -> float:
+        """The relative level shift of ``respondent`` on the UTC ``day`` (0.0: none)."""
+        if self.level_shift_from is None or day < self.level_shift_from:
+            return 0.0
+        if self.level_shift_respondents and respondent not in self.level_shift_respondents:
+            return 0.0
+        return self.level_shift
 
 
 @dataclass(frozen=True)
@@ -169,7 +199,13 @@ def demand_of_day(respondent: str, day: date, config: GeneratorConfig) -> np.nda
     )
     rng = np.random.default_rng([config.seed, _key("noise", respondent), day.toordinal()])
     noise = rng.normal(0.0, config.noise, 24)
-    return np.round(p.base * shape * week * season * (1 + weather) * (1 + noise))
+    demand = p.base * shape * week * season * (1 + weather) * (1 + noise)
+    shift = config.shift_of(respondent, day)
+    if shift:
+        # Applied only when on, after everything else: without a shift the arithmetic (and so
+        # every byte of the existing series) is exactly what it was before the option existed.
+        demand = demand * (1 + shift)
+    return np.round(demand)
 
 
 def generate_day(day: date, config: GeneratorConfig) -> pa.Table:
