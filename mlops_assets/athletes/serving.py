@@ -27,6 +27,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from mlops_assets.athletes import features, schema
+from mlops_assets.serving.drift import InputDrift, Reference, ReferenceUnavailable, TrainedOn
 from mlops_assets.serving.endpoints import (
     Endpoint,
     Integer,
@@ -142,6 +143,49 @@ def predict(model: AthletesModel, request: AthleteRequest, services: Services) -
     return Prediction(body=body, value=lift, features=logged_features(values))
 
 
+# Features that are yes/no (1.0 / 0.0): compared as categories, the rest as numbers.
+_FLAGS = ("is_male", "began_with_coach", "has_level1")
+# What athletes/models' grid points use when their run logged no validation share (GridConfig).
+_VALIDATION_SHARE = 0.2
+
+
+def training_rows(store: Any, trained: TrainedOn) -> Reference:
+    """The athletes version ``trained`` was fitted on: the partition of ``athletes/features`` of
+    its ``feature_version`` tag as its grid point's run read it, less the validation athletes its
+    run's ``validation_share`` set aside (a stable hash of the id, as in training)."""
+    from mlops_assets.athletes.training import is_validation
+    from mlops_assets.serving.drift import stored_training_rows
+
+    version = trained.version_tags.get(VERSION_TAG) or trained.run_tags.get(VERSION_TAG)
+    if version not in features.FEATURES:
+        raise ReferenceUnavailable(
+            f"{trained.model_name} v{trained.version} has {VERSION_TAG}={version!r}: which "
+            "feature version it was trained on is not recorded"
+        )
+    frame, exact, note = stored_training_rows(
+        store, schema.CASE.key("features"), trained, partition=version
+    )
+    recorded = trained.params.get("validation_share")
+    share = float(recorded) if recorded is not None else _VALIDATION_SHARE
+    train = frame[~is_validation(frame[schema.KEY], share)].reset_index(drop=True)
+    note += f"; its {len(train):,} training athletes (validation share {share})"
+    if recorded is None:
+        note += ", assumed: its run logged no validation_share"
+    names = features.FEATURES[version]
+    return Reference(
+        frame=train[list(names)],
+        numeric=tuple(n for n in names if n not in _FLAGS),
+        categorical=tuple(n for n in names if n in _FLAGS),
+        exact=exact and recorded is not None,
+        note=note,
+    )
+
+
+def score_rows(model: AthletesModel, frame: Any) -> Any:
+    """The predicted total lift (lb) of each row, as :func:`predict` computes it for one."""
+    return model.pipeline.predict(frame[list(model.names)])
+
+
 ENDPOINT = Endpoint.of(
     schema.CASE,
     request=AthleteRequest,
@@ -157,4 +201,6 @@ ENDPOINT = Endpoint.of(
         "feature_version": "v2",
         "missing_features": {},
     },
+    # The log keeps the online features the model read (null where missing), by name.
+    drift=InputDrift(training_rows=training_rows, score=score_rows),
 )

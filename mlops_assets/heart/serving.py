@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from mlops_assets.heart import schema
 from mlops_assets.heart.features import ENGINEERED
 from mlops_assets.heart.training import DECISION_THRESHOLD
+from mlops_assets.serving.drift import InputDrift, Reference, TrainedOn
 from mlops_assets.serving.endpoints import (
     Endpoint,
     Integer,
@@ -154,6 +155,45 @@ def predict(pipeline: Any, request: HeartRequest, services: Services) -> Predict
     return Prediction(body=body, value=probability, features=_engineered(frame))
 
 
+# The split of heart/models (ModelsConfig): what its run logs, and what it used when it did not.
+_SPLIT_DEFAULTS = {"holdout_fraction": 0.2, "seed": 0}
+
+
+def training_rows(store: Any, trained: TrainedOn) -> Reference:
+    """The patients version ``trained`` was fitted on, with the six engineered features its
+    pipeline computes: ``heart/features`` as its run read it, less the stratified holdout that
+    its run's ``holdout_fraction`` and ``seed`` set aside (heart/models fits the winning kind on
+    the rest). Compared as the pipeline treats them: its numeric and its categorical features."""
+    from mlops_assets.heart.features import engineer_features
+    from mlops_assets.heart.training import CATEGORICAL_FEATURES, NUMERIC_FEATURES, split_holdout
+    from mlops_assets.serving.drift import stored_training_rows
+
+    frame, exact, note = stored_training_rows(store, schema.CASE.key("features"), trained)
+    unrecorded = [p for p in _SPLIT_DEFAULTS if trained.params.get(p) is None]
+    fraction = float(trained.params.get("holdout_fraction", _SPLIT_DEFAULTS["holdout_fraction"]))
+    seed = int(trained.params.get("seed", _SPLIT_DEFAULTS["seed"]))
+    train, _ = split_holdout(
+        frame[[schema.KEY, *schema.INPUTS, schema.TARGET]], fraction=fraction, seed=seed
+    )
+    note += f"; the {len(train):,} patients outside its holdout (fraction {fraction}, seed {seed})"
+    if unrecorded:
+        note += f"; its run logged no {' or '.join(unrecorded)}, heart/models' defaults assumed"
+    return Reference(
+        frame=engineer_features(train),
+        numeric=NUMERIC_FEATURES,
+        categorical=CATEGORICAL_FEATURES,
+        exact=exact and not unrecorded,
+        note=note,
+    )
+
+
+def score_rows(pipeline: Any, frame: Any) -> Any:
+    """P(heart disease) of each row, as :func:`predict` computes it for one."""
+    from mlops_assets.heart.training import score
+
+    return score(pipeline, frame)
+
+
 ENDPOINT = Endpoint.of(
     schema.CASE,
     request=HeartRequest,
@@ -167,4 +207,7 @@ ENDPOINT = Endpoint.of(
         "label": "disease",
         "threshold": DECISION_THRESHOLD,
     },
+    # The request carries the 13 inputs and the log keeps the six engineered values: together,
+    # every column the pipeline reads.
+    drift=InputDrift(training_rows=training_rows, score=score_rows),
 )

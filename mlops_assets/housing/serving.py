@@ -31,6 +31,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field
 
 from mlops_assets.housing import schema
+from mlops_assets.serving.drift import InputDrift, Reference, TrainedOn
 from mlops_assets.serving.endpoints import (
     ERA,
     DayOrMoment,
@@ -161,6 +162,52 @@ def predict(bundle: Any, request: HousingRequest, services: Services) -> Predict
     return Prediction(body=body, value=price, features=None)
 
 
+# A US ZIP code has five digits: a shorter all-digit one lost its leading zeros (inference pads
+# it the same way, and lists it in coerced_fields).
+_ZIPCODE_DIGITS = 5
+
+
+def training_rows(store: Any, trained: TrainedOn) -> Reference:
+    """The sales version ``trained`` learnt from: the ``train`` period of ``housing/splits`` as
+    its run read it (the eval period only chose hyperparameters and stopped the boosting), every
+    input a seller sends except ``sale_date``. The sale date is left out of the comparison:
+    requests always come after the training period, so it drifts by design; it stays in the
+    frame, because the model needs it to price the rows."""
+    from mlops_assets.serving.drift import stored_training_rows
+
+    frame, exact, note = stored_training_rows(store, schema.CASE.key("splits"), trained)
+    train = frame[frame["split"] == "train"].reset_index(drop=True)
+    return Reference(
+        frame=train[list(schema.FEATURE_INPUTS)],
+        numeric=schema.NUMERIC,
+        categorical=schema.CATEGORICAL,
+        exact=exact,
+        note=f"{note}; its {len(train):,} train sales",
+    )
+
+
+def score_rows(bundle: Any, frame: Any) -> Any:
+    """The predicted price (USD) of each row, through THE inference path the endpoint uses."""
+    from mlops_assets.housing import inference
+
+    prices, _ = inference.predict_records(bundle, frame[list(schema.FEATURE_INPUTS)])
+    return prices
+
+
+def values_seen(request: Any, features: Any) -> dict[str, Any]:
+    """The inputs of one logged request as the model read them: the request (the endpoint logs
+    no features), a zipcode sent as a number or short of its leading zeros padded back."""
+    values = dict(request or {})
+    zipcode = values.get("zipcode")
+    if isinstance(zipcode, int) and not isinstance(zipcode, bool):
+        zipcode = str(zipcode)
+    if isinstance(zipcode, str) and zipcode.strip().isdigit():
+        zipcode = zipcode.strip().zfill(_ZIPCODE_DIGITS)
+    if zipcode is not None:
+        values["zipcode"] = zipcode
+    return values
+
+
 ENDPOINT = Endpoint.of(
     schema.CASE,
     request=HousingRequest,
@@ -175,4 +222,5 @@ ENDPOINT = Endpoint.of(
         "coerced_fields": [],
         "unseen_categories": {},
     },
+    drift=InputDrift(training_rows=training_rows, score=score_rows, current=values_seen),
 )

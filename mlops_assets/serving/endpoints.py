@@ -23,6 +23,7 @@ from pydantic_core import PydanticCustomError
 
 if TYPE_CHECKING:
     from mlops_assets.core.use_case import UseCase
+    from mlops_assets.serving.drift import InputDrift
 
 Flavor = Literal["sklearn", "xgboost", "pyfunc"]
 
@@ -304,6 +305,9 @@ class Endpoint:
     version (the app then keeps serving the previous one).
     ``blocking``: ``predict`` takes long enough (a forecast refits its model) that it must run in a
     worker thread instead of the event loop.
+    ``drift``: how ``serving/input_drift`` compares the inputs the API logs with the served
+    version's training data (:class:`~mlops_assets.serving.drift.InputDrift`); None: not watched
+    there (a use case with monitoring of its own).
     """
 
     use_case: str
@@ -318,6 +322,7 @@ class Endpoint:
     blocking: bool = False
     summary: str = ""
     response_example: Mapping[str, Any] = field(default_factory=dict)
+    drift: InputDrift | None = None
 
     @classmethod
     def of(cls, case: UseCase, **kwargs: Any) -> Endpoint:

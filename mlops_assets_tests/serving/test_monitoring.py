@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from mlops_assets.core.asset_store import store_resources
+from mlops_assets.core.tracking import MlflowTracking
 from mlops_assets.serving.assets import MONITORING, prediction_monitoring, predictions_log
 from mlops_assets.serving.definitions import defs as serving_defs
 from mlops_assets.serving.monitoring import MONITORING_COLUMNS, day_summary, monitoring_table
@@ -455,7 +456,14 @@ def test_predictions_log_observes_a_data_version_per_day_that_changes_with_each_
 def test_the_nightly_schedule_requests_the_day_that_ended(tmp_path: Path) -> None:
     # With the resources the code location binds: the assets ask for the asset store.
     defs = dg.Definitions.merge(
-        serving_defs, dg.Definitions(resources=store_resources(str(tmp_path)))
+        serving_defs,
+        dg.Definitions(
+            resources={
+                **store_resources(str(tmp_path)),
+                # serving/input_drift loads served versions (not here); the URI is only read then.
+                "mlflow": MlflowTracking(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db"),
+            }
+        ),
     )
     schedule = defs.resolve_schedule_def("serving_monitoring_schedule")
     context = dg.build_schedule_context(
