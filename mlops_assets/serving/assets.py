@@ -2,12 +2,11 @@
 monitoring table built from it and the drift of the inputs the models saw, one UTC day per
 partition."""
 
-from typing import Literal
-
 import dagster as dg
 from pydantic import Field
 
 from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.monitoring.settings import DriftCheckConfig
 from mlops_assets.core.policies import NETWORK_RETRY, daily_freshness
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.core.tracking import MlflowTracking
@@ -129,27 +128,9 @@ def prediction_monitoring(
 
 
 @deployment_defaults("serving__input_drift")
-class InputDriftConfig(dg.Config):
+class InputDriftConfig(DriftCheckConfig):
     """When the inputs of a served model count as drifted (PSI per feature, against the version's
-    own training rows)."""
-
-    psi_warn: float = Field(
-        default=0.1, gt=0, description="PSI at or above: the feature drifted (a warning)."
-    )
-    psi_error: float = Field(
-        default=0.25, gt=0, description="PSI at or above: the feature drifted badly (an error)."
-    )
-    min_rows: int = Field(
-        default=200,
-        ge=1,
-        description="Fewer answered requests of a model version in the day (or training rows): "
-        "insufficient data, never an alarm.",
-    )
-    fail_on: Literal["error", "warn"] = Field(
-        default="error",
-        description="'error': drift at the error level fails the check and requests the use "
-        "case's retraining, at the warn level it warns; 'warn': warn-level drift fails too.",
-    )
+    own training rows); `min_rows` counts the answered requests of a model version in the day."""
 
 
 @dg.asset(
@@ -183,16 +164,13 @@ def input_drift(
     version's own training rows and its predictions on them: PSI on the training quantiles, a
     two-sample test, drifted or not. One Evidently HTML report per use case and day under
     `<data root>/serving/input_drift/<day>/`. A failing use case requests its retraining."""
-    from mlops_assets.core.monitoring.drift import DriftThresholds
     from mlops_assets.core.monitoring.retraining import trigger_metadata
     from mlops_assets.serving import drift
     from mlops_assets.serving.request_log import read_day
     from mlops_assets.use_cases import USE_CASES
 
     day = context.partition_key
-    thresholds = DriftThresholds(
-        psi_warn=config.psi_warn, psi_error=config.psi_error, min_rows=config.min_rows
-    )
+    thresholds = config.thresholds()
     log = read_day(asset_store.base, day)
     judged, unreadable = {}, {}
     for use_case, endpoint in drift.drift_endpoints(USE_CASES).items():
@@ -205,6 +183,7 @@ def input_drift(
             store=asset_store,
             thresholds=thresholds,
             fail_on=config.fail_on,
+            sample_rows=config.sample_rows,
         )
     outcome = drift.day_outcome(
         judged,
@@ -219,6 +198,8 @@ def input_drift(
         judged,
         day=day,
         tmp_dir=asset_store.publisher.tmp_dir,
+        thresholds=thresholds,
+        sample_rows=config.sample_rows,
     )
     versions = [v for judged_versions in judged.values() for v in judged_versions]
     yield dg.Output(

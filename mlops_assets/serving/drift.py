@@ -28,6 +28,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+# Standard library only at its top, like this module.
+from mlops_assets.core.monitoring.drift import TABLE_COLUMNS
+
 if TYPE_CHECKING:
     import pandas as pd
     import pyarrow as pa
@@ -44,14 +47,7 @@ DRIFT_COLUMNS: tuple[str, ...] = (
     "use_case",
     "model_name",
     "model_version",
-    "feature",
-    "kind",
-    "psi",
-    "test",
-    "statistic",
-    "p_value",
-    "drifted",
-    "severity",
+    *TABLE_COLUMNS,
     "status",
     "current_rows",
     "reference_rows",
@@ -524,6 +520,7 @@ def judge_version(
     *,
     thresholds: DriftThresholds,
     fail_on: str,
+    sample_rows: int | None = None,
 ) -> VersionDrift:
     """The drift of ``batch`` against the reference ``load`` gives (called only when the batch
     has enough requests, so a quiet day costs no model load), judged by
@@ -562,6 +559,7 @@ def judge_version(
         numeric=[*reference.numeric, PREDICTION],
         categorical=list(reference.categorical),
         thresholds=thresholds,
+        **({} if sample_rows is None else {"sample_rows": sample_rows}),
     )
     verdict = drift_verdict(summary, fail_on=fail_on, thresholds=thresholds)
     verdict = replace(verdict, reason=f"{label}: {verdict.reason}")
@@ -633,19 +631,7 @@ def drift_rows(judged: Sequence[VersionDrift]) -> pd.DataFrame:
             records.append(
                 {
                     **base,
-                    **{
-                        c: row.get(c)
-                        for c in (
-                            "feature",
-                            "kind",
-                            "psi",
-                            "test",
-                            "statistic",
-                            "p_value",
-                            "drifted",
-                            "severity",
-                        )
-                    },
+                    **{c: row.get(c) for c in TABLE_COLUMNS},
                 }
             )
     frame = pd.DataFrame.from_records(records, columns=list(DRIFT_COLUMNS))
@@ -677,6 +663,7 @@ def judge_use_case(
     store: Any,
     thresholds: DriftThresholds,
     fail_on: str,
+    sample_rows: int | None = None,
 ) -> list[VersionDrift]:
     """Every model version of one use case's day, judged against its own training rows (each
     version's reference is loaded once, and only when it answered enough requests)."""
@@ -691,6 +678,7 @@ def judge_use_case(
             ),
             thresholds=thresholds,
             fail_on=fail_on,
+            sample_rows=sample_rows,
         )
         for batch in day.batches
     ]
@@ -769,6 +757,8 @@ def write_reports(
     *,
     day: str,
     tmp_dir: Any = None,
+    thresholds: DriftThresholds | None = None,
+    sample_rows: int | None = None,
 ) -> dict[str, Any]:
     """One Evidently HTML report per use case that could be compared, at
     ``folder/<use case>.html``; returns their paths by use case. The report shows the version that
@@ -788,6 +778,8 @@ def write_reports(
             numeric=list(version.numeric),
             categorical=list(version.categorical),
             title=f"{version.label}: API inputs of {day} against its training rows",
+            **({} if thresholds is None else {"thresholds": thresholds}),
+            **({} if sample_rows is None else {"sample_rows": sample_rows}),
         )
         path = folder / f"{use_case}.html"
         storage.atomic_write_bytes(path, html, tmp_dir=tmp_dir)
