@@ -4,7 +4,7 @@ A use case is a package ``mlops_assets/<name>/`` whose ``definitions.py`` export
 
 * ``defs``: a ``dagster.Definitions`` with its assets, checks, jobs, schedules and sensors;
 * ``demo``: a list of :class:`DemoStep`, the CLI materializations that run every asset of the use
-  case on tiny data (what ``mlops demo`` runs, in order);
+  case on tiny data, and the sensor ticks that react to them (what ``mlops demo`` runs, in order);
 * optionally ``demo_run_config``: the ops' settings of that tiny data, in run-config shape, which
   ``mlops demo`` writes into the deployment's ``mlops.yaml`` (see
   :mod:`mlops_assets.core.run_config`) so that later runs, from the UI or the CLI, use them too.
@@ -77,15 +77,46 @@ USE_CASES: tuple[str, ...] = discover_use_cases()
 
 @dataclass(frozen=True)
 class DemoStep:
-    """One ``dagster asset materialize`` call: an asset selection and, if partitioned, a partition
-    or a partition range (``--partition-range``)."""
+    """One step of ``mlops demo``: either a ``dagster asset materialize`` call (``select``: an
+    asset selection and, if partitioned, a ``partition`` or a ``partition_range``) or one tick of
+    a sensor (``sensor``: its name), evaluated as the daemon would and whose requested runs are
+    executed there and then (:mod:`mlops_assets.tooling.sensor_tick`).
 
-    select: str
+    A sensor step shows what the deployment does on its own, with the daemon running, on the
+    demo's data: e.g. the retraining a failed monitor asks for, with the tags naming the trigger,
+    rather than a materialization that only looks like it.
+    """
+
+    select: str | None = None
     partition: str | None = None
     partition_range: str | None = None
     config: dict = field(default_factory=dict)
+    sensor: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.select is None) == (self.sensor is None):
+            raise ValueError(
+                "a DemoStep is either a materialization (select=...) or a sensor tick "
+                f"(sensor=...), exactly one of them: select={self.select!r}, "
+                f"sensor={self.sensor!r}"
+            )
+        if self.sensor is not None and (self.partition or self.partition_range or self.config):
+            # The sensor decides the partitions and config of the runs it requests.
+            raise ValueError(
+                f"the sensor step {self.sensor!r} takes no partition, partition range or config: "
+                "its sensor's run requests name them"
+            )
+        if self.partition and self.partition_range:
+            raise ValueError(f"the step {self.select!r} has both a partition and a partition range")
+
+    def describe(self) -> str:
+        """What ``mlops demo`` prints before the step: the selection, or the sensor's tick."""
+        return f"sensor {self.sensor} (one tick)" if self.sensor else str(self.select)
 
     def cli_args(self) -> list[str]:
+        """The arguments of ``dagster asset materialize`` for a materialization step."""
+        if self.select is None:
+            raise ValueError(f"the sensor step {self.sensor!r} is no materialization")
         # In one process: on two cores, a subprocess per step (4-5 s each, plus re-importing
         # Feast, GX and MLflow) costs more than the steps themselves.
         config = {"execution": {"config": {"in_process": {}}}, **self.config}

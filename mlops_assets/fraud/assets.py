@@ -3,9 +3,10 @@ champion → scores.
 
 Assets are thin: they read their inputs, call the pure code of ``sources``, ``history``,
 ``features``, ``training_sets``, ``candidates``, ``promotion`` and ``training``, and write
-outputs with metadata. Bronze and silver run single-run backfills (one step computes a whole
-``--partition-range``, reading the 30 days of history once), so they write their days through
-the asset store (``AssetStore.write_partitions``, or ``publish`` for the audited ones).
+outputs with metadata. Bronze, silver and scores run single-run backfills (one step computes a
+whole ``--partition-range``, reading the 30 days of history or loading the champion once), so
+they write their days through the asset store (``AssetStore.write_partitions``, or ``publish``
+for the audited ones).
 """
 
 # No `from __future__ import annotations`: Dagster reads the annotations of `context`, inputs
@@ -16,7 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from mlops_assets.core import champion as champion_flow
 from mlops_assets.core.asset_store import AssetStore
@@ -94,12 +95,38 @@ class BronzeConfig(dg.Config):
         description="Labels arrive up to this many days after the payment.",
     )
     seed: int = Field(default=42, description="Seed of the population and of every day.")
+    drift_from: str | None = Field(
+        default=None,
+        description="Drift scenario (generator only): from this day on (YYYY-MM-DD) a new fraud "
+        "pattern, account takeover, appears and legitimate amounts shift, so that the "
+        "monitors fire and a retraining recovers. Off when empty.",
+    )
+    drift_amount_factor: float = Field(
+        default=1.5, gt=0, le=100, description="Drift scenario: legitimate amounts times this."
+    )
+    drift_fraud_share: float = Field(
+        default=0.5,
+        ge=0,
+        le=0.9,
+        description="Drift scenario: the share of the day's fraud that is account takeover "
+        "(added to the configured fraud rate).",
+    )
+
+    @field_validator("drift_from")
+    @classmethod
+    def _iso_day(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        date.fromisoformat(value)  # a ValueError names the bad value
+        return value
 
     def generator(self) -> "GeneratorConfig":
         """The generator's settings (:class:`mlops_assets.fraud.sources.GeneratorConfig`)."""
         from mlops_assets.fraud import sources
 
-        return sources.GeneratorConfig(**self.model_dump(exclude={"source", "files_root"}))
+        settings = self.model_dump(exclude={"source", "files_root", "drift_from"})
+        drift_from = date.fromisoformat(self.drift_from) if self.drift_from else None
+        return sources.GeneratorConfig(**settings, drift_from=drift_from)
 
 
 BRONZE_AUDITS = checks.bronze_audits(CASE.key("transactions"), CASE.key("labels"), DAILY)
@@ -203,8 +230,8 @@ def _with_history(
     )
 
 
-def _feature_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dict:
-    """A ranged step's snapshots split into its days."""
+def _split_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dict:
+    """A ranged step's rows (snapshots, scores) split into its days by event time."""
     import polars as pl
 
     return {
@@ -234,7 +261,7 @@ def card_features(
     transactions, lineage = _with_history(
         context, asset_store, "transactions", transactions, HISTORY_DAYS
     )
-    by_day = _feature_days(context, features.card_features(transactions, start, end))
+    by_day = _split_days(context, features.card_features(transactions, start, end))
     result = asset_store.write_partitions(CASE.key("card_features"), by_day)
     return dg.MaterializeResult(
         metadata={**(result.metadata or {}), **lineage}, data_version=result.data_version
@@ -279,7 +306,7 @@ def merchant_features(
     yield from publish(
         context,
         asset_store,
-        {key: _feature_days(context, snapshots)},
+        {key: _split_days(context, snapshots)},
         MERCHANT_AUDITS,
         metadata={key: history.combined_lineage(lineages)},
     )
@@ -509,8 +536,9 @@ def champion(
     # Scores use whichever model is champion when they run. Same day, so that in a backfill of
     # the whole group a day is scored after its champion was decided, not before.
     deps=[CASE.key("champion")],
-    # The IO manager stores one partition per output: one run per day.
-    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    # Single run: a range is scored in one step, by one champion loaded once, and each day written
+    # by it (`write_partitions`), so rescoring a month after a promotion is one run, not 30.
+    backfill_policy=dg.BackfillPolicy.single_run(),
     retry_policy=NETWORK_RETRY,
     # Keeps itself up to date: the latest day is scored as soon as its transactions and features
     # land. The champion is left out of the condition: it is retrained weekly, so its latest
@@ -527,9 +555,10 @@ def scores(
     transactions,
     card_features,
     merchant_features,
+    asset_store: AssetStore,
     mlflow: MlflowTracking,
     feature_store: FeastFeatureStore,
-):
+) -> dg.MaterializeResult:
     """The fraud probability of every transaction of the day, scored by the champion with the
     same point-in-time features as in training; one row per transaction, model version on each."""
     import polars as pl
@@ -550,12 +579,14 @@ def scores(
         pl.lit(MODEL_NAME).alias("model_name"),
         pl.lit(str(version.version)).alias("model_version"),
     )
-    context.add_output_metadata(
-        {
+    result = asset_store.write_partitions(CASE.key("scores"), _split_days(context, out))
+    return dg.MaterializeResult(
+        metadata={
+            **(result.metadata or {}),
             "model_version": str(version.version),
             **champion_versions_metadata({MODEL_NAME: str(version.version)}),
             "mean_probability": float(out["fraud_probability"].mean() or 0.0),
             "share_above_0_5": float((out["fraud_probability"] > 0.5).mean() or 0.0),
-        }
+        },
+        data_version=result.data_version,
     )
-    return out

@@ -25,6 +25,19 @@ Labels arrive late, as in real life: a fraud is known when its chargeback arrive
 ``max_chargeback_days`` days after the payment; a legitimate payment is confirmed when the
 chargeback window closes, exactly ``max_chargeback_days`` days after it.
 
+**The drift scenario** (off by default: ``GeneratorConfig.drift_from``) plays the day a model's
+world changes, to prove that monitoring notices and that a retraining recovers. From
+``drift_from`` on, a fourth pattern appears, ``account_takeover`` (:data:`DRIFT_PATTERN`): a
+fraudster who took over a card (a phished login, a SIM swap) spends with it the way its owner
+does, at the card's usual merchants, in its home country, in the daytime, with its usual
+channels, but several payments within a few hours, each several times the card's usual basket.
+No earlier pattern looks like that, so a model trained before the drift misses most of it; the
+card's last-hour and last-day sums and counts give it away to a model trained after. Legitimate
+amounts are also multiplied by ``drift_amount_factor`` (prices went up), which moves the amount
+and the card's amount features away from what the model was trained on. The scenario draws its
+random numbers from a stream of its own, so days before ``drift_from`` (and every day when it is
+off) are the very bytes they were without it.
+
 **The file source** (:func:`read_day_file`) reads a user's own ``<root>/<kind>/<YYYY-MM-DD>``
 parquet or CSV file and coerces it to the bronze contract of :mod:`mlops_assets.fraud.schema`,
 failing with a :class:`BronzeContractError` that names the file, the column and the count when a
@@ -59,6 +72,10 @@ if TYPE_CHECKING:
 
 #: The fraud patterns, in the order of ``GeneratorConfig.pattern_mix``.
 FRAUD_PATTERNS = ("card_testing", "compromised_merchant", "night_abroad")
+#: The pattern of the drift scenario (``GeneratorConfig.drift_from``): absent before it.
+DRIFT_PATTERN = "account_takeover"
+#: Every pattern a generated day can name, in the order of its codes (1, 2, ...).
+ALL_PATTERNS = (*FRAUD_PATTERNS, DRIFT_PATTERN)
 
 _SECONDS_PER_DAY = 86_400
 _US = 1_000_000
@@ -135,12 +152,21 @@ _NIGHT_ABROAD_HIGH_VALUE_SHARE = 0.7
 # At a compromised merchant, fraudulent amounts are a few times the usual basket.
 _COMPROMISED_AMOUNT_FACTOR = (1.5, 3.0)
 
+# Account takeover (drift scenario): payments per taken-over card, minutes between them, and how
+# many times the card's usual basket each is. Daytime starts: the owner's own hours.
+_TAKEOVER_PAYMENTS = (3, 6)
+_TAKEOVER_GAP_MIN = (5, 40)
+_TAKEOVER_AMOUNT_FACTOR = (4.0, 10.0)
+_TAKEOVER_START_HOURS = (8, 18)
+
 # Salts of the hash streams, so that independent attributes are not correlated.
 _SALT_FAVOURITE = 0xF0
 _SALT_PHASE = 0xF1
 _SALT_COMPROMISED = 0xF2
-# SeedSequence entropy: the population is keyed (seed, 1|2), a day (seed, 0, ordinal).
-_POP_CARDS, _POP_MERCHANTS, _DAY = 1, 2, 0
+# SeedSequence entropy: the population is keyed (seed, 1|2), a day (seed, 0, ordinal), the drift
+# scenario's draws of a day (seed, 3, ordinal): a stream of its own, so that turning the scenario
+# on changes no draw of the days before it.
+_POP_CARDS, _POP_MERCHANTS, _DAY, _DRIFT = 1, 2, 0, 3
 
 
 @dataclass(frozen=True)
@@ -162,6 +188,11 @@ class GeneratorConfig:
     * ``foreign_share``: share of legitimate payments made abroad (travel);
     * ``usual_merchant_share`` and ``usual_merchants``: how often a card pays at one of its few
       usual merchants (groceries, the canteen) rather than anywhere.
+
+    The drift scenario (off while ``drift_from`` is None; see the module docstring): from
+    ``drift_from`` on, ``drift_fraud_share`` of the day's fraud is account takeover (added to the
+    three patterns' volume, which stays as configured: with 0.5 the fraud rate doubles), and
+    legitimate amounts are multiplied by ``drift_amount_factor``.
     """
 
     n_cards: int = 100_000
@@ -177,6 +208,9 @@ class GeneratorConfig:
     foreign_share: float = 0.02
     usual_merchant_share: float = 0.6
     usual_merchants: int = 5
+    drift_from: date | None = None
+    drift_amount_factor: float = 1.5
+    drift_fraud_share: float = 0.5
 
     def __post_init__(self) -> None:
         if self.n_cards < 1 or self.n_merchants < 1:
@@ -199,6 +233,18 @@ class GeneratorConfig:
             raise ValueError("compromise_days and usual_merchants must be at least 1")
         if not (0.0 <= self.foreign_share <= 1.0 and 0.0 <= self.usual_merchant_share <= 1.0):
             raise ValueError("foreign_share and usual_merchant_share must be in [0, 1]")
+        if self.drift_from is not None and not isinstance(self.drift_from, date):
+            raise ValueError(f"drift_from must be a date or None, got {self.drift_from!r}")
+        if not 0.0 < self.drift_amount_factor <= 100.0:
+            raise ValueError(
+                f"drift_amount_factor must be in (0, 100], got {self.drift_amount_factor}"
+            )
+        if not 0.0 <= self.drift_fraud_share <= 0.9:
+            raise ValueError(f"drift_fraud_share must be in [0, 0.9], got {self.drift_fraud_share}")
+
+    def drifted(self, day: date) -> bool:
+        """Whether ``day`` is played with the drift scenario."""
+        return self.drift_from is not None and day >= self.drift_from
 
 
 # --------------------------------------------------------------------------------------------------
@@ -344,8 +390,9 @@ class GeneratedDay:
     """A generated day: the two bronze tables, and why each fraudulent payment is fraud.
 
     ``pattern`` is aligned with the rows of ``transactions``: the name of the fraud pattern (one of
-    :data:`FRAUD_PATTERNS`) or null for a legitimate payment. It is not part of bronze (a real
-    source does not know it); it is for tests, benchmarks and explaining a model.
+    :data:`ALL_PATTERNS`: :data:`DRIFT_PATTERN` only on a drifted day) or null for a legitimate
+    payment. It is not part of bronze (a real source does not know it); it is for tests,
+    benchmarks and explaining a model.
     """
 
     transactions: pa.Table
@@ -377,12 +424,27 @@ def generate_day_with_patterns(day: date, config: GeneratorConfig | None = None)
     n_testing = int(attempts.sum()) + n_bursts
     n_legit = config.tx_per_day - n_testing - n_compromised - n_night
 
+    takeover: _Rows | None = None
+    if config.drifted(day):
+        # The scenario's own stream: the main one draws exactly what it draws without it.
+        drift_rng = np.random.default_rng(_entropy(config.seed, _DRIFT, day.toordinal()))
+        sizes = _takeover_sizes(drift_rng, config, room=n_legit)
+        n_legit -= int(sizes.sum())
+        takeover = _account_takeover(drift_rng, sizes, config, cards, merchants)
+
     parts = [
         _legit(rng, n_legit, config, cards, merchants),
         _card_testing(rng, attempts, config, cards, merchants),
         _compromised(rng, n_compromised, day, config, cards, merchants),
         _night_abroad(rng, n_night, config, cards, merchants),
     ]
+    if takeover is not None:
+        # Prices went up: every legitimate basket costs more (the takeover's are drawn from the
+        # new prices already).
+        legit = parts[0]
+        shifted = np.round(legit[3] * config.drift_amount_factor, 2)
+        parts[0] = (*legit[:3], np.maximum(shifted, 0.5), *legit[4:])
+        parts.append(takeover)
     secs, card, merchant, amount, channel, country = (
         np.concatenate([p[i] for p in parts]) for i in range(6)
     )
@@ -431,7 +493,7 @@ def generate_day_with_patterns(day: date, config: GeneratorConfig | None = None)
         ],
         schema=schema.LABELS,
     )
-    names = [None, *FRAUD_PATTERNS]
+    names = [None, *ALL_PATTERNS]
     return GeneratedDay(transactions, labels, _labels_of(names, pattern))
 
 
@@ -567,6 +629,54 @@ def _night_abroad(
     channel = merchants.channel[merchant].astype(np.int64)
     country = _foreign(rng, _FRAUD_ABROAD_CUM, cards.home_country[card].astype(np.int64))
     return secs, card, merchant, amount, channel, country
+
+
+def _takeover_sizes(rng: np.random.Generator, config: GeneratorConfig, room: int) -> np.ndarray:
+    """The number of payments of each taken-over card of a drifted day (trimmed to ``room``).
+
+    Account takeover is ``drift_fraud_share`` of the day's fraud, on top of the three patterns'
+    volume: expected payments ``tx_per_day * fraud_rate * share / (1 - share)``.
+    """
+    share = config.drift_fraud_share
+    expected = config.tx_per_day * config.fraud_rate * share / (1.0 - share)
+    lo, hi = _TAKEOVER_PAYMENTS
+    n_cards = int(rng.poisson(expected / ((lo + hi) / 2)))
+    sizes = rng.integers(lo, hi, n_cards, endpoint=True)
+    while len(sizes) and int(sizes.sum()) > room:
+        sizes = sizes[:-1]
+    return sizes
+
+
+def _account_takeover(
+    rng: np.random.Generator,
+    sizes: np.ndarray,
+    config: GeneratorConfig,
+    cards: CardProfiles,
+    merchants: MerchantProfiles,
+) -> _Rows:
+    """A taken-over card pays like its owner (usual merchants, home country, usual channel,
+    daytime) but ``sizes`` payments minutes apart, each several times its usual basket."""
+    n_cards = len(sizes)
+    n = int(sizes.sum())
+    owner = np.repeat(np.arange(n_cards), sizes)
+    first = np.repeat(np.cumsum(sizes) - sizes, sizes)
+    # Active cards: the ones whose owners pay often are the ones worth taking over, and they
+    # have a history the takeover departs from.
+    card = cards.activity.draw(rng, n_cards)[owner]
+    which = rng.integers(0, config.usual_merchants, n)
+    merchant = merchants.popularity.at(_uniform(_hash(config.seed, card, which, _SALT_FAVOURITE)))
+    gap = rng.integers(*_TAKEOVER_GAP_MIN, n, endpoint=True) * 60
+    gap[np.arange(n) == first] = 0
+    offset = np.cumsum(gap)
+    offset -= offset[first]
+    start_h = rng.integers(*_TAKEOVER_START_HOURS, n_cards, endpoint=False)
+    start = start_h * 3600 + rng.integers(0, 3600, n_cards)
+    secs = np.minimum(start[owner] + offset, _SECONDS_PER_DAY - 1)
+    factor = rng.uniform(*_TAKEOVER_AMOUNT_FACTOR, n) * config.drift_amount_factor
+    amount = np.round(_usual_amount(rng, card, merchant, cards, merchants) * factor, 2)
+    channel = merchants.channel[merchant].astype(np.int64)
+    country = cards.home_country[card].astype(np.int64)
+    return secs.astype(np.int64), card, merchant, amount, channel, country
 
 
 def _rhythm_seconds(rng: np.random.Generator, n: int) -> np.ndarray:

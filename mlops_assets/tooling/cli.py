@@ -49,6 +49,9 @@ DAGSTER = [
     "import mlops_assets; "
     "import runpy; runpy.run_module('dagster', run_name='__main__')",
 ]
+# One tick of a sensor and the runs it requests (a demo step `DemoStep(sensor=...)`), in a
+# process of its own like the materializations, with the same environment and instance.
+SENSOR_TICK = [sys.executable, "-m", "mlops_assets.tooling.sensor_tick"]
 # The project's workspace file: `dagster dev` runs in MLOPS_HOME, which need not hold one.
 WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
 
@@ -77,8 +80,14 @@ def command_env(settings: Settings) -> dict[str, str]:
 
 
 def _run(args: list[str], env: dict[str, str]) -> int:
-    # Shown as the `dagster` command a user would type, not as DAGSTER's `python -c ...`.
-    shown = ["dagster", *args[len(DAGSTER) :]] if args[: len(DAGSTER)] == DAGSTER else args
+    # Shown as the command a user would type: `dagster ...`, not DAGSTER's `python -c ...`, and
+    # `python`, not the interpreter's full path.
+    if args[: len(DAGSTER)] == DAGSTER:
+        shown = ["dagster", *args[len(DAGSTER) :]]
+    elif args[:1] == [sys.executable]:
+        shown = ["python", *args[1:]]
+    else:
+        shown = args
     print("+", shlex.join(shown), flush=True)
     return subprocess.call(args, env=env)
 
@@ -101,7 +110,8 @@ def _demo_settings(settings: Settings) -> None:
 
 
 def demo(settings: Settings) -> int:
-    """Materialize every use case's demo steps, in order; stop at the first failure."""
+    """Run every use case's demo steps, in order (materializations, and sensor ticks with the runs
+    they request); stop at the first failure."""
     from mlops_assets.use_cases import demo_steps
 
     steps = demo_steps()
@@ -116,8 +126,11 @@ def demo(settings: Settings) -> int:
     env = command_env(settings)
     dagster = [*DAGSTER, "asset", "materialize", "-m", CODE_LOCATION]
     for use_case, step in steps:
-        print(f"[{use_case}] {step.select}", flush=True)
-        code = _run(dagster + step.cli_args(), env)
+        print(f"[{use_case}] {step.describe()}", flush=True)
+        if step.sensor:
+            code = _run([*SENSOR_TICK, step.sensor], env)
+        else:
+            code = _run(dagster + step.cli_args(), env)
         if code != 0:
             print(f"[{use_case}] failed with exit code {code}", file=sys.stderr)
             return code
