@@ -33,6 +33,7 @@ SCHEDULES = {
     "heart_weekly_retraining": ("0 3 * * 0", "heart_training", STOPPED),
     "athletes_weekly_refresh": ("0 4 * * 0", "athletes_refresh", STOPPED),
     "serving_monitoring_schedule": ("15 0 * * *", "serving_monitoring", RUNNING),
+    "serving_input_drift_schedule": ("30 0 * * *", "serving_input_drift", RUNNING),
 }
 
 
@@ -130,6 +131,9 @@ def test_sensors_and_their_targets() -> None:
     assert set(sensors) == {
         "fraud_rescore_on_champion_change",
         "demand_reforecast_on_champion_change",
+        "fraud_retrain_on_monitors",
+        "demand_retrain_on_monitors",
+        "serving_retrain_on_drift",
         "mlops_automation",
     }
     assert all(s.default_status == dg.DefaultSensorStatus.RUNNING for s in sensors.values())
@@ -139,6 +143,14 @@ def test_sensors_and_their_targets() -> None:
     ):
         job = defs.get_repository_def().get_job(sensors[name].job_name)
         assert {k.to_user_string() for k in job.asset_layer.selected_asset_keys} == {target}
+    # A failed monitor asks for its use case's retraining job (or jobs: the API's drift monitor
+    # watches three use cases).
+    for name, jobs in (
+        ("fraud_retrain_on_monitors", {"fraud_retraining"}),
+        ("demand_retrain_on_monitors", {"demand_retraining"}),
+        ("serving_retrain_on_drift", {"heart_training", "housing_training", "athletes_refresh"}),
+    ):
+        assert {target.job_name for target in sensors[name].targets} == jobs, name
 
 
 # -- policies -------------------------------------------------------------------------------------
@@ -206,6 +218,7 @@ def test_freshness_policies_state_the_schedules_promise() -> None:
         "demand/champion",
         "demand/forecasts",
         "serving/prediction_monitoring",
+        "serving/input_drift",
     }
     daily = fresh["demand/forecasts"]
     assert daily.warn_window.to_timedelta() == timedelta(hours=30)
