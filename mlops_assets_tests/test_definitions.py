@@ -124,6 +124,21 @@ def test_demo_materializes_every_use_case_from_the_cli(local_home: Path) -> None
 
         scores = local_home / ".data" / "fraud" / "scores" / f"{DEMO_LAST_DAY}.parquet"
         assert scores.exists()
+        # The monitored week: its last day's monitors failed, one tick of the sensor asked for
+        # one retraining naming the trigger, it ran, and the gate promoted the retrained model.
+        [requested] = [
+            line
+            for line in output.splitlines()
+            if line.startswith("fraud_retrain_on_monitors: job fraud_retraining")
+            and "-> running" not in line
+        ]
+        assert "partition 2024-01-29" in requested and "-> success" in requested, requested
+        assert "check=" in requested and "threshold=" in requested, requested
+        from mlops_assets.core.profiles import load_settings
+        from mlops_assets.core.tracking import MlflowTracking
+
+        tracking = MlflowTracking.from_settings(load_settings())
+        assert str(tracking.get_version_by_alias("fraud_classifier", "champion").version) == "2"
     if "demand" in USE_CASES:
         import pandas as pd
 
