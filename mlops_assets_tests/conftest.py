@@ -80,14 +80,39 @@ _SERVICE_FIXTURES = {
     "s3_server",
     "mlflow_server",
 }
-_SERVICE_MODULES = {"test_locks", "test_profiles", "test_promotion_race", "test_cli_stack"}
+# Modules whose tests reach them through `request.getfixturevalue` (a parametrized flavour), which
+# collection does not see: `test_feature_store` and `test_online` flush Redis database 13, and a
+# stack test running beside them on the other worker lost its online features (a 404, or another
+# test's values).
+_SERVICE_MODULES = {
+    "test_locks",
+    "test_profiles",
+    "test_promotion_race",
+    "test_cli_stack",
+    "test_feature_store",
+    "test_online",
+}
+
+
+# The tests that take minutes each (the UI's backfills, `mlops demo`, every README command):
+# started first, so that the short tests fill the other worker around them instead of two of
+# them ending the session on one worker while the other one idles (longest first is what keeps
+# two workers busy to the end; at the end of the collection they made the session minutes
+# longer).
+_LONGEST = (
+    "test_ui_backfills.py::",
+    "test_definitions.py::test_demo_",
+    "test_readme_commands.py::",
+)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With pytest-xdist (`-n`, as scripts/test.sh runs it), the tests that use the shared
     services run on one worker, one after the other, as they would without it: two of them at
     once would flush each other's Redis database and drop each other's PostgreSQL databases.
-    Everything else (temp homes, free ports) is spread over the workers."""
+    Everything else (temp homes, free ports) is spread over the workers. The services' group (the
+    longest unit of work) and the longest tests go first."""
+    services = set()
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if (
@@ -96,3 +121,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or module in _SERVICE_MODULES
         ):
             item.add_marker(pytest.mark.xdist_group("services"))
+            services.add(item.nodeid)
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid in services:
+            return 0
+        return 1 if any(part in item.nodeid for part in _LONGEST) else 2
+
+    items.sort(key=rank)
