@@ -24,6 +24,15 @@ pytest_plugins = [
 os.environ["MLOPS_RUN_CONFIG"] = os.devnull
 
 
+@pytest.fixture(autouse=True)
+def _fresh_feature_stores() -> None:
+    """Each test starts without the Feast stores and parsed repos an earlier test of the same
+    worker cached (the services' tests share one worker): isolation, not a known failure."""
+    from mlops_assets.core.feature_store import clear_caches
+
+    clear_caches()
+
+
 @pytest.fixture
 def local_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh local-profile home: data, MLflow and Feast state all under ``tmp_path``.

@@ -11,6 +11,7 @@ UI starts from.
 """
 
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -57,6 +58,27 @@ def _keys(use_case: str, names: list[str]) -> list[list[str]]:
     return [[use_case, name] for name in names]
 
 
+def _materialized(ui: Ui, key: list[str]) -> dict[str, int]:
+    """The partitions of ``key`` the test materialized, with their counts. The daemon of
+    `mlops dev` also runs the schedules that are on by default (`fraud_daily_ingestion` at 01:00
+    UTC, the monitoring ones after midnight): one that fires during the test materializes the day
+    that just ended, by the wall clock, which is none of the test's days; left out here."""
+    recent = datetime.now(UTC).date() - timedelta(days=2)
+    return {
+        partition: count
+        for partition, count in ui.materialized_partitions(key).items()
+        if not _is_date(partition) or date.fromisoformat(partition) < recent
+    }
+
+
+def _is_date(partition: str) -> bool:
+    try:
+        date.fromisoformat(partition)
+    except ValueError:
+        return False
+    return True
+
+
 def _succeeded(backfill: dict) -> None:
     failed = [r for r in backfill["runs"] if r["status"] != "SUCCESS"]
     assert backfill["status"] == "COMPLETED_SUCCESS" and not failed, backfill
@@ -67,7 +89,7 @@ def _only(ui: Ui, use_case: str, names: list[str], partitions: set[str]) -> None
     than once, rightly: the running automation sensor rebuilds the athletes features after
     `clean`, and the rescoring sensor scores a fraud day again when a later champion moves.)"""
     for name in names:
-        counts = ui.materialized_partitions([use_case, name])
+        counts = _materialized(ui, [use_case, name])
         assert set(counts) == partitions, (name, counts)
 
 
@@ -134,12 +156,12 @@ def test_range_backfills_from_the_ui_materialize_what_was_asked(
 
     _only(ui, "fraud", FRAUD_GROUP[5:], set(later))
     for name in ("card_features", "merchant_features", "feature_store"):
-        assert ui.materialized_partitions(["fraud", name]) == dict.fromkeys(days + later, 1)
+        assert _materialized(ui, ["fraud", name]) == dict.fromkeys(days + later, 1)
     scores = pl.read_parquet(data / "fraud" / "scores" / "2024-01-04.parquet")
     assert scores.height == 400 and scores["model_version"].is_not_null().all()
 
-    transactions = ui.materialized_partitions(["fraud", "transactions"])
-    labels = ui.materialized_partitions(["fraud", "labels"])
+    transactions = _materialized(ui, ["fraud", "transactions"])
+    labels = _materialized(ui, ["fraud", "labels"])
     assert transactions == dict.fromkeys([*days, *later, "2024-01-05"], 1)
     assert labels == dict.fromkeys([*days, *later, "2024-01-06"], 1)
     assert not (data / "fraud" / "labels" / "2024-01-05.parquet").exists()
