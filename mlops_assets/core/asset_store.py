@@ -172,6 +172,27 @@ class AssetStore(dg.ConfigurableResource):
             tables.append(pq.read_table(pa.BufferReader(data)))
         return pa.concat_tables(tables), versions
 
+    def available_partitions(
+        self, key: dg.AssetKey, partition_keys: list[str]
+    ) -> dict[str, pa.Table]:
+        """The published partitions of ``key`` among ``partition_keys`` (``{key: table}``),
+        leaving out, instead of raising like :meth:`read_partitions`, those not materialized yet
+        or whose latest version was rejected by its checks: for monitors, which judge what there
+        is and name what is missing."""
+        from mlops_assets.core.publishing import RejectedPartitionError
+
+        published = self.published_partitions(key)
+        found = {}
+        for partition_key in partition_keys:
+            if partition_key not in published:
+                continue
+            try:
+                self.publisher.refuse_rejected(key, [partition_key])
+            except RejectedPartitionError:
+                continue
+            found[partition_key] = storage.read_parquet(self.path(key, partition_key))
+        return found
+
     # -- writing ----------------------------------------------------------------------------
 
     def write_file(self, path: UPath, frame: Any) -> tuple[str, pa.Table]:

@@ -72,26 +72,6 @@ def _champion(mlflow: MlflowTracking) -> dict[str, Any] | None:
     }
 
 
-def _existing(asset_store: AssetStore, key: dg.AssetKey, days: list[str]) -> dict[str, Any]:
-    """The published partitions of ``key`` among ``days`` (``{day: Arrow table}``): a day not
-    materialized yet, or whose latest version was rejected by its checks, is left out (and
-    named by the caller), never an error: a monitor judges what there is."""
-    from mlops_assets.core.publishing import RejectedPartitionError
-    from mlops_assets.core.storage import read_parquet
-
-    published = asset_store.published_partitions(key)
-    found = {}
-    for day in days:
-        if day not in published:
-            continue
-        try:
-            asset_store.publisher.refuse_rejected(key, [day])
-        except RejectedPartitionError:
-            continue
-        found[day] = read_parquet(asset_store.path(key, day))
-    return found
-
-
 def _close(figure: Any) -> None:
     import matplotlib.pyplot as plt
 
@@ -186,8 +166,8 @@ def live_performance(
     day = context.partition_key
     evaluated_at = monitoring.as_of(day)
     days = monitoring.evaluation_days(day, config.horizon_days)
-    scores = _existing(asset_store, CASE.key("scores"), days)
-    labels = _existing(asset_store, CASE.key("labels"), days)
+    scores = asset_store.available_partitions(CASE.key("scores"), days)
+    labels = asset_store.available_partitions(CASE.key("labels"), days)
     log = {d: read_day(asset_store.base, d) for d in days}
     scored = monitoring.scored_rows(monitoring.batch_rows(scores), monitoring.api_rows(log))
     label_frame = pl.concat([pl.from_arrow(t) for t in labels.values()]) if labels else None
@@ -445,7 +425,9 @@ def _drift_sides(
     sides["reference_version"] = reference_version.relative_dir
 
     names = ("transactions", *training_sets.SNAPSHOT_VIEWS)
-    inputs = {name: _existing(asset_store, CASE.key(name), [day]).get(day) for name in names}
+    inputs = {
+        name: asset_store.available_partitions(CASE.key(name), [day]).get(day) for name in names
+    }
     absent = [name for name, table in inputs.items() if table is None]
     if absent:
         return sides, [f"no published {', '.join(absent)} for {day}: nothing to compare"]
@@ -457,7 +439,7 @@ def _drift_sides(
     joined, _ = training_sets.join_snapshots(
         feature_store, frames["transactions"], {v: frames[v] for v in training_sets.SNAPSHOT_VIEWS}
     )
-    scores = _existing(asset_store, CASE.key("scores"), [day]).get(day)
+    scores = asset_store.available_partitions(CASE.key("scores"), [day]).get(day)
     probability = monitoring.current_probabilities(
         joined, pl.from_arrow(scores) if scores is not None else None, champion["version"]
     )
