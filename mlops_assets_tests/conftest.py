@@ -103,11 +103,25 @@ _SERVICE_MODULES = {
 }
 
 
+# The tests that take minutes each (the UI's backfills, `mlops demo`, every README command):
+# started first, so that the short tests fill the other worker around them instead of two of
+# them ending the session on one worker while the other one idles (longest first is what keeps
+# two workers busy to the end; at the end of the collection they made the session minutes
+# longer).
+_LONGEST = (
+    "test_ui_backfills.py::",
+    "test_definitions.py::test_demo_",
+    "test_readme_commands.py::",
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """With pytest-xdist (`-n`, as scripts/test.sh runs it), the tests that use the shared
     services run on one worker, one after the other, as they would without it: two of them at
     once would flush each other's Redis database and drop each other's PostgreSQL databases.
-    Everything else (temp homes, free ports) is spread over the workers."""
+    Everything else (temp homes, free ports) is spread over the workers. The services' group (the
+    longest unit of work) and the longest tests go first."""
+    services = set()
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if (
@@ -116,3 +130,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             or module in _SERVICE_MODULES
         ):
             item.add_marker(pytest.mark.xdist_group("services"))
+            services.add(item.nodeid)
+
+    def rank(item: pytest.Item) -> int:
+        if item.nodeid in services:
+            return 0
+        return 1 if any(part in item.nodeid for part in _LONGEST) else 2
+
+    items.sort(key=rank)
