@@ -9,7 +9,14 @@ Aliases carry the business meaning of a version: ``candidate`` is the latest tra
 ``champion`` is the one that serves. Only the promotion gate moves ``champion``, and it moves it
 compare-and-set: under a lock per model name shared by the whole deployment
 (``mlops_assets.core.locks``), it re-reads the champion, decides, and moves the alias, so two
-gates running at once can never both replace the same old champion.
+gates running at once can never both replace the same old champion. A rollback
+(:meth:`MlflowTracking.rollback`) and a move by hand (``set_alias``) take the same lock.
+
+Every move of ``champion`` is kept in the registered model's tag ``champion.history`` (which
+version, which one it replaced, when, by a promotion, a rollback or by hand, and why): a rollback
+without a target goes back to the version that served before the current champion came in. The
+model's rollout mode (:mod:`mlops_assets.core.rollout`) is kept in tags of the registered model
+too (``set_rollout``, ``get_rollout``).
 
 Failures of MLflow (a server that does not answer, a 4xx/5xx, a broken database) are raised as
 ``TrackingError``: a Dagster ``Failure`` whose message says what failed and which setting
@@ -26,6 +33,8 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.metadata
+import json
+import logging
 import math
 import os
 import sys
@@ -33,6 +42,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlparse
@@ -42,6 +53,7 @@ from pydantic import Field, PrivateAttr
 
 from mlops_assets.core.locks import LockTimeout, lock_space, named_lock
 from mlops_assets.core.profiles import ENV_VARS, redact_url
+from mlops_assets.core.rollout import MODE_TAG, SHARE_TAG, Rollout, rollout_from_tags
 from mlops_assets.core.storage import file_lock
 
 if TYPE_CHECKING:
@@ -57,8 +69,31 @@ TRACKING_URI_ENV = "MLFLOW_TRACKING_URI"
 CANDIDATE = "candidate"
 CHAMPION = "champion"
 
-# The named lock (mlops_assets.core.locks) that serializes the promotion gates of one model.
+# The named lock (mlops_assets.core.locks) that serializes the promotion gates of one model,
+# and every other write of what it serves: rollbacks, moves by hand, its rollout mode.
 GATE_LOCK_PREFIX = "mlflow.champion."
+
+# The registered model's tag that keeps the moves of its champion alias: a JSON list of
+# {"version", "previous", "at", "kind", "reason"}, oldest first.
+HISTORY_TAG = "champion.history"
+# Where a history that no longer parses (a hand-edited tag) is set aside when the next move
+# starts a new one: the move is not blocked, and nothing that was recorded is lost.
+UNREADABLE_HISTORY_TAG = "champion.history.unreadable"
+HistoryKind = Literal["promotion", "rollback", "manual"]
+# The longest value of a registered model's tag. MLflow's validator allows 100,000 characters
+# (MAX_MODEL_REGISTRY_TAG_VALUE_LENGTH), but the column registered_model_tags.value is still
+# VARCHAR(5000) in MLflow's database schema (only model_version_tags.value was widened to TEXT,
+# migration bda7b8c39065): SQLite ignores the length, PostgreSQL (the stack profile's MLflow)
+# refuses a longer value. The test suite checks this against the installed MLflow.
+HISTORY_TAG_LIMIT = 5000
+# The reason kept in a history entry is cut to this many characters (the full reason is the
+# version's tag ``champion.reason``): a dozen entries always fit, about 25 with a gate's usual
+# reason (some 100 characters).
+HISTORY_REASON_CHARS = 300
+# Version tag on the champion a rollback left: why, and for which version.
+ROLLBACK_REASON_TAG = "rollback.reason"
+
+_log = logging.getLogger(__name__)
 
 # Run tags that tie an MLflow run to the Dagster materialization that produced it.
 # MLflow's own tag for nested runs.
@@ -112,6 +147,68 @@ class PromotionLockError(dg.Failure):
 
     def __init__(self, message: str, *, space: str) -> None:
         super().__init__(description=message, metadata={"lock_space": redact_url(space)})
+
+
+class RegistryError(ValueError):
+    """What was asked of the registry cannot be done as asked: a model or version that does not
+    exist, a rollback with nowhere to go, a tag that does not parse. Nothing was changed; the
+    message says what to ask instead."""
+
+
+@dataclass(frozen=True)
+class RollbackResult:
+    """A rollback that happened: ``champion`` of ``name`` moved from ``from_version`` back to
+    ``to_version``, for ``reason``."""
+
+    name: str
+    from_version: str
+    to_version: str
+    reason: str
+
+
+def _now() -> str:
+    """UTC now, ISO 8601 to the second, as the history and the rollout tags keep it."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _clip(text: str, limit: int = HISTORY_REASON_CHARS) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def parse_history(text: str | None) -> list[dict[str, Any]]:
+    """The entries of a ``champion.history`` tag value, oldest first (``[]`` without one).
+
+    Raises ``ValueError`` for a value that is not the JSON list of entries the registry writes.
+    """
+    if not text:
+        return []
+    entries = json.loads(text)
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("version"), str) for e in entries
+    ):
+        raise ValueError("not a JSON list of entries with a version")
+    return entries
+
+
+def history_value(entries: Sequence[Mapping[str, Any]], limit: int = HISTORY_TAG_LIMIT) -> str:
+    """The ``champion.history`` tag value of ``entries``: compact JSON of the newest entries that
+    fit in ``limit`` characters. The oldest are dropped, whole: the value is always valid JSON."""
+    kept = [dict(e) for e in entries]
+    while True:
+        # ASCII only (json's default): characters and bytes agree, whatever the database counts.
+        text = json.dumps(kept, separators=(",", ":"))
+        if len(text) <= limit or not kept:
+            return text
+        kept.pop(0)
+
+
+def as_version(version: str | int) -> str:
+    """A version as the registry spells it: ``3`` for 3, "3" or "v3"."""
+    text = str(version).strip()
+    text = text[1:] if text[:1] in ("v", "V") else text
+    if not text.isdigit() or int(text) < 1:
+        raise RegistryError(f"{version!r} is not a model version: versions are 1, 2, 3...")
+    return str(int(text))
 
 
 def _plain(value: Any) -> str:
@@ -309,6 +406,36 @@ def _error_code(exc: BaseException) -> str | None:
     return getattr(exc, "error_code", None)
 
 
+# The promotion locks this thread holds, as (lock space, model name): see ``_gate_lock``.
+_HELD_LOCKS = threading.local()
+
+
+def _champion_before(name: str, current: str, history: Sequence[Mapping[str, Any]]) -> str:
+    """The version that served before ``current`` came in, by the champion history: the
+    ``previous`` of the latest entry that brought ``current`` in by a promotion or by hand.
+
+    A rollback entry is skipped: its ``previous`` is the version rolled back *from*, and
+    following it would undo the rollback instead of going further back. Entries of moves that
+    never happened (a process that died between the history and the alias) bring in another
+    version than the one that serves, so they are never followed either.
+    """
+    for entry in reversed(history):
+        if entry.get("version") != current or entry.get("kind") == "rollback":
+            continue
+        previous = entry.get("previous")
+        if previous is None:
+            raise RegistryError(
+                f"v{current} was the first champion of model {name!r} (since {entry.get('at')}): "
+                "there is no earlier champion to roll back to; pass --to VERSION"
+            )
+        return str(previous)
+    raise RegistryError(
+        f"the champion history of model {name!r} does not say what served before v{current} "
+        "(it came in before the history was kept, or by a rollback whose origin the history no "
+        "longer holds): pass --to VERSION"
+    )
+
+
 # --- the resource -------------------------------------------------------------------------------
 
 
@@ -439,7 +566,7 @@ class MlflowTracking(dg.ConfigurableResource):
         """Turn any failure of MLflow inside the block into a ``TrackingError`` saying ``action``."""
         try:
             yield
-        except TrackingError:
+        except (TrackingError, RegistryError):
             raise
         except Exception as exc:
             uri = self.effective_registry_uri if registry else self.tracking_uri
@@ -583,7 +710,14 @@ class MlflowTracking(dg.ConfigurableResource):
         version = str(created.version)
         try:
             self._wait_until_ready(name, version)
-            if alias:
+            if alias == CHAMPION:
+                # A version registered straight as the champion is a move like any other: under
+                # the model's lock, and in its history.
+                with self._gate_lock(name):
+                    self._move_champion(
+                        name, version, kind="manual", reason="registered as the champion"
+                    )
+            elif alias:
                 client.set_registered_model_alias(name, alias, version)
             return client.get_model_version(name, version)
         except BaseException as exc:
@@ -631,11 +765,263 @@ class MlflowTracking(dg.ConfigurableResource):
         return f"Version {version} was deleted again; no alias was moved."
 
     def set_alias(self, name: str, alias: str, version: str | int, *, reason: str = "") -> None:
-        """Point ``alias`` of model ``name`` at ``version``; ``reason`` is kept on the version."""
+        """Point ``alias`` of model ``name`` at ``version``; ``reason`` is kept on the version.
+
+        Moving ``champion`` this way is a move by hand: it takes the model's promotion lock and
+        is recorded in the champion history with kind ``manual``.
+        """
+        if alias == CHAMPION:
+            with self._gate_lock(name):
+                self._move_champion(name, str(version), kind="manual", reason=reason)
+            return
         with self._mlflow_errors(f"set alias {alias!r} of model {name!r}", registry=True):
             if reason:
                 self.client.set_model_version_tag(name, str(version), f"{alias}.reason", reason)
             self.client.set_registered_model_alias(name, alias, str(version))
+
+    def _move_champion(
+        self,
+        name: str,
+        version: str,
+        *,
+        kind: HistoryKind,
+        reason: str,
+        version_reason: str | None = None,
+    ) -> str | None:
+        """Point ``champion`` of ``name`` at ``version`` and record the move in the history;
+        returns the version it replaced (None: there was none). The caller holds the model's
+        lock (``_gate_lock``), so nothing else moves the alias or writes the history meanwhile.
+
+        ``reason`` goes into the history entry; ``version_reason`` (default: ``reason``) is kept
+        on the version as ``champion.reason``. Moving the alias to the version it already points
+        at records nothing.
+        """
+        client = self.client
+        with self._mlflow_errors(f"move alias {CHAMPION!r} of model {name!r}", registry=True):
+            registered = client.get_registered_model(name)
+            previous = registered.aliases.get(CHAMPION)
+            previous = None if previous is None else str(previous)
+            client.get_model_version(name, version)  # a version that does not exist fails here
+            tag_reason = reason if version_reason is None else version_reason
+            if tag_reason:
+                client.set_model_version_tag(name, version, f"{CHAMPION}.reason", tag_reason)
+            if previous == version:
+                client.set_registered_model_alias(name, CHAMPION, version)
+                return previous
+            old_value = registered.tags.get(HISTORY_TAG)
+            try:
+                entries = parse_history(old_value)
+            except ValueError as exc:
+                # A hand-edited history must not block a promotion or a rollback: it is set
+                # aside, whole, and a new history starts with this move.
+                _log.warning(
+                    "the %s tag of model %r does not parse (%s); kept as %s, a new history "
+                    "starts now",
+                    HISTORY_TAG,
+                    name,
+                    exc,
+                    UNREADABLE_HISTORY_TAG,
+                )
+                client.set_registered_model_tag(name, UNREADABLE_HISTORY_TAG, old_value)
+                entries = []
+            entries.append(
+                {
+                    "version": version,
+                    "previous": previous,
+                    "at": _now(),
+                    "kind": kind,
+                    "reason": _clip(reason),
+                }
+            )
+            # The history is written BEFORE the alias moves. A process that dies in between
+            # leaves an entry for a move that did not happen, which the history itself shows:
+            # the next move records the champion it really replaced as its ``previous``, and a
+            # rollback looks only for the entry that brought in the version that serves, so the
+            # stray entry is never followed. The other order would leave a champion nobody can
+            # account for: a move with no when, no why and no kind, and a rollback that follows
+            # an older entry of the same version to the wrong "previous" champion.
+            client.set_registered_model_tag(name, HISTORY_TAG, history_value(entries))
+            try:
+                client.set_registered_model_alias(name, CHAMPION, version)
+            except BaseException:
+                # The move failed and we are still here: take the entry back.
+                with contextlib.suppress(Exception):
+                    if old_value is None:
+                        client.delete_registered_model_tag(name, HISTORY_TAG)
+                    else:
+                        client.set_registered_model_tag(name, HISTORY_TAG, old_value)
+                raise
+        return previous
+
+    def _registered_model(self, name: str) -> Any:
+        """The registered model ``name`` (aliases, tags); ``RegistryError`` when there is none."""
+        try:
+            return self.client.get_registered_model(name)
+        except Exception as exc:
+            if _error_code(exc) == "RESOURCE_DOES_NOT_EXIST":
+                raise RegistryError(
+                    f"model {name!r} is not registered in {redact_url(self.effective_registry_uri)}"
+                ) from None
+            raise
+
+    def champion_history(self, name: str) -> list[dict[str, Any]]:
+        """The moves of model ``name``'s champion alias, oldest first: ``version``, ``previous``
+        (None for the first champion), ``at`` (UTC, ISO 8601), ``kind`` (promotion, rollback or
+        manual) and ``reason``. Empty when the alias never moved since histories are kept.
+
+        Raises ``RegistryError`` for a model that is not registered or a history that does not
+        parse.
+        """
+        with self._mlflow_errors(f"read the champion history of model {name!r}", registry=True):
+            registered = self._registered_model(name)
+        try:
+            return parse_history(registered.tags.get(HISTORY_TAG))
+        except ValueError as exc:
+            raise RegistryError(
+                f"the tag {HISTORY_TAG} of model {name!r} is not a champion history ({exc}); "
+                "the next move of the alias sets it aside and starts a new one"
+            ) from None
+
+    def _servable_version(self, name: str, version: str, role: str) -> None:
+        """Refuse (``RegistryError``) a rollback target that is not a READY version of ``name``."""
+        try:
+            found = self.client.get_model_version(name, version)
+        except Exception as exc:
+            if _error_code(exc) not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                raise
+            found = None
+        if found is None:
+            try:
+                quoted = name.replace("'", "\\'")
+                found_versions = self.client.search_model_versions(f"name = '{quoted}'")
+                existing = sorted((int(v.version) for v in found_versions), reverse=True)
+                shown = ", ".join(f"v{v}" for v in existing[:10]) or "none"
+            except Exception:  # the list only helps the message; the refusal stands without it
+                shown = "(could not be listed)"
+            raise RegistryError(
+                f"{role} v{version} of model {name!r} does not exist (deleted, or never "
+                f"registered); its versions are: {shown}"
+            )
+        if str(found.status) != _READY:
+            raise RegistryError(
+                f"{role} v{version} of model {name!r} is {found.status}, not READY: it cannot serve"
+            )
+
+    def rollback(
+        self,
+        name: str,
+        *,
+        to: str | int | None = None,
+        reason: str,
+        expect: str | int | None = None,
+    ) -> RollbackResult:
+        """Move ``champion`` of model ``name`` back: to version ``to``, or, without it, to the
+        version that served before the current champion came in (by a promotion or by hand,
+        according to the champion history). Repeated rollbacks without ``to`` walk back through
+        the promotions (v3, then v2, then v1); one that reaches the first recorded champion, or a
+        champion the history does not account for, is refused and asks for ``to``.
+
+        Recorded like a promotion: the history gets a ``rollback`` entry with ``reason``; the
+        new champion's ``champion.reason`` is "rollback from vX: <reason>"; the version left gets
+        ``rollback.reason`` ("rolled back to vY: <reason>"). The API follows within its poll
+        interval, as it follows a promotion.
+
+        Compare-and-set under the model's promotion lock, like ``promote``: the champion is read
+        inside it, so a rollback never undoes a move it did not see. ``expect``: the champion the
+        caller means to roll back; refused if another serves by the time the lock is held.
+
+        Raises ``RegistryError`` (nothing moved) for a blank reason, a model without champion,
+        a target that does not exist, is not READY or already serves, or no previous champion
+        on record; ``PromotionLockError`` when the lock is not free in time.
+        """
+        reason = (reason or "").strip()
+        if not reason:
+            raise RegistryError(
+                f"a rollback of model {name!r} needs a reason: it is kept in the champion history "
+                "and on both versions"
+            )
+        target = None if to is None else as_version(to)
+        expected = None if expect is None else as_version(expect)
+        with (
+            self._gate_lock(name),
+            self._mlflow_errors(f"roll back model {name!r}", registry=True),
+        ):
+            registered = self._registered_model(name)
+            current = registered.aliases.get(CHAMPION)
+            if current is None:
+                raise RegistryError(
+                    f"model {name!r} has no champion: there is nothing to roll back"
+                )
+            current = str(current)
+            if expected is not None and expected != current:
+                raise RegistryError(
+                    f"the champion of model {name!r} is v{current}, not v{expected}: it moved "
+                    "since you looked; nothing was rolled back"
+                )
+            if target is None:
+                try:
+                    history = parse_history(registered.tags.get(HISTORY_TAG))
+                except ValueError:
+                    raise RegistryError(
+                        f"the tag {HISTORY_TAG} of model {name!r} is not a champion history (it "
+                        "was edited by hand?): it cannot say what served before "
+                        f"v{current}; pass --to VERSION"
+                    ) from None
+                target = _champion_before(name, current, history)
+                self._servable_version(name, target, "the previous champion")
+            else:
+                if target == current:
+                    raise RegistryError(
+                        f"v{target} already is the champion of model {name!r}: nothing to roll back"
+                    )
+                self._servable_version(name, target, "the rollback target")
+            self._move_champion(
+                name,
+                target,
+                kind="rollback",
+                reason=reason,
+                version_reason=f"rollback from v{current}: {reason}",
+            )
+            # After the move, so that this tag never claims a rollback that did not happen.
+            self.client.set_model_version_tag(
+                name, current, ROLLBACK_REASON_TAG, f"rolled back to v{target}: {reason}"
+            )
+        return RollbackResult(name=name, from_version=current, to_version=target, reason=reason)
+
+    # --- rollout mode ---------------------------------------------------------------------------
+
+    def set_rollout(self, name: str, rollout: Rollout) -> Rollout:
+        """Set how the candidate of model ``name`` reaches requests (``rollout.*`` tags of the
+        registered model); returns the setting read back. ``RegistryError`` for a model that is
+        not registered.
+
+        The tags are written one by one (the registry has no batch write for them), in an order
+        that keeps every state in between no wider than the old or the new setting: entering
+        canary, the share is written before the mode; otherwise the mode before the share. So a
+        reader in between never sees a canary answering more entities than either setting says.
+        Under the model's promotion lock: two settings at once never mix.
+        """
+        tags = rollout.tags()
+        first, second = (SHARE_TAG, MODE_TAG) if rollout.mode == "canary" else (MODE_TAG, SHARE_TAG)
+        order = [first, second, *(k for k in tags if k not in (first, second))]
+        with (
+            self._gate_lock(name),
+            self._mlflow_errors(f"set the rollout of model {name!r}", registry=True),
+        ):
+            self._registered_model(name)
+            for key in order:
+                self.client.set_registered_model_tag(name, key, tags[key])
+        return self.get_rollout(name)
+
+    def get_rollout(self, name: str) -> Rollout:
+        """How the candidate of model ``name`` reaches requests (``off`` when never set).
+
+        ``RegistryError`` for a model that is not registered; ``RolloutError`` for tags that make
+        no setting (edited by hand).
+        """
+        with self._mlflow_errors(f"read the rollout of model {name!r}", registry=True):
+            registered = self._registered_model(name)
+        return rollout_from_tags(registered.tags)
 
     def get_version_by_alias(self, name: str, alias: str) -> ModelVersion | None:
         """The version ``alias`` points at; None when the model or the alias does not exist."""
@@ -771,7 +1157,7 @@ class MlflowTracking(dg.ConfigurableResource):
                     name, version, "promotion.reason", decision.reason
                 )
             if decision.promote:
-                self.set_alias(name, CHAMPION, version, reason=decision.reason)
+                self._move_champion(name, version, kind="promotion", reason=decision.reason)
         return decision
 
     def promotion_lock_space(self) -> str:
@@ -789,8 +1175,19 @@ class MlflowTracking(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def _gate_lock(self, name: str) -> Iterator[None]:
-        """Hold the promotion lock of model ``name`` for the block (see ``promote``)."""
+        """Hold the promotion lock of model ``name`` for the block (see ``promote``).
+
+        Re-entrant within a thread: a write that takes the lock (``set_alias`` of the champion)
+        may run inside a block that holds it already (the gate). The lock itself is not: a
+        second ``flock`` of the same file, or advisory lock on another connection, would wait
+        for the first one forever.
+        """
         space = self.promotion_lock_space()
+        key = (space, name)
+        held = _HELD_LOCKS.__dict__.setdefault("keys", set())
+        if key in held:
+            yield
+            return
         timeout = self.promotion_lock_timeout_s
         with contextlib.ExitStack() as stack:
             # Only taking the lock is translated here; the block's own errors pass unchanged.
@@ -814,7 +1211,11 @@ class MlflowTracking(dg.ConfigurableResource):
                     f"<{ENV_VARS['home']}>/.locks on the local one. Nothing was decided.",
                     space=space,
                 ) from exc
-            yield
+            held.add(key)
+            try:
+                yield
+            finally:
+                held.discard(key)
 
     def _version_metrics(self, name: str, version: str) -> dict[str, float]:
         run_id = self.client.get_model_version(name, version).run_id

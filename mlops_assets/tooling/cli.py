@@ -6,24 +6,32 @@
     mlops serve    start the prediction API (FastAPI + uvicorn) over the champions
     mlops check    print the resolved settings; on the stack profile, check every service
     mlops env      print the environment (DAGSTER_HOME, ...) as ``export`` lines, for ``eval``
+    mlops rollback USE_CASE --reason TEXT [--to VERSION]
+                   move the use case's champion back to the previous one (or to VERSION)
+    mlops rollout USE_CASE [off|shadow|canary] [--share F]
+                   show, or set, how the candidate reaches live requests
     mlops new-use-case NAME
                    write the files of a new use case (:mod:`mlops_assets.tooling.scaffold`)
 
-Each command but ``new-use-case`` (which only writes source files) prepares ``DAGSTER_HOME`` for
-the profile (``.dagster/`` with the top-level ``dagster.yaml`` for ``local``; ``.dagster-stack/``
-with ``docker/dagster.yaml`` for ``stack``) unless ``DAGSTER_HOME`` is already set, so the plain
+Each command but ``new-use-case`` (which only writes source files), ``rollback`` and ``rollout``
+(which only talk to the profile's model registry) prepares ``DAGSTER_HOME`` for the profile
+(``.dagster/`` with the top-level ``dagster.yaml`` for ``local``; ``.dagster-stack/`` with
+``docker/dagster.yaml`` for ``stack``) unless ``DAGSTER_HOME`` is already set, so the plain
 ``dagster`` CLI and ``mlops`` share one instance.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mlops_assets.core.profiles import (
     PROFILE_ENV,
@@ -33,6 +41,11 @@ from mlops_assets.core.profiles import (
     dagster_home_config,
     load_settings,
 )
+from mlops_assets.core.rollout import MODES
+
+if TYPE_CHECKING:
+    from mlops_assets.core.rollout import Rollout
+    from mlops_assets.core.tracking import MlflowTracking
 
 CODE_LOCATION = "mlops_assets.definitions"
 # `python -m dagster` (Dagster's public entry: its package's __main__ is the `dagster` CLI), with
@@ -267,6 +280,217 @@ def new_use_case(name: str, dest: Path | None = None) -> int:
     return 0
 
 
+# --- the registry's commands: rollback and rollout ----------------------------------------------
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as written (exit code 2, like argparse's own errors)."""
+
+
+ROLLBACK_HELP = """\
+Move the use case's `champion` alias back, recorded like a promotion: an entry of kind
+"rollback" in the model's champion history (the registered model's tag champion.history), the
+reason on both versions. The API serves the version rolled back to within its poll interval
+(MLOPS_SERVING_POLL_S, 10 s by default).
+
+Without --to: the version that served before the current champion came in, by the history.
+Rollbacks in a row walk back through the promotions (v3, then v2, then v1); at the first
+recorded champion, or a champion the history does not account for, name the version with --to.
+
+Exit codes: 0 rolled back; 2 the command line is wrong; 1 the registry refused (no champion, no
+such version, nothing on record) or could not be reached. Nothing moves unless it says so.
+"""
+
+ROLLOUT_HELP = """\
+Without a mode: print how the candidate of the use case's model reaches live requests, the
+champion and candidate versions, and the last moves of the champion.
+
+With a mode, set it (tags rollout.* of the registered model; the API follows it live):
+  off     only the champion answers
+  shadow  the champion answers; a share of requests (default 1.0: all) is also scored by the
+          candidate after the answer is sent, and both predictions are logged
+  canary  a share of entities (default 0.1), by a stable hash of the entity key (a fraud
+          request's card_id), is answered by the candidate
+
+Exit codes: 0 done; 2 the command line is wrong (mode, share); 1 the registry refused or could
+not be reached.
+"""
+
+
+def _served_model(use_case: str, model: str | None) -> str:
+    """The registered model of ``use_case`` a registry command acts on.
+
+    The use case's serving endpoint names it (its data contract's ``CASE`` for a use case that
+    serves nothing online). A use case with one model per entity (demand: one per respondent)
+    needs ``model``, one of its names; any other takes ``model`` only if it is its own.
+    """
+    from mlops_assets.use_cases import USE_CASES
+
+    if use_case not in USE_CASES:
+        raise UsageError(f"unknown use case {use_case!r}: use cases are {', '.join(USE_CASES)}")
+    try:
+        endpoint = importlib.import_module(f"mlops_assets.{use_case}.serving").ENDPOINT
+        name, key = endpoint.model_name, endpoint.model_key
+    except ModuleNotFoundError as exc:
+        if exc.name != f"mlops_assets.{use_case}.serving":
+            raise
+        name, key = importlib.import_module(f"mlops_assets.{use_case}.schema").CASE.model_name, None
+    if key is not None:
+        prefix = name.split("{", 1)[0]
+        if model is None:
+            raise UsageError(
+                f"use case {use_case!r} registers one model per {key} ({name}): name the one to "
+                f"act on with --model, e.g. --model {prefix}<{key}>"
+            )
+        if not model.startswith(prefix) or model == prefix:
+            raise UsageError(
+                f"--model {model!r} is not a model of use case {use_case!r}: its models are "
+                f"named {name}"
+            )
+        return model
+    if model is not None and model != name:
+        raise UsageError(
+            f"use case {use_case!r} registers one model, {name!r}: --model {model!r} is not it"
+        )
+    return name
+
+
+def _registry_command(command: str, body: Callable[[], int]) -> int:
+    """Run ``body``; a refusal or an unreachable registry is one line on stderr, no traceback."""
+    import dagster as dg
+
+    from mlops_assets.core.rollout import RolloutError
+    from mlops_assets.core.tracking import RegistryError
+
+    try:
+        return body()
+    except UsageError as exc:
+        print(f"mlops {command}: {exc}", file=sys.stderr)
+        return 2
+    except (RegistryError, RolloutError) as exc:
+        # A RolloutError here comes from the registry's tags (the command line's is a
+        # UsageError): the deployment's state, not the command, is wrong.
+        print(f"mlops {command}: {exc}", file=sys.stderr)
+        return 1
+    except dg.Failure as exc:  # TrackingError, PromotionLockError: the message says what failed
+        print(f"mlops {command}: {exc.description}", file=sys.stderr)
+        return 1
+
+
+def rollback(
+    settings: Settings, use_case: str, model: str | None, to: str | None, reason: str
+) -> int:
+    """Move the champion of ``use_case``'s model back (to ``to``, or the previous champion)."""
+
+    def body() -> int:
+        from mlops_assets.core.tracking import MlflowTracking, RegistryError, as_version
+
+        if not reason.strip():
+            raise UsageError("--reason must say why (it is kept in the champion history)")
+        name = _served_model(use_case, model)
+        try:
+            target = None if to is None else as_version(to)
+        except RegistryError as exc:
+            raise UsageError(f"--to: {exc}") from None
+        done = MlflowTracking.from_settings(settings).rollback(name, to=target, reason=reason)
+        print(
+            f"{name}: champion v{done.from_version} -> v{done.to_version} (rollback: {done.reason})"
+        )
+        return 0
+
+    return _registry_command("rollback", body)
+
+
+def describe_rollout(rollout: Rollout) -> str:
+    """One line for a rollout setting: the mode, the share and what it means for requests."""
+    percent = f"{rollout.share * 100:g}%"
+    if rollout.mode == "shadow":
+        return (
+            f"shadow, share {rollout.share:g}: the champion answers; {percent} of requests are "
+            "also scored by the candidate"
+        )
+    if rollout.mode == "canary":
+        return (
+            f"canary, share {rollout.share:g}: {percent} of entities are answered by the candidate"
+        )
+    return "off: only the champion answers"
+
+
+def rollout(
+    settings: Settings,
+    use_case: str,
+    model: str | None,
+    mode: str | None,
+    share: float | None,
+    reason: str | None,
+) -> int:
+    """Set the rollout mode of ``use_case``'s model (with ``mode``), or show it (without)."""
+
+    def body() -> int:
+        from mlops_assets.core.rollout import Rollout, RolloutError
+        from mlops_assets.core.tracking import CANDIDATE, CHAMPION, MlflowTracking
+
+        setting = None
+        if mode is None:
+            if share is not None or reason is not None:
+                raise UsageError(
+                    "--share and --reason go with a mode to set: mlops rollout "
+                    f"{use_case} {{off,shadow,canary}} [--share F] [--reason TEXT]"
+                )
+        else:
+            if mode == "off" and share not in (None, 0.0):
+                raise UsageError("--share means nothing with off: only the champion answers")
+            try:
+                setting = Rollout.of(mode, share, reason=(reason or "").strip())
+            except RolloutError as exc:
+                raise UsageError(str(exc)) from None
+        name = _served_model(use_case, model)
+        tracking = MlflowTracking.from_settings(settings)
+        if setting is not None:
+            now = tracking.set_rollout(name, setting)
+            print(f"{name}: rollout {describe_rollout(now)}")
+            candidate = tracking.get_version_by_alias(name, CANDIDATE)
+            champion = tracking.get_version_by_alias(name, CHAMPION)
+            if now.active and candidate is None:
+                print(f"  note: {name} has no candidate yet: this applies once one is registered")
+            elif now.active and champion is not None and candidate.version == champion.version:
+                print(
+                    f"  note: the candidate is the champion (v{champion.version}): nothing to "
+                    "compare until a new candidate is registered"
+                )
+            return 0
+        _show_rollout(tracking, name)
+        return 0
+
+    return _registry_command("rollout", body)
+
+
+def _show_rollout(tracking: MlflowTracking, name: str, last: int = 5) -> None:
+    from mlops_assets.core.tracking import CANDIDATE, CHAMPION, RegistryError
+
+    now = tracking.get_rollout(name)
+    print(f"{name}: rollout {describe_rollout(now)}")
+    if now.updated_at:
+        print(f"  set {now.updated_at}" + (f": {now.reason}" if now.reason else ""))
+    for alias in (CHAMPION, CANDIDATE):
+        version = tracking.get_version_by_alias(name, alias)
+        print(f"  {alias + ':':<10} {f'v{version.version}' if version is not None else 'none'}")
+    try:
+        history = tracking.champion_history(name)
+    except RegistryError as exc:
+        print(f"  champion history: {exc}")
+        return
+    if not history:
+        print("  champion history: none recorded yet")
+        return
+    print(f"  champion history (last {min(last, len(history))} of {len(history)}, oldest first):")
+    for entry in history[-last:]:
+        previous = entry.get("previous")
+        move = f"v{previous} -> v{entry['version']}" if previous else f"v{entry['version']} (first)"
+        line = f"    {entry.get('at', '?')}  {entry.get('kind', '?'):<9}  {move:<14}"
+        print(f"{line}  {entry.get('reason') or ''}".rstrip())
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``mlops`` command line on ``argv``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.split("\n\n")[0])
@@ -316,6 +540,42 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub.add_parser("check", help="print the settings and check the stack's services")
     sub.add_parser("env", help="print export lines for the profile's environment")
+    rollback_parser = sub.add_parser(
+        "rollback",
+        help="move a use case's champion back to the previous one",
+        description=ROLLBACK_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rollback_parser.add_argument("use_case", help="the use case (fraud, heart, ...)")
+    rollback_parser.add_argument(
+        "--to", metavar="VERSION", help="the version to serve (default: the previous champion)"
+    )
+    rollback_parser.add_argument(
+        "--reason", required=True, metavar="TEXT", help="why (kept in the champion history)"
+    )
+    rollback_parser.add_argument(
+        "--model", metavar="NAME", help="the registered model, for a use case with one per entity"
+    )
+    rollout_parser = sub.add_parser(
+        "rollout",
+        help="show or set how the candidate reaches live requests (off, shadow, canary)",
+        description=ROLLOUT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    rollout_parser.add_argument("use_case", help="the use case (fraud, heart, ...)")
+    rollout_parser.add_argument(
+        "mode", nargs="?", choices=MODES, help="the mode to set; without it, show the current one"
+    )
+    rollout_parser.add_argument(
+        "--share",
+        type=float,
+        metavar="F",
+        help="between 0 and 1: of requests (shadow, default 1.0) or of entities (canary, 0.1)",
+    )
+    rollout_parser.add_argument("--reason", metavar="TEXT", help="why (kept with the setting)")
+    rollout_parser.add_argument(
+        "--model", metavar="NAME", help="the registered model, for a use case with one per entity"
+    )
     new_parser = sub.add_parser("new-use-case", help="scaffold a new use case")
     new_parser.add_argument("name", help="the use case's name: a lower-case identifier (churn)")
     new_parser.add_argument(
@@ -349,6 +609,10 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings, args.host, args.port)
         if args.command == "check":
             return check(settings)
+        if args.command == "rollback":
+            return rollback(settings, args.use_case, args.model, args.to, args.reason)
+        if args.command == "rollout":
+            return rollout(settings, args.use_case, args.model, args.mode, args.share, args.reason)
         exports = {**settings.as_env(), "DAGSTER_HOME": str(dagster_home(settings))}
         for name, value in sorted(exports.items()):
             print(f"export {name}={shlex.quote(value)}")
