@@ -34,6 +34,7 @@ SCHEDULES = {
     "athletes_weekly_refresh": ("0 4 * * 0", "athletes_refresh", STOPPED),
     "serving_monitoring_schedule": ("15 0 * * *", "serving_monitoring", RUNNING),
     "serving_input_drift_schedule": ("30 0 * * *", "serving_input_drift", RUNNING),
+    "serving_rollout_comparison_schedule": ("45 0 * * *", "serving_rollout_comparison", RUNNING),
 }
 
 

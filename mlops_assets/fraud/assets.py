@@ -485,6 +485,30 @@ class ChampionConfig(dg.Config):
     )
     precision_target: float = Field(default=0.9, gt=0, lt=1)
     validation_fraction: float = Field(default=0.2, gt=0, lt=0.5)
+    live_evidence: bool = Field(
+        default=False,
+        description="Also require live evidence: the candidate, rolled out in shadow or canary, "
+        "must beat the champion in PR-AUC on the same labelled API requests. Without it (rollout "
+        "off, too few labels yet) the champion is kept, with the reason.",
+    )
+    min_live_labelled: int = Field(
+        default=1000,
+        ge=1,
+        description="With live_evidence: labelled requests both versions scored, at least.",
+    )
+    min_live_pr_auc_gain: float = Field(
+        default=0.0,
+        ge=0,
+        description="With live_evidence: the candidate's live PR-AUC must beat the champion's by "
+        "at least this much (and be strictly higher) on those requests.",
+    )
+    live_lookback_days: int = Field(
+        default=MAX_CHARGEBACK_DAYS,
+        ge=0,
+        le=90,
+        description="With live_evidence: the requests of the partition's day and of this many "
+        "days before it count; their labels count as known at the end of the partition's day.",
+    )
 
 
 @daily_asset(
@@ -498,8 +522,10 @@ def champion(
 ) -> dg.MaterializeResult:
     """The model that serves (`fraud_classifier@champion`). The candidate and the current
     champion score the same latest holdout; the alias moves only if the candidate gains at least
-    the margin in PR-AUC without losing more than the guardrail in recall at 90% precision."""
-    from mlops_assets.fraud import promotion, training
+    the margin in PR-AUC without losing more than the guardrail in recall at 90% precision. With
+    `live_evidence`, the candidate must also have beaten the champion in PR-AUC on enough
+    labelled API requests both scored during its rollout (shadow or canary)."""
+    from mlops_assets.fraud import promotion, rollout, training
 
     day = context.partition_key
     frame, manifest = training_sets.load_current(asset_store, CASE.key("training_set"), day)
@@ -512,7 +538,19 @@ def champion(
     rule = promotion.rule(
         min_pr_auc_gain=config.min_pr_auc_gain, max_recall_loss=config.max_recall_loss
     )
-    outcome = champion_flow.gate_contenders(mlflow, ring, rule, metrics)
+    live = None
+    if config.live_evidence:
+        live = rollout.live_evidence(
+            asset_store,
+            day=day,
+            candidate_version=ring.candidate.version,
+            champion_version=ring.champion.version if ring.champion is not None else None,
+            lookback_days=config.live_lookback_days,
+            min_labelled=config.min_live_labelled,
+            min_gain=config.min_live_pr_auc_gain,
+            rollout=champion_flow.rollout_setting(mlflow, MODEL_NAME),
+        )
+    outcome = champion_flow.gate_contenders(mlflow, ring, rule, metrics, live=live)
     evidence = promotion.evidence(
         holdout,
         scores,

@@ -3,7 +3,8 @@ since, and the drift of its inputs away from its own training data.
 
 **Live performance** (:func:`scored_rows`, :func:`with_labels`, :func:`performance_table`).
 Every transaction scored on the days ``[P - horizon, P]``, by the batch (``fraud/scores``,
-``source = "batch"``) or by the API (``serving/predictions_log``, ``source = "api"``), is joined
+``source = "batch"``) or by the API (``serving/predictions_log``, ``source = "api"``: the answers
+it sent, never the predictions a candidate scored in shadow beside them), is joined
 with its label *as known at the end of day P* (``as_of = P + 1 day, 00:00 UTC``): a label counts
 only if ``label_available_ts <= as_of``, otherwise the row is unlabelled. One row per scored day,
 source and model version says how many rows were scored, how many are labelled (the label
@@ -146,14 +147,20 @@ def api_rows(log: Mapping[str, pl.DataFrame | pa.Table], use_case: str = USE_CAS
     """The API's answers to ``use_case`` in each day of its request log (``{day: log}``) as
     scored rows.
 
-    Only answered requests count (``status < 400``: a refusal has no prediction). A ``tx_id``
+    Only the answers the API sent count: a shadow prediction (``role = "shadow"``, scored beside
+    the answer during a rollout and never sent) is not the model's answer to the payment, and
+    counting it would put the candidate's scores in the live performance of a version that did
+    not answer (:func:`~mlops_assets.core.monitoring.live_comparison.served_rows`). Among them,
+    only answered requests count (``status < 400``: a refusal has no prediction). A ``tx_id``
     answered several times (a retried request) counts once, with its last answer (latest
     ``ts``, then ``request_id``, across the days given); a request without one is kept, unlabelled.
     The day of a row is the UTC day the API answered it (its log partition).
     """
+    from mlops_assets.core.monitoring.live_comparison import served_rows
+
     frames = []
     for day, table in sorted(log.items()):
-        frame = table if isinstance(table, pl.DataFrame) else pl.from_arrow(table)
+        frame = served_rows(table)
         if frame.is_empty():
             continue
         # An answer (status < 400) always carries its prediction; a refusal never does.

@@ -1,5 +1,6 @@
 """The serving side for Dagster: the request log source, its monitoring table, the drift of the
-inputs the API's models saw, their schedules, and the retraining that drift requests."""
+inputs the API's models saw, the live comparison of champion and candidate, their schedules, and
+the retraining that drift requests."""
 
 from typing import Any
 
@@ -15,6 +16,7 @@ from mlops_assets.serving.assets import (
     prediction_monitoring,
     predictions_log,
 )
+from mlops_assets.serving.comparison import ROLLOUT_COMPARISON, rollout_comparison
 from mlops_assets.use_cases import load_use_case
 
 serving_monitoring = dg.define_asset_job(
@@ -51,6 +53,23 @@ serving_input_drift_schedule = dg.build_schedule_from_partitioned_job(
     default_status=dg.DefaultScheduleStatus.RUNNING,
 )
 
+serving_rollout_comparison = dg.define_asset_job(
+    "serving_rollout_comparison",
+    selection=dg.AssetSelection.assets(ROLLOUT_COMPARISON),
+    description="Champion against candidate on the same requests of one day (shadow or canary): "
+    "agreement, score correlation and, for fraud, both PR-AUCs on the labels known so far.",
+    tags=scheduled_run_tags("monitoring"),
+)
+
+# After the drift, for the same day. Running by default: a day without a rollout only reads the
+# log and stores an empty table; fraud's labelled figures read the chargeback horizon's labels.
+serving_rollout_comparison_schedule = dg.build_schedule_from_partitioned_job(
+    serving_rollout_comparison,
+    hour_of_day=0,
+    minute_of_hour=45,
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
 
 def _retraining_job(use_case: str, name: str) -> Any:
     """The job ``name`` as the use case's own definitions declare it (the same object, so the
@@ -70,8 +89,12 @@ serving_retrain_on_drift = retrain_on_failed_monitors(
 )
 
 defs = dg.Definitions(
-    assets=[predictions_log, prediction_monitoring, input_drift],
-    jobs=[serving_monitoring, serving_input_drift],
-    schedules=[serving_monitoring_schedule, serving_input_drift_schedule],
+    assets=[predictions_log, prediction_monitoring, input_drift, rollout_comparison],
+    jobs=[serving_monitoring, serving_input_drift, serving_rollout_comparison],
+    schedules=[
+        serving_monitoring_schedule,
+        serving_input_drift_schedule,
+        serving_rollout_comparison_schedule,
+    ],
     sensors=[serving_retrain_on_drift],
 )
