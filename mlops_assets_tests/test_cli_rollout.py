@@ -240,3 +240,27 @@ def test_argparse_errors_exit_2(local_home: Path, capsys, args: list[str], messa
         main(args)
     assert exit_.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_rollback_from_the_candidate_in_canary_says_how_to_take_it_off_live_traffic(
+    fraud_registry: MlflowTracking, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # v3 promoted: it is champion and candidate; a canary is on when v3 turns out bad.
+    assert fraud_registry.promote(FRAUD, "3", RULE).promote
+    assert main(["rollout", "fraud", "canary", "--share", "0.2"]) == 0
+    capsys.readouterr()
+    assert main(["rollback", "fraud", "--reason", "v3 blocks every refund"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "fraud_classifier: champion v3 -> v2 (rollback: v3 blocks every refund)",
+        "note: the candidate is v3, the version rolled back from, and the rollout is canary, "
+        "share 0.2: 20% of entities are answered by the candidate; `mlops rollout fraud off` "
+        "takes it off live traffic",
+    ]
+    assert _champion(fraud_registry) == "2"
+    # With the rollout off, a rollback has nothing to add.
+    assert main(["rollout", "fraud", "off"]) == 0
+    assert main(["rollback", "fraud", "--to", "1", "--reason", "back to the first"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == (
+        "fraud_classifier: champion v2 -> v1 (rollback: back to the first)"
+    )

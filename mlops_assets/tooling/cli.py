@@ -392,10 +392,21 @@ def rollback(
             target = None if to is None else as_version(to)
         except RegistryError as exc:
             raise UsageError(f"--to: {exc}") from None
-        done = MlflowTracking.from_settings(settings).rollback(name, to=target, reason=reason)
+        tracking = MlflowTracking.from_settings(settings)
+        done = tracking.rollback(name, to=target, reason=reason)
         print(
             f"{name}: champion v{done.from_version} -> v{done.to_version} (rollback: {done.reason})"
         )
+        # A rollback moves the champion only: a version rolled back from that is still the
+        # candidate keeps its share of live traffic until the rollout is switched off.
+        setting = tracking.get_rollout(name)
+        candidate = tracking.get_version_by_alias(name, "candidate")
+        if setting.active and candidate is not None and str(candidate.version) == done.from_version:
+            print(
+                f"note: the candidate is v{done.from_version}, the version rolled back from, and "
+                f"the rollout is {describe_rollout(setting)}; "
+                f"`mlops rollout {use_case} off` takes it off live traffic"
+            )
         return 0
 
     return _registry_command("rollback", body)
