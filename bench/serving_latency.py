@@ -18,6 +18,15 @@ What runs:
 
     .venv/bin/python bench/serving_latency.py [--rates 50,200,500] [--seconds 20] [--kind logreg]
 
+``--shadow`` measures what a shadow rollout costs the answers instead: a candidate (the same kind,
+fitted on another seed) is registered beside the champion, and the API is driven at the budget's
+rate (200 requests/s), in alternating rounds, without a rollout (``rollout.mode`` off) and with
+every request scored in shadow (``shadow`` at share 1.0), the rollout set through the registry's
+tags as an operator sets it. Same champion, same server, same run; the latencies of each mode are
+pooled over its rounds, and the shadow scorings done and skipped are read from ``GET /models``.
+
+    .venv/bin/python bench/serving_latency.py --shadow [--seconds 20] [--rounds 2]
+
 Needs Redis (``MLOPS_REDIS_URL``, default redis://127.0.0.1:6379/9; that database is flushed).
 """
 
@@ -97,7 +106,14 @@ def encode(method: str, path: str, port: int, body: bytes = b"") -> bytes:
 
 
 async def drive(
-    port: int, path: str, rate: float, seconds: float, seed: int, method: str = "POST"
+    port: int,
+    path: str,
+    rate: float,
+    seconds: float,
+    seed: int,
+    method: str = "POST",
+    *,
+    keep_latencies: bool = False,
 ) -> dict:
     """Send ``rate`` requests per second for ``seconds``; latency from each request's due time."""
     rng = random.Random(seed)
@@ -148,6 +164,7 @@ async def drive(
         "errors": errors,
         "achieved_rps": total / elapsed,
         **percentiles(latencies),
+        **({"latencies": latencies} if keep_latencies else {}),
     }
 
 
@@ -216,13 +233,94 @@ def row(name: str, p: dict[str, float], extra: str = "") -> str:
     )
 
 
+def set_rollout(tracking, mode: str, share: float) -> str:
+    """Set the champion's rollout tags as an operator does; returns the setting's stamp."""
+    from mlops_assets.core.rollout import Rollout
+
+    rollout = Rollout.of(mode, share, reason="bench")
+    for key, value in rollout.tags().items():  # updated_at last: seen last by the API
+        tracking.client.set_registered_model_tag("fraud_classifier", key, value)
+    return rollout.updated_at
+
+
+def rollout_shown(port: int) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/models", timeout=10) as answer:
+        (model,) = json.load(answer)["models"]
+    return model["rollout"]
+
+
+def wait_for_rollout(port: int, mode: str, stamp: str, timeout: float = 60) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        shown = rollout_shown(port)
+        if shown["mode"] == mode and shown["updated_at"] == stamp:
+            return shown
+        time.sleep(0.1)
+    raise TimeoutError(f"the API did not follow rollout {mode} within {timeout} s: {shown}")
+
+
+def shadow_rounds(port: int, tracking, rate: float, seconds: float, rounds: int) -> dict:
+    """Alternate rounds without a rollout and with shadow at share 1.0; pooled latencies and the
+    shadow counts per mode."""
+    import uvloop
+
+    from mlops_assets.core.rollout import DEFAULT_SHARE
+
+    pooled: dict[str, dict] = {
+        mode: {"latencies": [], "sent": 0, "errors": {}, "elapsed": 0.0}
+        for mode in ("off", "shadow")
+    }
+    for round_ in range(rounds):
+        for mode in ("off", "shadow"):
+            share = DEFAULT_SHARE[mode]  # off: 0, shadow: 1.0 (every request)
+            shown = wait_for_rollout(port, mode, set_rollout(tracking, mode, share))
+            if mode == "shadow" and shown["state"] != "active":
+                raise RuntimeError(f"the candidate does not serve in shadow: {shown}")
+            before = shown["counts"]
+            result = uvloop.run(
+                drive(port, "/predict/fraud", rate, seconds, 1000 + round_, keep_latencies=True)
+            )
+            time.sleep(1.0)  # the shadow worker finishes what it admitted
+            after = rollout_shown(port)["counts"]
+            totals = pooled[mode]
+            totals["latencies"].extend(result["latencies"])
+            totals["sent"] += result["sent"]
+            totals["elapsed"] += result["sent"] / result["achieved_rps"]
+            for kind, n in result["errors"].items():
+                totals["errors"][kind] = totals["errors"].get(kind, 0) + n
+            for key in ("shadow_scored", "shadow_skipped_queue_full", "shadow_skipped_cpu_budget"):
+                totals[key] = totals.get(key, 0) + after[key] - before[key]
+            print(
+                f"  round {round_ + 1}, rollout {mode}: p50 {result['p50']:.2f} ms, "
+                f"p99 {result['p99']:.2f} ms, shadow scored {after['shadow_scored'] - before['shadow_scored']}"
+                f" of {result['sent']}",
+                flush=True,
+            )
+    return {
+        mode: {**totals, **percentiles(totals.pop("latencies"))} for mode, totals in pooled.items()
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default="50,200,500")
+    parser.add_argument("--rates", default=None, help="requests/s, comma-separated (50,200,500)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--kind", default="logreg", choices=["logreg", "xgboost"])
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds at 100 req/s first")
+    parser.add_argument(
+        "--shadow",
+        action="store_true",
+        help="compare the answers' latency without a rollout and with every request scored in "
+        f"shadow by a candidate, at {BUDGET_RATE} req/s (or the first of --rates if given)",
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="--shadow: rounds of each mode")
     args = parser.parse_args()
+    if args.rounds < 1:
+        parser.error("--rounds must be at least 1")
+    if args.seconds <= 0:
+        parser.error("--seconds must be positive")
 
     import redis
 
@@ -243,6 +341,8 @@ def main() -> int:
         "MLOPS_FEAST_ONLINE_STORE": "redis",
         "MLOPS_REDIS_URL": redis_url,
         "MLOPS_SERVING_USE_CASES": "fraud",
+        # --shadow switches the rollout between rounds: followed within half a second.
+        **({"MLOPS_SERVING_POLL_S": "0.5"} if args.shadow else {}),
     }
     os.environ.update(env)
     settings = load_settings()
@@ -251,14 +351,21 @@ def main() -> int:
         flush=True,
     )
     pipeline = fit_fraud_pipeline(args.kind, seed=0)
-    register(MlflowTracking.from_settings(settings), "fraud_classifier", pipeline)
+    tracking = MlflowTracking.from_settings(settings)
+    register(tracking, "fraud_classifier", pipeline)
+    if args.shadow:
+        candidate = fit_fraud_pipeline(args.kind, seed=1)
+        register(tracking, "fraud_classifier", candidate, alias="candidate")
     cards, merchants = online_rows(N_CARDS, N_MERCHANTS)
     write_online_features(FeastFeatureStore.from_settings(settings), cards, merchants)
 
     api = start_api(env, home / "api.log")
     import uvloop
 
-    rates = [float(r) for r in args.rates.split(",")]
+    if args.shadow:
+        return shadow_main(api, tracking, settings, args, home)
+
+    rates = [float(r) for r in (args.rates or "50,200,500").split(",")]
     results: dict[float, dict] = {}
     floor: dict[float, dict] = {}
     try:
@@ -314,6 +421,69 @@ def main() -> int:
             f"budget: p99 <= {BUDGET_MS:.0f} ms at {BUDGET_RATE} req/s with zero errors: "
             f"p99 {at_budget['p99']:.2f} ms, {errors} errors -> {verdict} budget"
         )
+    print(f"server exit code {code}; its log: {home / 'api.log'}")
+    return 0
+
+
+def shadow_scoring_ms(settings) -> dict[str, float] | None:
+    """The latency of the shadow scorings, as the request log has them (shipped when the server
+    stopped): the candidate's own cost per request, after the answer."""
+    from datetime import UTC, datetime
+
+    import pyarrow.compute as pc
+
+    from mlops_assets.serving.request_log import read_day
+
+    table = read_day(Path(settings.data_root), datetime.now(UTC).strftime("%Y-%m-%d"))
+    shadow = table.filter(pc.fill_null(pc.equal(table["role"], "shadow"), False))
+    latencies = shadow["latency_ms"].to_pylist()
+    return percentiles(latencies) if latencies else None
+
+
+def shadow_main(api, tracking, settings, args: argparse.Namespace, home: Path) -> int:
+    """``--shadow``: the answers' latency without a rollout and with shadow at share 1.0."""
+    import uvloop
+
+    rate = float(args.rates.split(",")[0]) if args.rates else float(BUDGET_RATE)
+    try:
+        uvloop.run(drive(api.port, "/predict/fraud", 100, args.warmup, seed=99))
+        results = shadow_rounds(api.port, tracking, rate, args.seconds, args.rounds)
+    finally:
+        code = api.stop()
+    print()
+    print(
+        f"POST /predict/fraud at {rate:.0f} req/s, {args.kind} champion and candidate, Redis "
+        f"online store, 1 uvicorn process, {args.rounds} x {args.seconds:.0f} s per mode "
+        "(alternating)"
+    )
+    print(
+        f"{'latency in ms':<44} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>9}  "
+        "sent / errors / shadow scored / skipped (queue full, cpu budget)"
+    )
+    for mode, label in (("off", "rollout off (champion only)"), ("shadow", "shadow at share 1.0")):
+        r = results[mode]
+        print(
+            row(
+                label,
+                r,
+                f"{r['sent']} / {sum(r['errors'].values())} / {r['shadow_scored']} / "
+                f"{r['shadow_skipped_queue_full']}, {r['shadow_skipped_cpu_budget']}",
+            )
+        )
+    scoring = shadow_scoring_ms(settings)
+    if scoring is not None:
+        print(row("  each shadow scoring itself (request log)", scoring))
+    off, shadow = results["off"], results["shadow"]
+    print(
+        f"shadow scoring changes the answers' p50 by {shadow['p50'] - off['p50']:+.2f} ms and "
+        f"p99 by {shadow['p99'] - off['p99']:+.2f} ms"
+    )
+    errors = sum(shadow["errors"].values())
+    verdict = "within" if shadow["p99"] <= BUDGET_MS and errors == 0 else "OVER"
+    print(
+        f"budget with shadow: p99 <= {BUDGET_MS:.0f} ms at {BUDGET_RATE} req/s with zero errors: "
+        f"p99 {shadow['p99']:.2f} ms, {errors} errors -> {verdict} budget"
+    )
     print(f"server exit code {code}; its log: {home / 'api.log'}")
     return 0
 

@@ -123,7 +123,7 @@ def test_every_job_schedule_and_sensor_is_named_in_its_use_case_section() -> Non
 def test_the_schedule_table_states_cadence_job_and_default_status() -> None:
     rows = _table_rows(_section("Schedules and sensors"))
     schedules = [defs.resolve_schedule_def(s.name) for s in defs.schedules]
-    assert len(schedules) == 8
+    assert len(schedules) == 9
     for schedule in schedules:
         _, cadence, runs, default, why = rows[schedule.name]
         minute, hour = schedule.cron_schedule.split()[:2]

@@ -39,6 +39,13 @@ SERVERS = {
     "mlops demo": "test_definitions.py::test_demo_materializes_every_use_case_from_the_cli",
     "dagster-daemon run -w workspace.yaml": "test_publishing_ui.py (the daemon of mlops dev)",
 }
+# Commands that need a registry history the README's tiny deployment does not have (a rollback
+# needs two champions in a row), run exactly as quoted by the test named.
+RUN_ELSEWHERE = {
+    "mlops rollback fraud --reason 'v2 flags refunds as fraud'": (
+        "test_cli_rollout.py::test_mlops_rollback_moves_the_champion_back_and_says_so"
+    ),
+}
 # What a command needs that the README states in prose around it, not as a command.
 PREREQUISITES = {
     # "athletes/features,athletes/models --partition v2" reads the clean athletes.
@@ -146,7 +153,7 @@ def test_every_readme_command_runs_as_quoted(tmp_path: Path) -> None:
     for command in commands:
         # A command quoted twice (the fraud range of a use case's section and of the backfills
         # section) was run already, with the same result: once is enough.
-        if command in SERVERS or command in ran:
+        if command in SERVERS or command in RUN_ELSEWHERE or command in ran:
             continue
         if command.startswith("eval "):
             # eval "$(.venv/bin/mlops env)": the exports become the environment.
@@ -181,3 +188,14 @@ def test_every_readme_command_runs_as_quoted(tmp_path: Path) -> None:
     assert forecasts.height == 48  # the command's horizon, one respondent
     assert (data / "athletes" / "models" / "v2.parquet").exists()
     assert len(ran) >= 20
+
+
+def test_commands_run_elsewhere_are_quoted_and_run_as_written() -> None:
+    quoted = set(readme_commands())
+    for command, where in RUN_ELSEWHERE.items():
+        assert command in quoted, f"{command!r} is no longer in the README: drop it here"
+        path, _, name = where.partition("::")
+        source = (REPO_ROOT / "mlops_assets_tests" / path).read_text()
+        words = shlex.split(command)[1:]
+        call = ", ".join(f'"{w}"' for w in words)
+        assert f"def {name}(" in source and call in source, (command, where)

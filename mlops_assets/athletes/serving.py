@@ -193,6 +193,8 @@ ENDPOINT = Endpoint.of(
     prepare=prepare,
     flavor="sklearn",
     needs_online_features=True,
+    # A canary routes by athlete: an athlete's predictions all come from one version.
+    entity_key="athlete_id",
     summary="The predicted total lift of an athlete (deadlift, clean and jerk, snatch and back "
     "squat, in pounds), from their features in the online store.",
     response_example={

@@ -264,6 +264,9 @@ ENDPOINT = Endpoint.of(
     prepare=prepare,
     flavor="sklearn",
     needs_online_features=True,
+    # A canary routes by card: all of a card's payments are scored by one version, so a
+    # cardholder's answers never flip between two models from one payment to the next.
+    entity_key="card_id",
     summary="The probability that a card payment is fraud, from the payment and the card's and "
     "merchant's recent activity in the online store.",
 )

@@ -20,7 +20,8 @@ from fastapi import Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 
-from mlops_assets.serving.endpoints import Prediction, error_detail
+from mlops_assets.core.rollout import SERVED_ROLE
+from mlops_assets.serving.endpoints import SERVED_ALIAS, Prediction, error_detail
 
 if TYPE_CHECKING:
     from mlops_assets.serving.champions import LoadedModel
@@ -58,10 +59,17 @@ async def log_request(
     loaded: LoadedModel | None = None,
     prediction: Prediction | None = None,
     error: str | None = None,
+    alias: str = SERVED_ALIAS,
 ) -> None:
-    """Append the record of one answered or refused request to ``request_log`` (durably)."""
+    """Append the record of one answered or refused request to ``request_log`` (durably).
+
+    ``alias``: the alias the answering version holds (``candidate`` for a canary answer); only
+    recorded when a model was chosen.
+    """
     features = prediction.features if prediction is not None else None
     record = {
+        "role": SERVED_ROLE,
+        "alias": alias if loaded is not None else None,
         "request_id": request_id,
         "ts": datetime.now(UTC).isoformat(),
         "use_case": use_case,
@@ -93,7 +101,7 @@ async def respond(
     """Log, then answer: a response is only sent once its record is durable.
 
     ``log_fields`` are the other fields of :func:`log_request` (``request_body``, ``loaded``,
-    ``prediction``, ``error``).
+    ``prediction``, ``error``, ``alias``).
     """
     payload = {**payload, "request_id": request_id}
     headers = {REQUEST_ID_HEADER: request_id}
@@ -114,11 +122,16 @@ async def respond(
     return JSONResponse(payload, status_code=status, headers=headers)
 
 
-def model_fields(loaded: LoadedModel | None) -> dict[str, str]:
-    """The model an answer comes from (every answer after a model was chosen names it)."""
+def model_fields(loaded: LoadedModel | None, alias: str = SERVED_ALIAS) -> dict[str, str]:
+    """The model an answer comes from (every answer after a model was chosen names it): its
+    name, version, and the alias it holds (``candidate`` when a canary answered)."""
     if loaded is None:
         return {}
-    return {"model_name": loaded.info.name, "model_version": loaded.info.version}
+    return {
+        "model_name": loaded.info.name,
+        "model_version": loaded.info.version,
+        "model_alias": alias,
+    }
 
 
 def json_safe(value: Any) -> Any:

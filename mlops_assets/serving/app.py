@@ -3,8 +3,9 @@
     GET  /health               liveness: the process answers
     GET  /ready                readiness: champions loaded, online store reachable, log writable
     GET  /models               per use case: model, version, alias, run, training data versions,
-                               input schema
-    POST /predict/{use_case}   one prediction with the use case's champion
+                               input schema, and the rollout of its candidate
+    POST /predict/{use_case}   one prediction with the use case's champion (or, in a canary
+                               rollout, its candidate: the answer names the version and alias)
     GET  /docs, /redoc         OpenAPI docs, with each use case's request schema (Swagger UI and
                                ReDoc served by the API itself from the fastapi-offline package:
                                no CDN, so they work where browsers have no internet)
@@ -20,6 +21,11 @@ a body that is not UTF-8 text, 422 for a body that does not match the request mo
 unknown use case or an id the online store never saw, 413 for an oversized body, 503 with
 ``Retry-After`` while a use case has no champion or a store it needs does not answer. User input
 never causes a 500.
+
+A model whose rollout is active (``rollout.*`` tags of the registered model, a ``candidate``
+alias; :mod:`mlops_assets.core.rollout`) is served in shadow or canary
+(:mod:`mlops_assets.serving.rollout_runtime`): the other version's prediction is scored after the
+answer is sent and logged with role ``shadow``. A candidate that fails never fails a request.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import importlib
 import logging
 import math
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -42,6 +49,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -56,16 +64,18 @@ from mlops_assets.serving.answers import (
     started_at,
 )
 from mlops_assets.serving.body_limit import BodyLimit
-from mlops_assets.serving.champions import Champions, LoadedModel
+from mlops_assets.serving.champions import CANDIDATE_ALIAS, Champions, LoadedModel
 from mlops_assets.serving.config import ServingConfig
 from mlops_assets.serving.endpoints import (
     PREDICT_ERRORS,
+    SERVED_ALIAS,
     Endpoint,
     Prediction,
     RequestError,
     Services,
     error_detail,
 )
+from mlops_assets.serving.rollout_runtime import Plan, Rollouts
 from mlops_assets.use_cases import USE_CASES
 
 if TYPE_CHECKING:
@@ -186,6 +196,7 @@ class Runtime:
     # Retry-After of a 503 for a missing champion: the registry is polled every poll_s, so a
     # newly promoted champion serves no sooner.
     no_champion_retry_after_s: int
+    rollouts: Rollouts
 
     async def respond(
         self, request_id: str, use_case: str, started: float, status: int, payload: dict, **kw: Any
@@ -243,6 +254,8 @@ class Startup:
             yield
         finally:
             runtime.champions.stop()
+            # Shadow scorings are logged: stopped before the log closes.
+            await runtime.rollouts.stop()
             await run_in_threadpool(runtime.request_log.close)
 
     async def start(self) -> Runtime:
@@ -260,8 +273,8 @@ class Startup:
         if self.online is None and any(e.needs_online_features for e in self.served.values()):
             self.online = await _profile_online_reader(self.settings)
         champions = Champions(self.tracking, self.served, poll_s=config.poll_s)
-        for change in await run_in_threadpool(champions.refresh):
-            log.info("loaded %s", change)
+        # Every champion and candidate before the first request (each change is logged).
+        await run_in_threadpool(champions.refresh)
         request_log = RequestLog(
             Path(config.log_dir),
             _data_root(self.settings),
@@ -277,7 +290,14 @@ class Startup:
                 online=self.online, options={"unknown_entities": config.unknown_entities}
             ),
             no_champion_retry_after_s=max(1, math.ceil(config.poll_s)),
+            rollouts=Rollouts(
+                champions,
+                request_log,
+                max_pending=config.shadow_max_pending,
+                cpu_share=config.shadow_cpu_share,
+            ),
         )
+        runtime.rollouts.start()
         champions.start_polling()
         return runtime
 
@@ -337,11 +357,18 @@ async def readiness(runtime: Runtime) -> dict[str, Any]:
             "backlog_segments": runtime.request_log.backlog(),
             "last_ship_error": runtime.request_log.last_ship_error,
         },
+        # Informational: a candidate switched off leaves the champion serving, so the API stays
+        # ready; the detail says which candidate and why.
+        "rollout": runtime.rollouts.readiness(),
     }
 
 
 async def models(request: Request) -> dict[str, Any]:
-    return {"alias": "champion", "models": runtime_of(request.app).champions.describe()}
+    runtime = runtime_of(request.app)
+    entries = runtime.champions.describe()
+    for entry in entries:
+        entry["rollout"]["counts"] = runtime.rollouts.counts(entry["model_name"])
+    return {"alias": SERVED_ALIAS, "models": entries}
 
 
 # --- predictions ----------------------------------------------------------------------------------
@@ -363,22 +390,29 @@ def _predict_route(endpoint: Endpoint) -> Any:
 async def predict(
     runtime: Runtime, endpoint: Endpoint, request: Request, body: Any
 ) -> JSONResponse:
-    """Answer one valid request of ``endpoint``: its champion's prediction, or why there is none."""
+    """Answer one valid request of ``endpoint``: its champion's prediction (or its candidate's, in
+    a canary), or why there is none."""
     use_case = endpoint.use_case
+    request_id = request_id_of(request)
+    request_body = body.model_dump(mode="json")
     answer = functools.partial(
-        runtime.respond,
-        request_id_of(request),
-        use_case,
-        started_at(request),
-        request_body=body.model_dump(mode="json"),
+        runtime.respond, request_id, use_case, started_at(request), request_body=request_body
     )
     loaded = champion_for(runtime, endpoint, body)
     if isinstance(loaded, Refusal):
         return await answer(
             loaded.status, loaded.payload, retry_after_s=loaded.retry_after_s, error=loaded.message
         )
+    plan = runtime.rollouts.plan(endpoint, loaded, request_id, request_body, runtime.services)
+    services = runtime.services if plan is None else plan.services
+    if plan is not None and plan.canary:
+        response = await _canary_answer(runtime, plan, body, answer)
+        if response is not None:
+            return response
+        # The candidate raised: the champion answers, as without a rollout.
+        plan = None
     try:
-        prediction = await _predict(endpoint, loaded, body, runtime.services)
+        prediction = await _predict(endpoint, loaded, body, services)
     except RequestError as exc:
         return await answer(
             exc.status,
@@ -396,13 +430,41 @@ async def predict(
             loaded=loaded,
             error=f"{type(exc).__name__}: {exc}",
         )
+    payload = {"use_case": use_case, **model_fields(loaded), **prediction.body}
+    response = await answer(200, payload, loaded=loaded, prediction=prediction)
+    if plan is not None and response.status_code == 200:
+        # After the answer is sent: the candidate's scoring never delays it.
+        job = plan.shadow_job(body, answered_by_candidate=False)
+        response.background = BackgroundTask(runtime.rollouts.score_in_shadow, job)
+    return response
+
+
+async def _canary_answer(
+    runtime: Runtime, plan: Plan, body: Any, answer: Any
+) -> JSONResponse | None:
+    """The candidate's answer to a canary request (the champion scores it in shadow after), or
+    None when the candidate raised: the champion then answers (and a candidate that broke, not
+    one that refused the request, is switched off)."""
+    candidate = plan.candidate.loaded
+    started = time.perf_counter()
+    try:
+        prediction = await _predict(plan.endpoint, candidate, body, plan.services)
+    except Exception as exc:  # never a failed request: the champion is there
+        runtime.rollouts.canary_failed(plan, exc, (time.perf_counter() - started) * 1000.0)
+        return None
+    runtime.rollouts.canary_answered(plan)
     payload = {
-        "use_case": use_case,
-        "model_name": loaded.info.name,
-        "model_version": loaded.info.version,
+        "use_case": plan.endpoint.use_case,
+        **model_fields(candidate, CANDIDATE_ALIAS),
         **prediction.body,
     }
-    return await answer(200, payload, loaded=loaded, prediction=prediction)
+    response = await answer(
+        200, payload, loaded=candidate, prediction=prediction, alias=CANDIDATE_ALIAS
+    )
+    if response.status_code == 200:
+        job = plan.shadow_job(body, answered_by_candidate=True)
+        response.background = BackgroundTask(runtime.rollouts.score_in_shadow, job)
+    return response
 
 
 async def _predict(
@@ -568,6 +630,7 @@ def serve(settings: Settings | None = None, config: ServingConfig | None = None)
 
     settings = settings or load_settings()
     config = config or ServingConfig.from_env(settings.home)
+    _log_to_stderr()
     app = create_app(settings, config)
     uvicorn.run(
         app,
@@ -581,3 +644,22 @@ def serve(settings: Settings | None = None, config: ServingConfig | None = None)
         timeout_keep_alive=75,
     )
     return 0
+
+
+def _log_to_stderr() -> None:
+    """The app's own lines (a champion loaded or kept, a candidate switched off and why) on
+    stderr at INFO, in uvicorn's format (``ERROR:    mlops_assets.serving.champions: ...``):
+    without a handler, Python printed the warnings and errors bare, with no level, and dropped
+    the rest."""
+    from uvicorn.logging import DefaultFormatter
+
+    logger = logging.getLogger("mlops_assets")
+    if logger.handlers:  # configured by whoever runs us
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        DefaultFormatter("%(levelprefix)s %(name)s: %(message)s", use_colors=False)
+    )
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

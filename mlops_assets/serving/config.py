@@ -24,6 +24,8 @@ ENV_VARS: dict[str, str] = {
     "segment_max_age_s": "MLOPS_SERVING_LOG_SEGMENT_S",
     "max_body_bytes": "MLOPS_SERVING_MAX_BODY_BYTES",
     "unknown_entities": "MLOPS_SERVING_UNKNOWN_ENTITIES",
+    "shadow_max_pending": "MLOPS_SERVING_SHADOW_MAX_PENDING",
+    "shadow_cpu_share": "MLOPS_SERVING_SHADOW_CPU_SHARE",
 }
 
 UNKNOWN_ENTITY_POLICIES = ("reject", "no_history")
@@ -40,6 +42,9 @@ class ServingConfig:
     asset store, and the longest a segment stays open.
     ``max_body_bytes``: larger request bodies get a 413 before they are read.
     ``unknown_entities``: what fraud does with a card or merchant the online store never saw.
+    ``shadow_max_pending`` / ``shadow_cpu_share``: the budget of the predictions scored in shadow
+    during a rollout: at most this many waiting or running, and at most this share of one core's
+    time; a scoring over budget is skipped and counted, so the answers' latency never pays for it.
     """
 
     host: str = "127.0.0.1"
@@ -51,6 +56,8 @@ class ServingConfig:
     segment_max_age_s: float = 60.0
     max_body_bytes: int = 64 * 1024
     unknown_entities: str = "reject"
+    shadow_max_pending: int = 32
+    shadow_cpu_share: float = 0.25
 
     @classmethod
     def from_env(cls, home: str, environ: Mapping[str, str] | None = None) -> ServingConfig:
@@ -79,6 +86,12 @@ class ServingConfig:
                 f"{ENV_VARS['unknown_entities']}={policy!r}: use one of {list(UNKNOWN_ENTITY_POLICIES)}"
             )
         use_cases = tuple(u.strip() for u in raw("use_cases", "").split(",") if u.strip())
+        cpu_share = number("shadow_cpu_share", cls.shadow_cpu_share, float, 0.01)
+        if cpu_share > 1:
+            raise ProfileError(
+                f"{ENV_VARS['shadow_cpu_share']}={raw('shadow_cpu_share', '')!r} must be at most 1 "
+                "(a share of one core)"
+            )
         return cls(
             host=raw("host", cls.host),
             port=_port(int(number("port", cls.port, int, 1))),
@@ -89,6 +102,8 @@ class ServingConfig:
             segment_max_age_s=number("segment_max_age_s", cls.segment_max_age_s, float, 0.05),
             max_body_bytes=int(number("max_body_bytes", cls.max_body_bytes, int, 256)),
             unknown_entities=policy,
+            shadow_max_pending=int(number("shadow_max_pending", cls.shadow_max_pending, int, 1)),
+            shadow_cpu_share=cpu_share,
         )
 
 

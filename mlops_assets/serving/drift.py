@@ -313,16 +313,26 @@ def _parse(text: Any, column: str) -> Mapping[str, Any] | None:
 def _answered_rows(log: Any, use_case: str) -> list[Mapping[str, Any]]:
     """The rows of ``use_case`` that were answered, as dicts; an Arrow table is filtered first:
     the day also holds every other use case's traffic (fraud's may be millions of rows), which
-    must not become Python objects."""
+    must not become Python objects. Predictions scored in shadow during a rollout (``role``
+    ``shadow``) are left out: they answered nobody, and the inputs they saw are already counted
+    once, with the answer of their request."""
+    from mlops_assets.core.rollout import SERVED_ROLE
+
     if not hasattr(log, "filter"):
         return [
             r
             for r in log
-            if r.get("use_case") == use_case and r.get("status") is not None and r["status"] < 400
+            if r.get("use_case") == use_case
+            and r.get("status") is not None
+            and r["status"] < 400
+            and r.get("role") in (None, SERVED_ROLE)
         ]
     import pyarrow.compute as pc
 
     mask = pc.and_(pc.equal(log["use_case"], use_case), pc.less(log["status"], 400))
+    if "role" in log.column_names:
+        served = pc.or_kleene(pc.is_null(log["role"]), pc.equal(log["role"], SERVED_ROLE))
+        mask = pc.and_(mask, served)
     return log.filter(pc.fill_null(mask, False)).to_pylist()
 
 

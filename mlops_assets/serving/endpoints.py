@@ -308,6 +308,11 @@ class Endpoint:
     ``drift``: how ``serving/input_drift`` compares the inputs the API logs with the served
     version's training data (:class:`~mlops_assets.serving.drift.InputDrift`); None: not watched
     there (a use case with monitoring of its own).
+    ``entity_key``: the request field that names the entity a canary rollout routes by (fraud's
+    ``card_id``): every request of a card goes to the same version, so a card's answers do not
+    flip between two models. None: the request itself is the entity (the hash of its canonical
+    JSON), so the same request always goes to the same version (see
+    :func:`mlops_assets.serving.rollout_runtime.entity_of`).
     """
 
     use_case: str
@@ -323,6 +328,15 @@ class Endpoint:
     summary: str = ""
     response_example: Mapping[str, Any] = field(default_factory=dict)
     drift: InputDrift | None = None
+    entity_key: str | None = None
+
+    def __post_init__(self) -> None:
+        for role, key in (("entity_key", self.entity_key), ("model_key", self.model_key)):
+            if key is not None and key not in self.request.model_fields:
+                raise ValueError(
+                    f"the {self.use_case} endpoint's {role} {key!r} is not a field of "
+                    f"{self.request.__name__}"
+                )
 
     @classmethod
     def of(cls, case: UseCase, **kwargs: Any) -> Endpoint:

@@ -40,10 +40,18 @@ MONITORING_COLUMNS = (
 def monitoring_table(log: pa.Table | pl.DataFrame) -> pl.DataFrame:
     """Aggregate request-log rows (``request_log.PREDICTIONS_LOG_COLUMNS``) per use case, model
     version and hour, sorted by those keys. Requests refused before a model was chosen (an
-    unknown use case, an oversized body) are counted under ``model_version`` null."""
+    unknown use case, an oversized body) are counted under ``model_version`` null.
+
+    Only answers count (``role`` null or ``served``): a prediction scored in shadow during a
+    rollout was never sent, so it is no request, and its latency is no client's. A canary's
+    answers are counted under the candidate's version, which answered them."""
     import polars as pl
 
+    from mlops_assets.core.rollout import SERVED_ROLE
+
     frame = log if isinstance(log, pl.DataFrame) else pl.from_arrow(log)
+    if "role" in frame.columns:
+        frame = frame.filter(pl.col("role").is_null() | (pl.col("role") == SERVED_ROLE))
     ok = pl.col("status") < 400
     answered = pl.col("prediction").filter(ok)
     out = (

@@ -285,6 +285,7 @@ def test_the_heart_example_is_the_pipelines_probability(api: Api) -> None:
         "use_case": "heart",
         "model_name": HEART,
         "model_version": "1",
+        "model_alias": "champion",
         "probability": pytest.approx(expected, abs=1e-12),
         "prediction": int(expected >= DECISION_THRESHOLD),
         "label": "disease" if expected >= DECISION_THRESHOLD else "no disease",

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
+from mlops_assets.core.rollout import Rollout
 from mlops_assets.serving.champions import Champions
 from mlops_assets.serving.endpoints import Endpoint, ModelInfo, Prediction, Services
 from mlops_assets_tests.fixtures.waiting import wait_until
@@ -40,6 +41,8 @@ class FakeTracking:
         self.lookup_error: Exception | None = None
         self.loads: list[tuple[str, str, str]] = []
         self.registered: list[str] = []
+        self.model_tags: dict[str, dict[str, str]] = {}
+        self.rollout_error: Exception | None = None
         self.lock = threading.Lock()
 
     # -- what the tests do to the registry ---------------------------------------------------
@@ -51,6 +54,11 @@ class FakeTracking:
     def remove_alias(self, name: str, *, alias: str = "champion") -> None:
         with self.lock:
             self.aliases.pop((name, alias), None)
+
+    def set_rollout(self, name: str, mode: str, share: float | None = None) -> None:
+        """Set the registered model's rollout tags, as ``mlops rollout`` does."""
+        with self.lock:
+            self.model_tags[name] = Rollout.of(mode, share, reason="test").tags()
 
     # -- what Champions calls ----------------------------------------------------------------
 
@@ -71,6 +79,23 @@ class FakeTracking:
     def client(self) -> Any:
         return self
 
+    def get_registered_model(self, name: str) -> Any:
+        if self.rollout_error is not None:
+            raise self.rollout_error
+        with self.lock:
+            aliases = {a: v for (n, a), v in self.aliases.items() if n == name}
+            tags = dict(self.model_tags.get(name, {}))
+        if not aliases and not tags:
+            raise NotRegistered(name)
+        return SimpleNamespace(name=name, aliases=aliases, tags=tags)
+
+    def get_model_version(self, name: str, version: str) -> Any:
+        return SimpleNamespace(
+            version=str(version),
+            run_id=f"run-{name}-{version}",
+            tags=self.version_tags.get((name, str(version)), {}),
+        )
+
     def get_run(self, run_id: str) -> Any:
         return SimpleNamespace(data=SimpleNamespace(tags=dict(self.run_tags.get(run_id, {}))))
 
@@ -79,6 +104,12 @@ class FakeTracking:
         if (name, version) in self.broken:
             raise self.broken[(name, version)]
         return RawModel(name, version, float(version))
+
+
+class NotRegistered(Exception):
+    """MLflow's answer for a registered model that does not exist."""
+
+    error_code = "RESOURCE_DOES_NOT_EXIST"
 
 
 class Ask(BaseModel):
@@ -287,6 +318,16 @@ def test_no_alias_yet_is_reported_and_nothing_serves(tracking: FakeTracking) -> 
             "status": "no champion loaded",
             "last_error": "no version has the alias 'champion' yet",
             "input_schema": Ask.model_json_schema(),
+            "rollout": {
+                "mode": "off",
+                "share": 0.0,
+                "candidate_version": None,
+                "state": "off",
+                "reason": f"{NAME} is not registered",
+                "updated_at": None,
+                "setting_reason": None,
+                "last_error": None,
+            },
         }
     ]
 
@@ -508,3 +549,168 @@ def test_a_reader_never_sees_a_missing_or_half_built_model_during_swaps(
     assert champions.swaps == 200
     assert seen - {"1"} == {"2", "3", "4", "5", "6"}
     assert reads > 200
+
+
+# --- the rollout: the candidate beside the champion ---------------------------------------------
+
+
+def _champion_1_candidate_2(tracking: FakeTracking, mode: str = "shadow", share: float = 1.0):
+    tracking.set_alias(NAME, "1")
+    tracking.set_alias(NAME, "2", alias="candidate")
+    tracking.set_rollout(NAME, mode, share)
+    return champions_of(tracking, endpoint(prepare=prepare))
+
+
+def test_an_active_rollout_loads_the_candidate_prepared_beside_the_champion(
+    tracking: FakeTracking,
+) -> None:
+    champions = _champion_1_candidate_2(tracking, "canary", 0.2)
+
+    assert champions.refresh() == [
+        f"{NAME}: none -> v1",
+        f"{NAME}: candidate v2 in canary at share 0.2",
+    ]
+
+    champion, candidate = champions.get(NAME), champions.candidate(NAME)
+    assert champion is not None and champion.model == Prepared(version="1", weight=1.0)
+    assert candidate is not None and candidate.loaded.model == Prepared(version="2", weight=2.0)
+    assert (candidate.rollout.mode, candidate.rollout.share) == ("canary", 0.2)
+    status = champions.rollout_status(NAME)
+    assert (status.state, status.candidate_version) == ("active", "2")
+    assert status.reason == "v2 in canary: 20% of entities answered by it"
+    (entry,) = champions.describe()
+    assert entry["version"] == "1"
+    assert entry["rollout"]["state"] == "active"
+    assert entry["rollout"]["mode"] == "canary"
+    assert entry["rollout"]["share"] == 0.2
+    assert entry["rollout"]["candidate_version"] == "2"
+    assert entry["rollout"]["setting_reason"] == "test"
+    # A poll that finds nothing new loads nothing.
+    assert champions.refresh() == []
+    assert tracking.loads == [(NAME, "1", "pyfunc"), (NAME, "2", "pyfunc")]
+    # A new share is followed without reloading the candidate.
+    tracking.set_rollout(NAME, "shadow", 0.5)
+    assert champions.refresh() == [f"{NAME}: candidate v2 in shadow at share 0.5"]
+    candidate = champions.candidate(NAME)
+    assert candidate is not None and (candidate.rollout.mode, candidate.rollout.share) == (
+        "shadow",
+        0.5,
+    )
+    assert len(tracking.loads) == 2
+
+
+@pytest.mark.parametrize(
+    ("change", "state", "reason"),
+    [
+        (lambda t: t.set_rollout(NAME, "off"), "off", "the champion serves alone"),
+        (
+            lambda t: t.set_rollout(NAME, "canary", 0.0),
+            "off",
+            "the champion serves alone (canary at share 0)",
+        ),
+        (
+            lambda t: t.remove_alias(NAME, alias="candidate"),
+            "no candidate",
+            "no version has the alias 'candidate': the champion serves alone",
+        ),
+        (
+            lambda t: t.set_alias(NAME, "2"),  # promoted: the candidate is the champion
+            "idle",
+            "v2 is the champion: nothing to compare",
+        ),
+    ],
+)
+def test_without_an_active_candidate_the_champion_serves_alone(
+    tracking: FakeTracking, change: Any, state: str, reason: str
+) -> None:
+    champions = _champion_1_candidate_2(tracking)
+    champions.refresh()
+    assert champions.candidate(NAME) is not None
+
+    change(tracking)
+    champions.refresh()
+
+    assert champions.candidate(NAME) is None
+    assert champions.rollout_status(NAME).state == state
+    assert champions.rollout_status(NAME).reason == reason
+    assert champions.get(NAME) is not None
+
+
+def test_a_candidate_that_fails_to_load_is_switched_off_until_its_alias_moves(
+    tracking: FakeTracking, caplog: pytest.LogCaptureFixture
+) -> None:
+    tracking.broken[(NAME, "2")] = OSError("artifact store unreachable")
+    champions = _champion_1_candidate_2(tracking)
+
+    with caplog.at_level("ERROR", logger="mlops_assets.serving.champions"):
+        champions.refresh()
+        champions.refresh()
+        champions.refresh()
+
+    assert champions.candidate(NAME) is None
+    assert champions.get(NAME).info.version == "1"  # type: ignore[union-attr]
+    status = champions.rollout_status(NAME)
+    assert status.state == "switched off"
+    assert status.reason == "v2 could not be loaded: OSError: artifact store unreachable"
+    assert tracking.loads.count((NAME, "2", "pyfunc")) == 1  # not retried while off
+    assert champions.missing() == {}  # the champion serves: nothing is missing
+    (line,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "candidate v2 could not be loaded" in line.getMessage()
+    assert "switched off" in line.getMessage()
+
+    tracking.set_alias(NAME, "3", alias="candidate")  # a new candidate re-arms the rollout
+    champions.refresh()
+    candidate = champions.candidate(NAME)
+    assert candidate is not None and candidate.loaded.info.version == "3"
+    assert champions.rollout_status(NAME).state == "active"
+
+
+def test_a_candidate_that_raised_is_switched_off_once_and_re_armed_by_a_new_setting(
+    tracking: FakeTracking,
+) -> None:
+    champions = _champion_1_candidate_2(tracking)
+    champions.refresh()
+
+    assert champions.switch_off(NAME, "2", "raised on request r-1: ZeroDivisionError") is True
+    assert champions.switch_off(NAME, "2", "raised on request r-2: ZeroDivisionError") is False
+    assert champions.candidate(NAME) is None
+    status = champions.rollout_status(NAME)
+    assert (status.state, status.reason) == (
+        "switched off",
+        "raised on request r-1: ZeroDivisionError",
+    )
+    assert champions.rollouts()[NAME] == status
+
+    champions.refresh()  # the same version under the same setting stays off
+    assert champions.candidate(NAME) is None
+    assert champions.rollout_status(NAME).state == "switched off"
+    assert tracking.loads.count((NAME, "2", "pyfunc")) == 1
+
+    tracking.set_rollout(NAME, "shadow", 0.5)  # a changed setting re-arms it
+    champions.refresh()
+    candidate = champions.candidate(NAME)
+    assert candidate is not None and candidate.loaded.info.version == "2"
+    assert champions.rollout_status(NAME).state == "active"
+
+
+def test_a_registry_hiccup_keeps_the_candidate_and_invalid_tags_drop_it(
+    tracking: FakeTracking,
+) -> None:
+    champions = _champion_1_candidate_2(tracking)
+    champions.refresh()
+
+    tracking.rollout_error = ConnectionError("registry down")
+    champions.refresh()
+    assert champions.candidate(NAME) is not None
+    status = champions.rollout_status(NAME)
+    assert status.state == "active"
+    assert status.last_error == "registry look-up failed: ConnectionError: registry down"
+
+    tracking.rollout_error = None
+    tracking.model_tags[NAME] = {"rollout.mode": "blue-green"}
+    champions.refresh()
+    assert champions.candidate(NAME) is None
+    status = champions.rollout_status(NAME)
+    assert status.state == "invalid"
+    assert "rollout mode 'blue-green'" in status.reason
+    assert status.last_error is None

@@ -116,6 +116,35 @@ def test_logged_requests_split_by_version_and_count_what_they_cannot_read() -> N
     assert day.unreadable_reason.startswith("request heart-6: ")
 
 
+def test_logged_requests_leave_out_the_predictions_scored_in_shadow() -> None:
+    """During a rollout a request has a second row (role shadow, never sent): its inputs are
+    the answer's, counted once; a canary answer counts under the version that answered."""
+    rows = [
+        log_row("heart", "9", request={"age": 50}, n=1),  # logged before roles: an answer
+        {**log_row("heart", "9", request={"age": 60}, n=2), "role": "served", "alias": "champion"},
+        {
+            **log_row("heart", "10", request={"age": 60}, n=2),
+            "role": "shadow",
+            "alias": "candidate",
+        },
+        {
+            **log_row("heart", "10", request={"age": 70}, n=3),
+            "role": "served",
+            "alias": "candidate",
+        },
+        {**log_row("heart", "9", request={"age": 70}, n=3), "role": "shadow", "alias": "champion"},
+    ]
+    table = pa.Table.from_pylist(rows, schema=predictions_log_schema())
+
+    for log in (table, rows):  # an Arrow table, or rows as dicts
+        day = logged_requests(log, "heart")
+        assert [(b.model_version, b.values) for b in day.batches] == [
+            ("9", ({"age": 50}, {"age": 60})),
+            ("10", ({"age": 70},)),
+        ]
+        assert day.unreadable == 0
+
+
 def test_logged_requests_of_an_empty_log_have_no_batch() -> None:
     day = logged_requests(predictions_log_schema().empty_table(), "heart")
 

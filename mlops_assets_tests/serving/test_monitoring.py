@@ -174,6 +174,45 @@ def test_monitoring_table_aggregates_per_use_case_version_and_hour() -> None:
     assert_rows_equal(table.to_dicts(), EXPECTED)
 
 
+def test_predictions_scored_in_shadow_are_not_traffic() -> None:
+    """A rollout logs a second prediction per request, never sent: neither a request, nor a
+    latency, nor an error of the version that scored it. Answers sent by a canary candidate,
+    and rows logged before roles existed (null), are answers."""
+    served = [{**r, "role": "served" if i % 2 else None} for i, r in enumerate(LOG_ROWS)]
+    shadow = [
+        {
+            **row(at(10, 5, 1), *FRAUD, "5", 200, 900.0, 0.7),
+            "role": "shadow",
+            "alias": "candidate",
+            "response_json": None,
+        },
+        {  # the champion scoring a canary request, after the candidate answered it
+            **row(at(10, 6), *FRAUD, "3", 500, 800.0),
+            "role": "shadow",
+            "alias": "champion",
+            "response_json": None,
+        },
+    ]
+    canary = {
+        **row(at(10, 40), *FRAUD, "5", 200, 7.0, 0.4),
+        "role": "served",
+        "alias": "candidate",
+    }
+
+    table = monitoring_table(log_table([*served, *shadow, canary]))
+
+    expected_canary = expected_row(("fraud", "fraud_classifier", "5"), 10, [200], [7.0], [0.4], 0)
+    assert_rows_equal(table.to_dicts(), sorted_like_the_table([*EXPECTED, expected_canary]))
+
+
+def sorted_like_the_table(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def key(r: dict[str, Any]) -> tuple:
+        version = int(r["model_version"]) if r["model_version"] is not None else 10**9
+        return (r["use_case"], r["model_name"] or "\uffff", version, r["hour"])
+
+    return sorted(rows, key=key)
+
+
 def test_monitoring_table_reads_a_polars_frame_as_the_arrow_table() -> None:
     from_arrow = monitoring_table(log_table(LOG_ROWS))
     from_polars = monitoring_table(pl.from_arrow(log_table(LOG_ROWS)))

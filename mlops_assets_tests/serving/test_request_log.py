@@ -115,6 +115,8 @@ def test_appended_records_are_stored_with_their_types_and_json(tmp_path: Path) -
             "request_json": '{"card_id":"c9"}',
             "response_json": None,
             "features_json": None,
+            "role": None,
+            "alias": None,
         },
         {
             "request_id": "req-1",
@@ -130,6 +132,8 @@ def test_appended_records_are_stored_with_their_types_and_json(tmp_path: Path) -
             "request_json": '{"a":[1.5,null],"nested":{"a":"x","b":null},"z":1}',
             "response_json": '{"fraud_probability":0.125}',
             "features_json": '{"amount_avg_7d":null,"tx_count_1h":3}',
+            "role": None,
+            "alias": None,
         },
     ]
     assert log.backlog() == 0
@@ -479,3 +483,156 @@ def test_ships_to_s3_and_reads_the_day_back(tmp_path: Path, aws_env) -> None:
     assert ids(read_day(root, DAY)) == ["s1", "s2"]
     assert request_log.read_day(root, NEXT_DAY).num_rows == 0
     assert set(day_fingerprints(root)) == {DAY}
+
+
+# --- roles and aliases (rollouts) --------------------------------------------------------------
+
+
+def test_a_request_served_and_scored_in_shadow_keeps_both_roles_and_aliases(
+    tmp_path: Path,
+) -> None:
+    log = open_log(tmp_path)
+    served = record("req-1", role="served", alias="champion", model_version="3")
+    shadow = record(
+        "req-1",
+        ts=f"{DAY}T18:40:00.200000+00:00",
+        role="shadow",
+        alias="candidate",
+        model_version="4",
+        prediction=0.5,
+        response=None,
+    )
+    log.append_blocking(served)
+    log.append_blocking(shadow)
+    log.close()
+
+    table = read_day(tmp_path / "store", DAY)
+    rows = [
+        (r["request_id"], r["role"], r["alias"], r["model_version"], r["prediction"])
+        for r in table.to_pylist()
+    ]
+    assert rows == [
+        ("req-1", "served", "champion", "3", 0.125),
+        ("req-1", "shadow", "candidate", "4", 0.5),
+    ]
+    assert table.column("response_json").to_pylist()[1] is None
+    assert request_log.served_rows(table).column("model_version").to_pylist() == ["3"]
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [("role", "shdow", "role 'shdow'"), ("alias", "challenger", "alias 'challenger'")],
+)
+def test_a_role_or_alias_readers_do_not_know_is_refused(
+    tmp_path: Path, field: str, value: str, message: str
+) -> None:
+    log = open_log(tmp_path)
+    with pytest.raises(ValueError, match=message):
+        log.append_blocking(record("req-1", **{field: value}))
+    log.close()
+    assert read_day(tmp_path / "store", DAY).num_rows == 0
+
+
+def test_batches_and_wal_lines_written_before_roles_existed_read_as_served_by_the_champion(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    import pyarrow as pa
+
+    store = tmp_path / "store"
+    old_columns = [c for c in PREDICTIONS_LOG_COLUMNS if c not in ("role", "alias")]
+    old_schema = pa.schema([predictions_log_schema().field(c) for c in old_columns])
+    old_row = {
+        **{c: None for c in old_columns},
+        "request_id": "old-batch",
+        "ts": datetime(2026, 11, 22, 9, 0, tzinfo=UTC),
+        "status": 200,
+        "features_missing": 0,
+    }
+    storage.write_parquet(
+        batch_path(store, DAY, "20261122T090000000000Z-1-000000"),
+        pa.Table.from_pylist([old_row], schema=old_schema),
+    )
+    # A WAL segment an older process left: its lines have no role nor alias.
+    wal = tmp_path / "wal"
+    wal.mkdir()
+    line = json.loads(encode_record(record("old-wal", ts=f"{DAY}T10:00:00+00:00")))
+    del line["role"], line["alias"]
+    (wal / "20261122T100000000000Z-99999-000000.jsonl").write_text(json.dumps(line) + "\n")
+    log = open_log(tmp_path)
+    log.append_blocking(record("new", ts=f"{DAY}T11:00:00+00:00", role="served", alias="champion"))
+    log.close()
+
+    table = read_day(store, DAY)
+    assert table.schema == predictions_log_schema()
+    assert [(r["request_id"], r["role"], r["alias"]) for r in table.to_pylist()] == [
+        ("old-batch", None, None),
+        ("old-wal", None, None),
+        ("new", "served", "champion"),
+    ]
+    assert request_log.served_rows(table).num_rows == 3
+    assert not (wal / "quarantine").exists()
+
+
+def test_records_nobody_waits_for_cost_no_flush_of_their_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Shadow records ride with the next answer's commit: an answer never waits behind an fsync
+    made for records nobody waits for."""
+    import threading
+
+    flushes: list[int] = []
+    real_fsync = os.fsync
+
+    def counting_fsync(fd: int) -> None:
+        if os.readlink(f"/proc/self/fd/{fd}").endswith(".jsonl.open"):
+            flushes.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", counting_fsync)
+    log = open_log(tmp_path, lazy_commit_s=60.0)
+    written = threading.Event()
+    for i in range(5):
+        log.append_nowait(record(f"shadow-{i}", role="shadow", alias="candidate"))
+    log.append_nowait(record("shadow-5", role="shadow"), lambda error: written.set())
+    time.sleep(0.3)
+    assert flushes == []  # nothing waits for them: no flush yet
+    assert not written.is_set()
+
+    log.append_blocking(record("answer", role="served", alias="champion"))
+
+    assert written.wait(10)
+    assert len(flushes) == 1  # one flush for the answer and the six shadow records
+    log.append_nowait(record("shadow-last", role="shadow"))
+    log.close()  # what was queued before the close is in the sealed segment
+    assert sorted(ids(read_day(tmp_path / "store", DAY))) == [
+        "answer",
+        *(f"shadow-{i}" for i in range(6)),
+        "shadow-last",
+    ]
+
+
+def test_append_nowait_returns_at_once_and_the_record_is_committed_with_the_next_batch(
+    tmp_path: Path,
+) -> None:
+    import threading
+
+    # No answer comes to carry it: it is written within lazy_commit_s all the same.
+    log = open_log(tmp_path, lazy_commit_s=0.05)
+    outcomes: list[BaseException | None] = []
+    committed = threading.Event()
+
+    def done(error: BaseException | None) -> None:
+        outcomes.append(error)
+        committed.set()
+
+    log.append_nowait(record("shadow-1", role="shadow", alias="candidate"), done)
+    assert committed.wait(10)
+    assert outcomes == [None]
+    with pytest.raises(ValueError, match="unknown request log fields"):
+        log.append_nowait(record("bad", modle_name="typo"))
+    log.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        log.append_nowait(record("late"))
+    assert ids(read_day(tmp_path / "store", DAY)) == ["shadow-1"]
