@@ -19,6 +19,7 @@ import dagster as dg
 from pydantic import Field
 
 from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.monitoring.live_comparison import COMPARISON_COLUMNS, KEYS, LABELLED_COLUMNS
 from mlops_assets.core.run_config import deployment_defaults
 from mlops_assets.serving.assets import DAILY, GROUP, PREDICTIONS_LOG
 
@@ -32,26 +33,11 @@ ROLLOUT_COMPARISON = dg.AssetKey(["serving", "rollout_comparison"])
 #: The columns of the stored table, in order: the generic comparison of the requests, then the
 #: labelled figures of use cases that have them (null for the others).
 TABLE_COLUMNS = (
-    "day",
-    "use_case",
-    "model_name",
-    "champion_version",
-    "candidate_version",
+    *KEYS,
     "as_of",
-    "requests",
-    "scored",
-    "answered_by_candidate",
-    "champion_failures",
-    "candidate_failures",
-    "agreement_rule",
-    "agreement",
-    "pearson",
-    "spearman",
-    "mean_abs_diff",
+    *COMPARISON_COLUMNS[len(KEYS) :],
     "metric",
-    "labelled",
-    "champion_value",
-    "candidate_value",
+    *LABELLED_COLUMNS,
 )
 
 
