@@ -11,6 +11,7 @@ from __future__ import annotations
 import dagster as dg
 
 from mlops_assets.core.asset_store import AssetStore
+from mlops_assets.core.code_versions import default_cache_dir, with_code_versions
 
 # (Dagster's notices about its own API are silenced by the package, `mlops_assets/__init__.py`,
 # before the use cases below build their definitions.)
@@ -46,7 +47,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     # After the use cases loaded (their config classes claim their ops): an op in the
     # deployment's run-config file that none claimed is a typo, not a setting to ignore.
     check_run_config()
-    return dg.Definitions.merge(
+    defs = dg.Definitions.merge(
         *use_cases,
         serving.defs,
         dg.Definitions(
@@ -57,6 +58,11 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             executor=dead_run_reaping_executor,
         ),
     )
+    # Every asset's code version, derived from its source and the project code it calls
+    # (mlops_assets/core/code_versions.py): the UI marks an asset and its descendants stale
+    # after a change to that code. Kept per source in the user's cache, so that only the first
+    # process after an edit analyses the files.
+    return with_code_versions(defs, cache_dir=default_cache_dir())
 
 
 # Evaluates the automation conditions of the assets that keep themselves up to date (fraud

@@ -176,6 +176,13 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def user_cache_dir(*parts: str) -> Path:
+    """A folder of this project in the user's cache (``$XDG_CACHE_HOME``, else ``~/.cache``): what
+    a process may reuse from an earlier one, and recompute when it is missing or unwritable."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base.joinpath("mlops_assets", *parts)
+
+
 @contextlib.contextmanager
 def file_lock(path: Path) -> Iterator[None]:
     """An exclusive lock between processes of this machine, held on ``path`` (created if missing).
@@ -192,6 +199,12 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+# Materialization metadata of a step that wrote several partitions: {partition: content hash}.
+# Dagster records one data version per step (a hash over all of them, on every partition's event);
+# this entry keeps each partition's own, the one a later single-partition run would record.
+PARTITION_DATA_VERSIONS = "partition_data_versions"
 
 
 def combined_version(hashes: Mapping[str | None, str]) -> str:
