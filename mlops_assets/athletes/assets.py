@@ -200,14 +200,22 @@ def grid_points(context: dg.OpExecutionContext, config: GridConfig):
 # Not in the `training` pool: a grid point fits on one core (`n_jobs=1`), and the executor's
 # process limit already bounds how many run at once.
 @dg.op(retry_policy=NETWORK_RETRY, out=dg.Out(io_manager_key=STEP_IO_MANAGER))
-def train_grid_point(context: dg.OpExecutionContext, mlflow: MlflowTracking, features, point):
+def train_grid_point(
+    context: dg.OpExecutionContext,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+    features,
+    point,
+):
     """Train, score and measure one grid point on the partition's feature version; log it as
-    an MLflow run (params, validation RMSE/MAE/R², residual plot, emissions, the model)."""
+    an MLflow run (params, the feature version's training and validation athletes as its
+    datasets, validation RMSE/MAE/R², residual plot, emissions, the model)."""
     import pandas as pd
 
     from mlops_assets.athletes import features as versions
     from mlops_assets.athletes import training
     from mlops_assets.core import evaluation
+    from mlops_assets.core.tracking import frame_schema
 
     # Column by column: a row of mixed types would come back as floats.
     settings = {column: point[column].iloc[0].item() for column in point.columns}
@@ -230,6 +238,25 @@ def train_grid_point(context: dg.OpExecutionContext, mlflow: MlflowTracking, fea
         tags={"feature_version": version, "grid_point": grid.key},
     ) as run:
         run.log_params({"feature_version": version, **settings, "features": ",".join(columns)})
+        # The athletes are split by a hash of their id, so the share alone names the rows.
+        share = float(settings["validation_share"])
+        split = f"sha256(athlete_id) bucket vs validation_share={share:g}"
+        used = frame_schema(features[[*columns, schema.TARGET]])
+        validating = len(result.validation)
+        for used_for, part, rows in (
+            ("training", "training athletes", len(features) - validating),
+            ("evaluation", "validation athletes", validating),
+        ):
+            run.log_input_asset(
+                context,
+                asset_store,
+                CASE.key("features"),
+                context=used_for,
+                partition=version,
+                rows=rows,
+                schema=used,
+                selection=f"{part}: {split}",
+            )
         run.log_metrics(result.logged_metrics)
         run.log_figure(
             evaluation.residual_figure(

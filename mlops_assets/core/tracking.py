@@ -31,12 +31,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import json
 import logging
 import math
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -54,13 +56,17 @@ from pydantic import Field, PrivateAttr
 from mlops_assets.core.locks import LockTimeout, lock_space, named_lock
 from mlops_assets.core.profiles import ENV_VARS, redact_url
 from mlops_assets.core.rollout import MODE_TAG, SHARE_TAG, Rollout, rollout_from_tags
-from mlops_assets.core.storage import file_lock
+from mlops_assets.core.storage import file_lock, user_cache_dir
 
 if TYPE_CHECKING:
+    from pathlib import PurePath
+
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
+    from upath import UPath
 
+    from mlops_assets.core.asset_store import AssetStore
     from mlops_assets.core.evaluation import PromotionDecision, PromotionRule
     from mlops_assets.core.profiles import Settings
 
@@ -105,6 +111,28 @@ TAG_PARTITION_KEY = "dagster.partition_key"
 TAG_PARTITION_RANGE = "dagster.partition_key_range"
 TAG_CODE_VERSION = "dagster.code_version"
 TAG_USE_CASE = "mlops.use_case"
+# Where Dagster keeps the data version of a materialization (dagster._core.definitions.data_version).
+DAGSTER_DATA_VERSION_TAG = "dagster/data_version"
+
+# MLflow's standard source tags (mlflow.utils.mlflow_tags): the UI's "Source" column shows the
+# name, with the type's icon, and the run page shows the commit next to it.
+TAG_SOURCE_NAME = "mlflow.source.name"
+TAG_SOURCE_TYPE = "mlflow.source.type"
+TAG_GIT_COMMIT = "mlflow.source.git.commit"
+# A run opened by a Dagster step is a job in MLflow's vocabulary (SourceType.JOB); without
+# Databricks job tags the UI shows the source name as it is.
+SOURCE_TYPE_JOB = "JOB"
+# The commit of the code, for images built without their .git (the Dockerfile sets it at build).
+GIT_COMMIT_ENV = "MLOPS_GIT_COMMIT"
+
+# The input tag that says what a dataset was for (mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT):
+# the UI shows it as a badge next to the dataset, in the runs table and on the run page.
+DATASET_CONTEXT_TAG = "mlflow.data.context"
+DatasetContext = Literal["training", "evaluation"]
+DATASET_CONTEXTS: tuple[str, ...] = ("training", "evaluation")
+# MLflow refuses a dataset digest longer than this (MAX_DATASET_DIGEST_SIZE): a data version (a
+# sha256, 64 hex characters) is cut to its first 36 as the digest, and kept whole in the profile.
+DATASET_DIGEST_CHARS = 36
 
 
 def input_data_version_tag(asset_key: dg.AssetKey) -> str:
@@ -247,6 +275,8 @@ def _ensure_sqlite_backend(uri: str, artifact_root: str) -> None:
         import mlflow.store.db.utils as db_utils
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
+        if not path.exists():
+            _copy_empty_schema(path)
         engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
         # An existing database of an older MLflow is migrated here, once, under the lock;
         # SqlAlchemyStore itself only refuses to open it.
@@ -259,6 +289,41 @@ def _ensure_sqlite_backend(uri: str, artifact_root: str) -> None:
         # Creates the tables of a fresh database and the "Default" experiment, which would
         # otherwise race between processes on its unique name.
         SqlAlchemyStore(uri, artifact_root)
+
+
+def _copy_empty_schema(path: Path) -> None:
+    """Start a new SQLite backend from a copy of MLflow's tables, made once per MLflow version in
+    the user's cache: creating them runs every Alembic migration, 3-5 s per new home (each test,
+    each first command of a deployment), against milliseconds for the copy. The copy holds no
+    experiment: ``SqlAlchemyStore`` then creates "Default" with this backend's artifact root.
+    Anything wrong with the cache leaves MLflow to create the tables itself."""
+    import shutil
+
+    import mlflow.store.db.utils as db_utils
+
+    revision = db_utils._get_latest_schema_revision()
+    template = user_cache_dir("mlflow") / f"tables-{revision}.db"
+    try:
+        if not template.exists():
+            template.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(template.with_name(template.name + ".lock")):
+                if not template.exists():
+                    fd, scratch = tempfile.mkstemp(dir=template.parent, suffix=".db.tmp")
+                    os.close(fd)
+                    engine = db_utils.create_sqlalchemy_engine_with_retry(f"sqlite:///{scratch}")
+                    try:
+                        db_utils._initialize_tables(engine)
+                        engine.dispose()
+                        os.replace(scratch, template)
+                    finally:
+                        engine.dispose()
+                        Path(scratch).unlink(missing_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        scratch_copy = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        shutil.copyfile(template, scratch_copy)
+        os.replace(scratch_copy, path)
+    except OSError as exc:
+        _log.debug("no MLflow schema template (%s): MLflow creates the tables", exc)
 
 
 # --- Dagster lineage ----------------------------------------------------------------------------
@@ -305,6 +370,200 @@ def lineage_tags(
     return tags
 
 
+# --- where the code came from: MLflow's source tags ---------------------------------------------
+
+
+def git_commit() -> str | None:
+    """The git commit of the code this process runs: ``$MLOPS_GIT_COMMIT`` when set (images are
+    built without their ``.git``, so the build records it there), else ``HEAD`` of the checkout
+    this package is imported from, else None. Never raises: a run is not failed for its commit."""
+    pinned = os.environ.get(GIT_COMMIT_ENV, "").strip()
+    return pinned or _checkout_commit()
+
+
+@functools.cache
+def _checkout_commit() -> str | None:
+    """``git rev-parse HEAD`` of the repository whose root holds this package, once per process
+    (the code a process runs does not change under it). None when the package is not imported
+    from a git checkout (installed in site-packages, whatever repository encloses that), when git
+    is missing, or when it refuses (e.g. a checkout owned by another user)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():  # a file in a worktree, a folder in a clone
+        return None
+    try:
+        found = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    lines = found.stdout.split()
+    if found.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != root:
+        return None
+    return lines[1]
+
+
+def source_name(context: dg.OpExecutionContext, asset_key: dg.AssetKey) -> str:
+    """``<module>:<function>`` of the step's compute function (the code that trained a model),
+    or the asset key where the context has no op (an asset invoked directly)."""
+    try:
+        # What the decorator wrapped; an OpDefinition built on a bare callable has no such
+        # attribute (the AttributeError below), a directly invoked asset no op_def.
+        function = context.op_def.compute_fn.decorated_fn
+        return f"{function.__module__}:{function.__qualname__}"
+    except (dg.DagsterError, AttributeError):
+        return asset_key.to_user_string()
+
+
+def source_tags(context: dg.OpExecutionContext, asset_key: dg.AssetKey) -> dict[str, str]:
+    """MLflow's standard source tags of a run opened by ``context``'s step: the function that
+    trained it (``mlflow.source.name``), ``JOB`` as its type and the git commit of the code when
+    it is known (:func:`git_commit`). The asset's code version is ``dagster.code_version``."""
+    tags = {TAG_SOURCE_NAME: source_name(context, asset_key), TAG_SOURCE_TYPE: SOURCE_TYPE_JOB}
+    commit = git_commit()
+    if commit:
+        tags[TAG_GIT_COMMIT] = commit
+    return tags
+
+
+# --- datasets: what a run read, as MLflow shows it ----------------------------------------------
+
+
+# Characters left as they are in the path of a file URI: RFC 3986 allows them there, and the
+# store's own names use them (``dt=2024-01-10/run_id=...``), which must stay readable and
+# searchable. Everything else (a space, ``%``, ``#``, ``?``) is percent-encoded.
+_URI_PATH_SAFE = "/:=@!$&'()*+,;~"
+
+
+def dataset_uri(location: UPath | PurePath | str) -> str:
+    """The URI of data in the asset store: ``s3://bucket/key`` as stored, ``file:///abs/path``
+    for a local path (what MLflow's dataset sources ``s3`` and ``local`` hold)."""
+    from urllib.parse import quote
+
+    text = str(location)
+    if "://" in text:
+        return text
+    return "file://" + quote(Path(text).absolute().as_posix(), safe=_URI_PATH_SAFE)
+
+
+def _dataset_source(uri: str) -> tuple[str, str]:
+    """``(source_type, source JSON)`` of a URI, as MLflow's own dataset sources serialize it, so
+    the UI recognises it (``local``, ``s3``, ``http``) and ``mlflow.data.get_source`` loads it."""
+    scheme = urlparse(uri).scheme
+    if scheme in ("http", "https"):
+        return "http", json.dumps({"url": uri})
+    return ("local" if scheme in ("", "file") else scheme), json.dumps({"uri": uri})
+
+
+# MLflow's column types (mlflow.types.DataType) of the dtype names of pandas, numpy and polars,
+# matched on the lower-cased name's start; anything else is ``any``.
+_MLFLOW_TYPES: tuple[tuple[str, str], ...] = (
+    ("bool", "boolean"),
+    ("int8", "integer"),
+    ("int16", "integer"),
+    ("int32", "integer"),
+    ("uint8", "integer"),
+    ("uint16", "integer"),
+    ("int", "long"),
+    ("uint", "long"),
+    ("float32", "float"),
+    ("float", "double"),
+    ("decimal", "double"),
+    ("datetime", "datetime"),
+    ("date", "datetime"),
+    ("timestamp", "datetime"),
+    ("str", "string"),
+    ("utf8", "string"),
+    ("object", "string"),
+    ("category", "string"),
+    ("categorical", "string"),
+    ("enum", "string"),
+    ("binary", "binary"),
+    ("bytes", "binary"),
+)
+
+
+def _mlflow_type(dtype: str) -> str:
+    name = dtype.strip().lower()
+    return next((kind for prefix, kind in _MLFLOW_TYPES if name.startswith(prefix)), "any")
+
+
+def frame_schema(frame: Any) -> dict[str, str]:
+    """Column -> dtype name of a pandas or polars frame, from its dtypes alone (no value is
+    read): the ``schema`` of :meth:`TrackedRun.log_dataset`."""
+    if type(frame).__module__.startswith("polars"):
+        return {str(column): str(dtype) for column, dtype in frame.schema.items()}
+    return {str(column): str(dtype) for column, dtype in frame.dtypes.items()}
+
+
+def _schema_json(schema: Mapping[str, str]) -> str:
+    """The dataset schema as MLflow writes it (``{"mlflow_colspec": [...]}``), the types mapped
+    from dtype names; what the run page's dataset drawer lists."""
+    columns = [
+        {"type": _mlflow_type(str(dtype)), "name": str(column), "required": True}
+        for column, dtype in schema.items()
+    ]
+    return json.dumps({"mlflow_colspec": columns})
+
+
+@dataclass(frozen=True)
+class RunDataset:
+    """One dataset input of an MLflow run, as read back: its name, what it was for
+    (``training``/``evaluation``), where it lives, its full data version and row count."""
+
+    name: str
+    context: str | None
+    source: str
+    data_version: str
+    rows: int | None
+
+    def line(self) -> str:
+        rows = f", {self.rows} rows" if self.rows is not None else ""
+        return f"`{self.source}` data version `{self.data_version}`{rows} ({self.name})"
+
+
+def run_datasets(run: Any) -> list[RunDataset]:
+    """The dataset inputs of an MLflow ``Run`` (``client.get_run``), sorted by context then name.
+    The data version is the profile's (whole), else the digest."""
+    found = []
+    for dataset_input in run.inputs.dataset_inputs if run.inputs else ():
+        dataset = dataset_input.dataset
+        context = next(
+            (t.value for t in dataset_input.tags or () if t.key == DATASET_CONTEXT_TAG), None
+        )
+        try:
+            profile = json.loads(dataset.profile) if dataset.profile else {}
+            source = json.loads(dataset.source)
+        except ValueError:  # written by something else than log_dataset
+            profile, source = {}, {}
+        found.append(
+            RunDataset(
+                name=dataset.name,
+                context=context,
+                source=str(source.get("uri") or source.get("url") or dataset.source),
+                data_version=str(profile.get("data_version") or dataset.digest),
+                rows=profile.get("rows"),
+            )
+        )
+    return sorted(found, key=lambda d: (d.context or "", d.name))
+
+
+def partition_data_version(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str
+) -> str | None:
+    """The data version of the latest materialization of partition ``partition`` of ``key``
+    (the content hash the IO manager recorded), or None when it was never materialized."""
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+    ).records
+    if not records or records[0].asset_materialization is None:
+        return None
+    return (records[0].asset_materialization.tags or {}).get(DAGSTER_DATA_VERSION_TAG)
+
+
 # --- pip requirements ---------------------------------------------------------------------------
 
 
@@ -324,8 +583,15 @@ def _estimator_distributions(model: Any) -> set[str]:
             objects.extend(get_params(deep=True).values())
     roots = {type(obj).__module__.split(".", 1)[0] for obj in objects}
     roots -= {"builtins", "__main__"}
-    by_module = importlib.metadata.packages_distributions()
+    by_module = _packages_distributions()
     return {dist for root in roots for dist in by_module.get(root, ())}
+
+
+@functools.cache
+def _packages_distributions() -> Mapping[str, list[str]]:
+    # Scans every installed distribution's file list: seconds on a loaded machine, paid at every
+    # log_model without the cache. What is installed does not change while a process runs.
+    return importlib.metadata.packages_distributions()
 
 
 def default_pip_requirements(flavor: Flavor, model: Any = None) -> list[str]:
@@ -633,9 +899,18 @@ class MlflowTracking(dg.ConfigurableResource):
         trial of a tuning study under the study's run), shown under its parent in the MLflow UI.
         An exception of the body ends the run as FAILED (KILLED when the step is interrupted) and
         is re-raised unchanged.
+
+        The run carries MLflow's source tags (:func:`source_tags`: the function that trained it,
+        ``JOB``, the git commit) and the Dagster lineage (:func:`lineage_tags`); what it read is
+        logged by the body with :meth:`TrackedRun.log_dataset`.
         """
         key = asset_key or context.asset_key
-        run_tags = {TAG_USE_CASE: use_case, **lineage_tags(context, key), **(tags or {})}
+        run_tags = {
+            TAG_USE_CASE: use_case,
+            **source_tags(context, key),
+            **lineage_tags(context, key),
+            **(tags or {}),
+        }
         if parent is not None:
             run_tags[TAG_PARENT_RUN_ID] = parent.run_id
         if run_name is None:
@@ -1300,10 +1575,22 @@ class MlflowTracking(dg.ConfigurableResource):
         alias: str | None = None,
         metrics: Mapping[str, float] | None = None,
     ) -> dict[str, dg.MetadataValue]:
-        """Materialization metadata of a model asset: MLflow run, model version, alias, metrics."""
-        if experiment_id is None:
-            with self._mlflow_errors(f"read run {run_id}"):
-                experiment_id = self.client.get_run(run_id).info.experiment_id
+        """Materialization metadata of a model asset: MLflow run, model version, alias, metrics,
+        and the lineage the run recorded, so the Dagster UI links the same chain as MLflow's:
+
+        * ``training_data`` / ``evaluation_data``: each dataset input of that context, its URI,
+          full data version and rows (:meth:`TrackedRun.log_dataset`);
+        * ``input_data_versions``: the version of each input asset Dagster recorded for this
+          step (its ``dagster/input_data_version/<key>`` tags: an unpartitioned input's data
+          version; for a partitioned one, Dagster's hash over the versions of the partitions
+          read, which is why it differs from the partition's own version in ``training_data``);
+        * ``code_version`` (the asset's, ``dagster.code_version``) and ``git_commit``;
+        * ``lineage_command``: ``mlops lineage model <name>@<version>``, the CLI call that walks
+          the whole chain from this version down to the source partitions.
+        """
+        with self._mlflow_errors(f"read run {run_id}"):
+            run = self.client.get_run(run_id)
+        experiment_id = experiment_id or run.info.experiment_id
         url = self.run_url(run_id, experiment_id)
         metadata: dict[str, dg.MetadataValue] = {
             "mlflow_run_id": dg.MetadataValue.text(run_id),
@@ -1323,9 +1610,40 @@ class MlflowTracking(dg.ConfigurableResource):
             )
             if aliases:
                 metadata["model_alias"] = dg.MetadataValue.text(", ".join(sorted(aliases)))
+            metadata["lineage_command"] = dg.MetadataValue.text(
+                f"mlops lineage model {model_version.name}@{model_version.version}"
+            )
+        metadata.update(run_lineage_metadata(run))
         for key, value in sorted((metrics or {}).items()):
             metadata[f"metric/{key}"] = dg.MetadataValue.float(float(value))
         return metadata
+
+
+def run_lineage_metadata(run: Any) -> dict[str, dg.MetadataValue]:
+    """The lineage an MLflow ``Run`` recorded, as Dagster metadata (see ``model_metadata``);
+    an entry the run lacks is left out."""
+    tags = run.data.tags
+    metadata: dict[str, dg.MetadataValue] = {}
+    datasets = run_datasets(run)
+    for context in DATASET_CONTEXTS:
+        lines = [f"- {d.line()}" for d in datasets if d.context == context]
+        if lines:
+            metadata[f"{context}_data"] = dg.MetadataValue.md("\n".join(lines))
+    prefix, suffix = "dagster.input.", ".data_version"
+    inputs = {
+        key[len(prefix) : -len(suffix)]: value
+        for key, value in sorted(tags.items())
+        if key.startswith(prefix) and key.endswith(suffix)
+    }
+    if inputs:
+        metadata["input_data_versions"] = dg.MetadataValue.json(inputs)
+    if tags.get(TAG_CODE_VERSION):
+        metadata["code_version"] = dg.MetadataValue.text(tags[TAG_CODE_VERSION])
+    if tags.get(TAG_GIT_COMMIT):
+        metadata["git_commit"] = dg.MetadataValue.text(tags[TAG_GIT_COMMIT])
+    if tags.get(TAG_SOURCE_NAME):
+        metadata["mlflow_source"] = dg.MetadataValue.text(tags[TAG_SOURCE_NAME])
+    return metadata
 
 
 # --- binary classifiers: their pyfunc returns the probability of the positive class ------------
@@ -1520,6 +1838,108 @@ class TrackedRun:
                 self.run_id, tags=[RunTag(str(k), str(v)) for k, v in sorted(tags.items())]
             )
         self.tags.update(tags)
+
+    def log_dataset(
+        self,
+        *,
+        name: str,
+        source: str,
+        digest: str,
+        context: DatasetContext,
+        rows: int | None = None,
+        schema: Mapping[str, str] | None = None,
+        selection: str | None = None,
+        profile: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Record data this run read as an MLflow dataset input: the run page's "Datasets" and
+        the runs table's "Datasets" column show it with its ``context`` badge (``training`` for
+        what the model was fitted on, ``evaluation`` for the rows that measured it).
+
+        Nothing is loaded or profiled: ``source`` is the data's URI (:func:`dataset_uri`), and
+        ``digest`` its data version (the content hash the asset store and Dagster record), cut
+        to MLflow's 36 characters as the digest and kept whole in the profile. ``rows``: how
+        many rows were used; ``schema``: column -> dtype name (:func:`frame_schema`).
+
+        ``selection`` says which rows of the source were used when not all of them (``split ==
+        eval``, ``last 20% by event_ts``): it is appended to the name, ``<name> [<selection>]``,
+        because MLflow keeps one dataset per (name, digest) in an experiment, with the source,
+        profile and schema it was first logged with; so a name must always mean the same rows.
+        ``profile``: more facts about those rows (a boundary, a seed), into the profile.
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        if context not in DATASET_CONTEXTS:
+            raise ValueError(f"dataset context {context!r}: use one of {DATASET_CONTEXTS}")
+        if not digest:
+            raise ValueError(f"dataset {name!r} has no data version: it cannot be identified")
+        source_type, source_json = _dataset_source(source)
+        facts: dict[str, Any] = {"data_version": digest}
+        if rows is not None:
+            facts["rows"] = int(rows)
+        if selection:
+            facts["selection"] = selection
+        facts.update(profile or {})
+        dataset = Dataset(
+            name=f"{name} [{selection}]" if selection else name,
+            digest=digest[:DATASET_DIGEST_CHARS],
+            source_type=source_type,
+            source=source_json,
+            schema=_schema_json(schema) if schema else None,
+            profile=json.dumps(facts, sort_keys=True, default=str),
+        )
+        with self._errors(f"log dataset {dataset.name!r}"):
+            self.tracking.client.log_inputs(
+                self.run_id,
+                datasets=[DatasetInput(dataset, tags=[InputTag(DATASET_CONTEXT_TAG, context)])],
+            )
+
+    def log_input_asset(
+        self,
+        step: dg.OpExecutionContext,
+        store: AssetStore,
+        key: dg.AssetKey,
+        *,
+        context: DatasetContext,
+        partition: str | None = None,
+        rows: int | None = None,
+        schema: Mapping[str, str] | None = None,
+        selection: str | None = None,
+        profile: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """:meth:`log_dataset` of an input asset of ``step``'s materialization, read whole
+        (unpartitioned) or as its one ``partition``: its parquet in the asset store as the
+        source and its data version as the digest, so MLflow and Dagster name the same data.
+        The version of an unpartitioned input is the one Dagster recorded for this step (the
+        run's ``dagster.input.<key>.data_version`` tag); that of a partition is the partition's
+        own, from its latest materialization (Dagster's input tag for a partitioned input is a
+        hash over the versions of the partitions read, which names no file).
+
+        Returns False, logging a warning, when no data version of ``key`` is known (not an
+        input of the asset, or never materialized): the training is not failed for its lineage.
+        """
+        if partition is None:
+            version = self.tags.get(input_data_version_tag(key))
+        else:
+            version = partition_data_version(step.instance, key, partition)
+        name = key.to_user_string() + (f" {partition}" if partition is not None else "")
+        if not version:
+            _log.warning(
+                "MLflow run %s: no data version of input %s, so it is not logged as a dataset",
+                self.run_id,
+                name,
+            )
+            return False
+        self.log_dataset(
+            name=name,
+            source=dataset_uri(store.path(key, partition)),
+            digest=version,
+            context=context,
+            rows=rows,
+            schema=schema,
+            selection=selection,
+            profile=profile,
+        )
+        return True
 
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Store a matplotlib (or plotly) figure as an artifact, e.g. ``plots/pr_curve.png``."""

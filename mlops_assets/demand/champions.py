@@ -8,6 +8,10 @@ row of *its* model in the same leaderboard (``demand/cv_results`` always re-scor
 model). The gate itself (compare-and-set under the model's lock) and the champion read back after
 it are :func:`mlops_assets.core.champion.gate`.
 
+A forecaster is refitted on the history it forecasts from, so what made a version is the backtest
+that selected it: its run logs the clean window that backtest ran on as its ``training`` dataset
+and the day's leaderboard rows of the respondent as its ``evaluation`` dataset.
+
 mlflow, pandas and the forecaster are imported inside the functions, where they are needed.
 """
 
@@ -96,6 +100,7 @@ def register_and_gate(
         tags={"respondent": respondent, "model": best["model"]},
     ) as run:
         _log_backtest(run, respondent, board, spec)
+        _log_datasets(context, run, respondent, board)
         info = _log_forecaster(run, respondent, best["model"], history, spec)
     name = model_name(respondent)
     tags = {"model": best["model"], "respondent": respondent}
@@ -138,6 +143,49 @@ def _log_backtest(
     )
     rmse = {f"rmse_mean.{r['model']}": float(r["rmse_mean"]) for _, r in board.iterrows()}
     run.log_metrics({**row_metrics(best), **rmse})
+
+
+def _log_datasets(
+    context: dg.AssetExecutionContext, run: TrackedRun, respondent: str, board: pd.DataFrame
+) -> None:
+    """What selected the candidate, as the run's MLflow datasets: the clean days the day's
+    backtest ran on (``training``: the window and its combined data version, as
+    ``demand/cv_results`` recorded them) and the respondent's rows of the day's leaderboard
+    (``evaluation``). A backtest that recorded no window is named in a warning, not logged."""
+    from mlops_assets.core.tracking import dataset_uri
+
+    store = context.resources.asset_store  # the champion asset reads the clean days through it
+    day = context.partition_key
+    selection = f"unique_id == {respondent!r}"
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=schema.CASE.key("cv_results"), asset_partitions=[day]),
+        limit=1,
+    ).records
+    recorded = records[0].asset_materialization.metadata if records else {}
+    window, version = recorded.get("history"), recorded.get("clean_data_version")
+    if window is not None and version is not None:
+        clean = schema.CASE.key("clean")
+        run.log_dataset(
+            name=f"{clean.to_user_string()} {window.value}",
+            source=dataset_uri(store.folder(clean)),
+            digest=str(version.value),
+            context="training",
+            selection=selection,
+        )
+    else:
+        context.log.warning(
+            f"demand/cv_results {day} recorded no history window: the backtest's clean days "
+            f"are not logged as the dataset of {respondent}'s run"
+        )
+    run.log_input_asset(
+        context,
+        store,
+        schema.CASE.key("leaderboard"),
+        context="evaluation",
+        partition=day,
+        rows=len(board),
+        selection=selection,
+    )
 
 
 def _log_forecaster(

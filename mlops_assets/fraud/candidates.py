@@ -2,8 +2,10 @@
 training set and validated on the chronologically last part of its window; the best by PR-AUC
 is registered as the ``candidate`` the promotion gate judges (:mod:`mlops_assets.fraud.promotion`).
 
-Every run is tagged with the training set version it read, so a registered version says which
-data made it. The models themselves are :mod:`mlops_assets.fraud.training`.
+Every run is tagged with the training set version it read, and logs that version as its MLflow
+datasets (the rows it was fitted on as ``training``, the validation period as ``evaluation``),
+so a registered version says which data made it, in the tags and on MLflow's run page. The
+models themselves are :mod:`mlops_assets.fraud.training`.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlops_assets.fraud.schema import CASE
+
 if TYPE_CHECKING:
     import pandas as pd
     from mlflow.entities.model_registry import ModelVersion
     from mlflow.models.model import ModelInfo
 
+    from mlops_assets.core.asset_store import AssetStore
     from mlops_assets.core.tracking import MlflowTracking, TrackedRun
     from mlops_assets.fraud.training import TrainingResult
 
@@ -36,12 +41,56 @@ class Candidate:
     info: ModelInfo
 
 
+# The run tags naming the training set version a model was trained on.
+VERSION_TAG = "training_set.version"
+DATA_VERSION_TAG = "training_set.data_version"
+
+
 def lineage_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
     """The run tags naming the training set version (its manifest) a model was trained on."""
     return {
-        "training_set.version": f"dt={manifest['dt']}/run_id={manifest['run_id']}",
-        "training_set.data_version": manifest["data_version"],
+        VERSION_TAG: f"dt={manifest['dt']}/run_id={manifest['run_id']}",
+        DATA_VERSION_TAG: manifest["data_version"],
     }
+
+
+def training_set_uri(store: AssetStore, tags: Mapping[str, str]) -> str:
+    """The URI of the training set version named by ``tags`` (:func:`lineage_tags`): its
+    ``dt=<day>/run_id=<run>`` folder, which holds ``data.parquet`` and ``manifest.json``."""
+    from mlops_assets.core.tracking import dataset_uri
+
+    parts = dict(part.split("=", 1) for part in tags[VERSION_TAG].split("/"))
+    folder = store.versioned(CASE.key("training_set")).version_dir(parts["dt"], parts["run_id"])
+    return dataset_uri(folder)
+
+
+def log_training_set(
+    run: TrackedRun, result: TrainingResult, frame: pd.DataFrame, uri: str, tags: Mapping[str, str]
+) -> None:
+    """The training set version as the run's MLflow datasets: the transactions before the
+    chronological split as ``training``, those from it on as ``evaluation``. The digest is the
+    version's data version (its manifest's), so MLflow, the manifest and Dagster agree."""
+    from mlops_assets.core.tracking import frame_schema
+    from mlops_assets.fraud.training import TIME_COLUMN
+
+    name = f"{CASE.key('training_set').to_user_string()} {tags[VERSION_TAG]}"
+    boundary = result.params["split_boundary"]
+    common = {"source": uri, "digest": tags[DATA_VERSION_TAG], "schema": frame_schema(frame)}
+    run.log_dataset(
+        name=name,
+        context="training",
+        rows=result.params["n_train"],
+        selection=f"{TIME_COLUMN} < {boundary}",
+        **common,
+    )
+    run.log_dataset(
+        name=name,
+        context="evaluation",
+        rows=result.params["n_validation"],
+        selection=f"{TIME_COLUMN} >= {boundary}",
+        profile={"validation_end": result.params["validation_end"]},
+        **common,
+    )
 
 
 def train(
@@ -58,9 +107,13 @@ def train(
     """Train each of ``kinds`` on ``frame`` in its own run (named ``<kind>-<day>``): its params,
     validation metrics, figures and model logged. ``options`` go to
     :func:`~mlops_assets.fraud.training.train_and_evaluate` (validation fraction, precision
-    target, seed)."""
+    target, seed).
+
+    ``tags`` are the training set's :func:`lineage_tags`; its version folder is found in the
+    asset store the model asset reads it from (``context.resources.asset_store``)."""
     from mlops_assets.fraud import training
 
+    uri = training_set_uri(context.resources.asset_store, tags)
     trained = {}
     for kind in kinds:
         with mlflow.start_run(
@@ -69,6 +122,7 @@ def train(
             result = training.train_and_evaluate(frame, kind=kind, **options)
             run.log_params(result.params)
             run.log_metrics(result.metrics)
+            log_training_set(run, result, frame, uri, tags)
             for name, figure in result.figures.items():
                 run.log_figure(figure, f"{name}.png")
             info = run.log_model(
@@ -112,5 +166,5 @@ def metadata(
             reporting.markdown_table(comparison, list(comparison[0]))
         ),
         "pr_curve": reporting.figure_markdown(chosen.result.figures["pr_curve"], alt="PR curve"),
-        "training_set": run.tags["training_set.version"],
+        "training_set": run.tags[VERSION_TAG],
     }

@@ -143,14 +143,20 @@ class ModelsConfig(dg.Config):
     **training_step(kinds={"sklearn", "mlflow"}),
 )
 def models(
-    context: dg.AssetExecutionContext, config: ModelsConfig, mlflow: MlflowTracking, features
+    context: dg.AssetExecutionContext,
+    config: ModelsConfig,
+    asset_store: AssetStore,
+    mlflow: MlflowTracking,
+    features,
 ) -> dg.MaterializeResult:
     """Random forest, logistic regression, gradient boosting and SVM, each an sklearn Pipeline
     (feature engineering, imputation, scaling, one-hot encoding, estimator), compared by
     stratified cross-validation on ROC-AUC (with accuracy, precision, recall, F1) and scored on a
-    stratified holdout; each logged to MLflow; the best by CV ROC-AUC registered as
-    `heart_disease` with alias `candidate`."""
+    stratified holdout; each logged to MLflow with `heart/features` as its datasets (the
+    training part and the holdout); the best by CV ROC-AUC registered as `heart_disease` with
+    alias `candidate`."""
     from mlops_assets.core import reporting
+    from mlops_assets.core.tracking import frame_schema
     from mlops_assets.heart import training
 
     frame = features[[schema.KEY, *schema.INPUTS, schema.TARGET]]
@@ -167,6 +173,24 @@ def models(
         ) as run:
             run.log_params({"kind": kind, **config.model_dump()})
             run.log_metrics(result.logged_metrics)
+            # The same stratified split for every kind (and for the champion's gate): the rows
+            # are named by the split's settings, which pick them deterministically.
+            split = f"stratified on {schema.TARGET}, holdout_fraction={config.holdout_fraction:g}"
+            split += f", seed={config.seed}"
+            held_out = len(result.holdout_labels)
+            for used_for, part, rows in (
+                ("training", "training part", len(frame) - held_out),
+                ("evaluation", "holdout", held_out),
+            ):
+                run.log_input_asset(
+                    context,
+                    asset_store,
+                    CASE.key("features"),
+                    context=used_for,
+                    rows=rows,
+                    schema=frame_schema(frame),
+                    selection=f"{part}: {split}",
+                )
             info = run.log_model(
                 result.pipeline,
                 name="model",

@@ -295,6 +295,7 @@ class ModelConfig(dg.Config):
 def model(
     context: dg.AssetExecutionContext,
     config: ModelConfig,
+    asset_store: AssetStore,
     mlflow: MlflowTracking,
     features,
     encoders,
@@ -303,7 +304,8 @@ def model(
     """XGBoost on log price, its hyperparameters tuned by an Optuna study on the eval period
     (every trial a nested MLflow run), bundled with the encoders and the training column order
     into ONE MLflow pyfunc, so serving cannot apply other transforms than training did.
-    Registered as `housing_price` with alias `candidate`."""
+    Registered as `housing_price` with alias `candidate`; the study's run names its training
+    and eval rows of `housing/features` and the encoders as its MLflow datasets."""
     from mlops_assets.core import reporting
     from mlops_assets.housing import study, training
 
@@ -318,6 +320,7 @@ def model(
         splits[splits["split"] == "eval"].head(5),
         spec,
         model_name=MODEL_NAME,
+        store=asset_store,
     )
     version = mlflow.register(logged.info, MODEL_NAME, alias=CANDIDATE)
     best, trials = logged.result.best, logged.result.trials_frame().round(4)

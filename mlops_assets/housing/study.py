@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import dagster as dg
     import pandas as pd
 
+    from mlops_assets.core.asset_store import AssetStore
     from mlops_assets.core.tracking import MlflowTracking, TrackedRun
     from mlops_assets.housing.training import TrialResult, TuningResult, TuningSpec
 
@@ -43,17 +44,20 @@ def run_logged_study(
     spec: TuningSpec,
     *,
     model_name: str,
+    store: AssetStore,
 ) -> LoggedStudy:
     """Tune on ``features`` (:func:`~mlops_assets.housing.training.tune_on_periods`) inside
     the study's run, each trial a nested run with its parameters and evaluation scores; log the
     best model bundled with ``encoders`` as the pyfunc ``model_name`` (input example from
-    ``eval_sample``, raw sales of the evaluation period)."""
+    ``eval_sample``, raw sales of the evaluation period). The study's run logs what it read as
+    MLflow datasets (:func:`log_datasets`), found in ``store``."""
     from mlops_assets.housing import inference, training
 
     with mlflow.start_run(context, use_case=schema.CASE.name, run_name="housing-study") as study:
         study.log_params(
             {"n_trials": spec.n_trials, "seed": spec.seed, "max_estimators": spec.max_estimators}
         )
+        log_datasets(study, context, store, features, encoders)
 
         def log_trial(trial: TrialResult) -> None:
             with mlflow.start_run(
@@ -79,3 +83,37 @@ def run_logged_study(
             metadata={"best_trial": result.best.number, "eval_rmse": result.best.metrics["rmse"]},
         )
     return LoggedStudy(run=study, info=info, result=result, eval_metrics=eval_metrics)
+
+
+def log_datasets(
+    run: TrackedRun,
+    context: dg.AssetExecutionContext,
+    store: AssetStore,
+    features: pd.DataFrame,
+    encoders: pd.DataFrame,
+) -> None:
+    """The study's inputs as its MLflow datasets: the train rows of `housing/features` and the
+    encoders bundled with the model as ``training``, its eval rows (which chose the trial) as
+    ``evaluation``. The holdout rows are not read here: the holdout report scores them."""
+    from mlops_assets.core.tracking import frame_schema
+
+    splits = features["split"].value_counts()
+    columns = frame_schema(features)
+    for split, used_for in (("train", "training"), ("eval", "evaluation")):
+        run.log_input_asset(
+            context,
+            store,
+            schema.CASE.key("features"),
+            context=used_for,
+            rows=int(splits.get(split, 0)),
+            schema=columns,
+            selection=f"split == {split!r}",
+        )
+    run.log_input_asset(
+        context,
+        store,
+        schema.CASE.key("encoders"),
+        context="training",
+        rows=len(encoders),
+        schema=frame_schema(encoders),
+    )

@@ -450,6 +450,49 @@ def test_processes_preparing_a_fresh_sqlite_database_at_once_all_succeed(tmp_pat
     assert (tmp_path / "nested" / "mlflow.db.lock").exists()
 
 
+def test_a_fresh_sqlite_backend_copied_from_the_cached_tables_is_mlflows_own(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """A new home starts from the cached copy of MLflow's tables: the same tables and schema
+    revision as MLflow's own creation, and a Default experiment under this home's artifacts."""
+    import sqlalchemy
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+    def tables(uri: str) -> dict[str, list[str]]:
+        engine = sqlalchemy.create_engine(uri)
+        inspector = sqlalchemy.inspect(engine)
+        with engine.connect() as conn:
+            revision = conn.execute(sqlalchemy.text("select version_num from alembic_version"))
+            shape = {
+                t: sorted(c["name"] for c in inspector.get_columns(t))
+                for t in inspector.get_table_names()
+            }
+            shape["alembic_version"] = [row[0] for row in revision]
+        engine.dispose()
+        return shape
+
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    own = f"sqlite:///{tmp_path}/own/mlflow.db"
+    (tmp_path / "own").mkdir()
+    SqlAlchemyStore(own, str(tmp_path / "own-artifacts"))
+    homes = []
+    for name in ("first", "second"):
+        tracking = MlflowTracking(
+            tracking_uri=f"sqlite:///{tmp_path}/{name}/mlflow.db",
+            artifact_root=str(tmp_path / name / "artifacts"),
+        )
+        tracking.ensure_backend()
+        homes.append(tracking)
+    assert len(list((tmp_path / "cache" / "mlops_assets" / "mlflow").glob("tables-*.db"))) == 1
+    assert tables(homes[0].tracking_uri) == tables(own)
+    for tracking, name in zip(homes, ("first", "second"), strict=True):
+        [default] = tracking.client.search_experiments()
+        assert default.name == "Default"
+        assert str(tmp_path / name / "artifacts") in default.artifact_location
+
+
 def test_default_pip_requirements_pin_installed_versions_of_nested_estimators():
     import importlib.metadata
 
