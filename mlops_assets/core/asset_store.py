@@ -211,7 +211,8 @@ class AssetStore(dg.ConfigurableResource):
         partitions, which an IO manager cannot split, so the asset writes its days here and
         returns the result. Each partition is written atomically; downstream inputs read them
         through the IO manager as usual. The data version is the partition's content hash, or for
-        a range a hash over each partition's hash (Dagster records one version per step).
+        a range a hash over each partition's hash (Dagster records one version per step); each
+        partition's own hash is the metadata entry ``partition_data_versions``.
         """
         if not frames:
             raise ValueError(f"no partition of {key.to_user_string()} to write")
@@ -231,6 +232,7 @@ class AssetStore(dg.ConfigurableResource):
             **reporting.table_metadata(first),
             "dagster/row_count": dg.MetadataValue.int(sum(rows.values())),
             "data_version": dg.MetadataValue.text(version),
+            storage.PARTITION_DATA_VERSIONS: dg.MetadataValue.json(hashes),
             "partitions": dg.MetadataValue.md(
                 reporting.markdown_table(
                     [{"partition": p, "rows": rows[p], "data_version": hashes[p]} for p in hashes],

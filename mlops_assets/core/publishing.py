@@ -578,6 +578,16 @@ def _materialization(
             }
         )
     if len(verdicts) > 1:
+        # Each partition's own version as readers see it: the new hash where it was published,
+        # the file still published (or "none") where it was rejected.
+        meta[storage.PARTITION_DATA_VERSIONS] = dg.MetadataValue.json(
+            {
+                str(v.partition_key): hashes[v.partition_key]
+                if v.published
+                else storage.content_hash(publisher.place(key, v.partition_key).published) or "none"
+                for v in verdicts
+            }
+        )
         meta["partitions"] = dg.MetadataValue.md(
             reporting.markdown_table(
                 [

@@ -10,6 +10,11 @@
                    move the use case's champion back to the previous one (or to VERSION)
     mlops rollout USE_CASE [off|shadow|canary] [--share F]
                    show, or set, how the candidate reaches live requests
+    mlops lineage request ID | score USE_CASE ID --day D | model NAME@ALIAS|VERSION [--json]
+                   the chain from a prediction back to its model, data and code
+                   (:mod:`mlops_assets.tooling.lineage`)
+    mlops rebuild MODEL VERSION [--json]
+                   rebuild a registered model version from its recorded lineage and compare
     mlops new-use-case NAME
                    write the files of a new use case (:mod:`mlops_assets.tooling.scaffold`)
 
@@ -502,6 +507,71 @@ def _show_rollout(tracking: MlflowTracking, name: str, last: int = 5) -> None:
         print(f"{line}  {entry.get('reason') or ''}".rstrip())
 
 
+LINEAGE_HELP = """\
+Print the chain from a prediction back to the data and code that made it: the prediction, the
+model version and its alias history, its MLflow run (params, metrics, code version), the training
+set version (path, data version, manifest), the feature and bronze partitions with their data
+versions, and the Dagster run that made each. A link that cannot be found is printed as MISSING
+with the reason; a partition whose data changed since it was read as CHANGED.
+
+  mlops lineage request REQUEST_ID [--day D] [--json] [--all]
+  mlops lineage score USE_CASE ID --day D [--json] [--all]
+  mlops lineage model NAME@ALIAS|VERSION [--json] [--all]
+
+Partitions of one asset are grouped on one line (changed or missing ones still named); --all
+lists each. Exit codes: 0 printed; 2 no such request, score row or model (or a wrong command
+line); 1 the registry could not be read.
+"""
+
+
+def lineage(
+    settings: Settings,
+    what: str,
+    args: list[str],
+    day: str | None,
+    as_json: bool,
+    show_all: bool,
+) -> int:
+    """``mlops lineage``: lazily, the walk needs the code location and MLflow."""
+    from mlops_assets.tooling.lineage import lineage_command
+
+    return lineage_command(settings, what, args, day=day, as_json=as_json, show_all=show_all)
+
+
+def rebuild(settings: Settings, model: str, version: str, as_json: bool) -> int:
+    """``mlops rebuild``: retrain a registered version from its recorded lineage and compare."""
+    from mlops_assets.tooling.rebuild import rebuild_command
+
+    return rebuild_command(settings, model, version, as_json=as_json)
+
+
+def _lineage_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "lineage",
+        help="the chain from a prediction back to its model, data and code",
+        description=LINEAGE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    what = parser.add_subparsers(dest="lineage_what", required=True)
+    request = what.add_parser("request", help="a request the prediction API answered")
+    request.add_argument("request_id", help="the request's id (its X-Request-ID)")
+    request.add_argument("--day", help="the UTC day it was answered (default: search every day)")
+    score = what.add_parser("score", help="a row of a use case's batch scores")
+    score.add_argument("use_case", help="the use case (fraud)")
+    score.add_argument("row_id", metavar="ID", help="the scored row's id (fraud: tx_id)")
+    score.add_argument("--day", required=True, help="the day (partition) of the score")
+    model = what.add_parser("model", help="a registered model version")
+    model.add_argument("ref", metavar="NAME@ALIAS|VERSION", help="e.g. fraud_classifier@champion")
+    for each in (request, score, model):
+        each.add_argument("--json", action="store_true", help="print JSON")
+        each.add_argument(
+            "--all",
+            dest="show_all",
+            action="store_true",
+            help="every partition on its own line (default: grouped per asset)",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``mlops`` command line on ``argv``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.split("\n\n")[0])
@@ -587,6 +657,14 @@ def main(argv: list[str] | None = None) -> int:
     rollout_parser.add_argument(
         "--model", metavar="NAME", help="the registered model, for a use case with one per entity"
     )
+    _lineage_parser(sub)
+    rebuild_parser = sub.add_parser(
+        "rebuild",
+        help="rebuild a registered model version from its lineage and compare it",
+    )
+    rebuild_parser.add_argument("model", help="the registered model (fraud_classifier)")
+    rebuild_parser.add_argument("version", help="the version to rebuild (3 or v3)")
+    rebuild_parser.add_argument("--json", action="store_true", help="print JSON")
     new_parser = sub.add_parser("new-use-case", help="scaffold a new use case")
     new_parser.add_argument("name", help="the use case's name: a lower-case identifier (churn)")
     new_parser.add_argument(
@@ -624,6 +702,23 @@ def main(argv: list[str] | None = None) -> int:
             return rollback(settings, args.use_case, args.model, args.to, args.reason)
         if args.command == "rollout":
             return rollout(settings, args.use_case, args.model, args.mode, args.share, args.reason)
+        if args.command == "lineage":
+            what = args.lineage_what
+            target = {
+                "request": [getattr(args, "request_id", "")],
+                "score": [getattr(args, "use_case", ""), getattr(args, "row_id", "")],
+                "model": [getattr(args, "ref", "")],
+            }[what]
+            return lineage(
+                settings,
+                what,
+                target,
+                args.day if what != "model" else None,
+                args.json,
+                args.show_all,
+            )
+        if args.command == "rebuild":
+            return rebuild(settings, args.model, args.version, args.json)
         exports = {**settings.as_env(), "DAGSTER_HOME": str(dagster_home(settings))}
         for name, value in sorted(exports.items()):
             print(f"export {name}={shlex.quote(value)}")
