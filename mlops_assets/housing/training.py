@@ -105,6 +105,28 @@ def regressor(params: dict[str, Any], spec: TuningSpec) -> xgboost.XGBRegressor:
     )
 
 
+def fit_trial(
+    params: dict[str, Any],
+    spec: TuningSpec,
+    train_x: pd.DataFrame,
+    train_y: np.ndarray,
+    eval_x: pd.DataFrame,
+    eval_y: np.ndarray,
+) -> tuple[xgboost.XGBRegressor, dict[str, float]]:
+    """One trial's model: :func:`regressor` with ``params`` fitted on ``train`` (early stopping
+    on ``eval``), and its scores on the evaluation period in dollars. Every trial of
+    :func:`tune` is this call, and so is the refit of a recorded best trial
+    (:func:`refit_on_periods`): the same parameters and seed give the same trees."""
+    import numpy as np
+
+    from mlops_assets.core.evaluation import regression_metrics
+
+    model = regressor(params, spec)
+    model.fit(train_x, train_y, eval_set=[(eval_x, eval_y)], verbose=False)
+    metrics = regression_metrics(np.exp(eval_y), np.exp(model.predict(eval_x)))
+    return model, metrics
+
+
 def tune(
     train_x: pd.DataFrame,
     train_y: np.ndarray,
@@ -119,10 +141,7 @@ def tune(
     trial on a tie. ``on_trial`` sees every finished trial (to log it)."""
     import time
 
-    import numpy as np
     import optuna
-
-    from mlops_assets.core.evaluation import regression_metrics
 
     if list(train_x.columns) != list(eval_x.columns):
         raise ValueError("train and eval features must have the same columns in the same order")
@@ -132,14 +151,11 @@ def tune(
     )
     trials: list[TrialResult] = []
     best: dict[str, Any] = {}
-    eval_price = np.exp(eval_y)
 
     def objective(trial: optuna.Trial) -> float:
         started = time.perf_counter()
         params = search_space(trial)
-        model = regressor(params, spec)
-        model.fit(train_x, train_y, eval_set=[(eval_x, eval_y)], verbose=False)
-        metrics = regression_metrics(eval_price, np.exp(model.predict(eval_x)))
+        model, metrics = fit_trial(params, spec, train_x, train_y, eval_x, eval_y)
         result = TrialResult(
             number=trial.number,
             params=params,
@@ -167,15 +183,29 @@ def tune_on_periods(
     """:func:`tune` on the model matrix of `housing/features` (a `split` column, the
     :data:`~mlops_assets.housing.encoding.FEATURE_COLUMNS` and the log-price `target`): trained
     on its train rows, judged on its eval rows; the holdout rows are not read."""
+    return tune(*_periods(features), spec, on_trial=on_trial)
+
+
+def refit_on_periods(
+    features: pd.DataFrame, params: dict[str, Any], spec: TuningSpec
+) -> tuple[xgboost.XGBRegressor, dict[str, float]]:
+    """The model of one trial of :func:`tune_on_periods` with ``params``, fitted again without
+    the search (:func:`fit_trial` on the same periods): how a registered study's model is
+    rebuilt from its recorded best parameters and seed."""
+    return fit_trial(params, spec, *_periods(features))
+
+
+def _periods(
+    features: pd.DataFrame,
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, np.ndarray]:
+    """``(train_x, train_y, eval_x, eval_y)`` of the model matrix of `housing/features`."""
     from mlops_assets.housing.encoding import FEATURE_COLUMNS
 
     columns = list(FEATURE_COLUMNS)
     train, evaluation = (features[features["split"] == s] for s in ("train", "eval"))
-    return tune(
+    return (
         train[columns],
         train["target"].to_numpy(),
         evaluation[columns],
         evaluation["target"].to_numpy(),
-        spec,
-        on_trial=on_trial,
     )

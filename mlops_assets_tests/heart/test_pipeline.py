@@ -1,5 +1,6 @@
-"""The heart pipeline: generated patients end to end on the local profile, the real Cleveland
-file with its `?` values, the deployment package in a fresh process, and bad input."""
+"""The heart pipeline: generated patients end to end on the local profile (and the registered
+version rebuilt IDENTICAL), the real Cleveland file with its `?` values, the deployment package in
+a fresh process, and bad input."""
 
 import json
 import os
@@ -12,10 +13,13 @@ import pandas as pd
 import pytest
 
 from mlops_assets.core.profiles import load_settings
+from mlops_assets.core.rebuild import EXIT_IDENTICAL, TAG_REBUILD_OF, TAG_REBUILD_OF_RUN
 from mlops_assets.definitions import resources_for
 from mlops_assets.heart import schema
 from mlops_assets.heart.assets import MODEL_NAME
 from mlops_assets.heart.definitions import ASSETS
+from mlops_assets.tooling.rebuild import rebuild_command
+from mlops_assets_tests.fixtures import deployment
 from mlops_assets_tests.fixtures.runs import check_verdicts, failures, metadata
 
 ALL = [
@@ -27,6 +31,8 @@ ALL = [
     "heart/deployment_package",
 ]
 CLEVELAND = Path(__file__).parent / "data" / "processed.cleveland.data"
+# The instance `mlops rebuild` opens (DAGSTER_HOME of the test's local profile).
+deployment_instance = deployment.deployment_instance
 
 
 def _materialize(keys=ALL, raw_config=None, **kwargs) -> dg.ExecuteInProcessResult:
@@ -110,13 +116,51 @@ def test_real_cleveland_file_end_to_end(resources: dict, local_home: Path) -> No
     assert metadata(again, "heart/deployment_package")["built"] is False
 
 
-def test_generated_patients_end_to_end(resources: dict, local_home: Path) -> None:
-    run = _materialize(resources=resources)
+def test_generated_patients_end_to_end(
+    resources: dict,
+    local_home: Path,
+    deployment_instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Generated patients through every asset, into the deployment's instance; then `mlops
+    rebuild` of the registered version: the best kind retrained from the recorded features and
+    settings is the registered model, metric for metric and prediction for prediction."""
+    run = _materialize(resources=resources, instance=deployment_instance)
     assert run.success, failures(run)
     features = pd.read_parquet(local_home / ".data" / "heart" / "features.parquet")
     assert {"age_group", "risk_score", "cp_exang_interaction"} <= set(features.columns)
     assert len(features) == 400
     assert metadata(run, "heart/models")["metric/cv_roc_auc"] > 0.75
+
+    tracking = resources["mlflow"]
+    version = tracking.get_version_by_alias(MODEL_NAME, "champion")
+    capsys.readouterr()
+    code = rebuild_command(load_settings(), MODEL_NAME, str(version.version), as_json=True)
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{") :])
+    assert code == EXIT_IDENTICAL, out
+    assert report["status"] == "identical" and report["run_id"] == version.run_id
+    # The lineage was walked in the instance the run wrote to: nothing missing, nothing changed.
+    assert not [note for note in report["notes"] if note.startswith("lineage:")], report["notes"]
+    # Every metric the original run logged (cv_ and holdout_), each compared.
+    names = {m["name"] for m in report["metrics"]}
+    assert {"cv_roc_auc", "cv_f1", "holdout_roc_auc", "holdout_brier"} <= names
+    assert all(m["equal"] and m["abs_diff"] <= 1e-9 for m in report["metrics"])
+    assert report["predictions"]["rows_original"] == 80  # the 20% stratified holdout of 400
+    assert report["predictions"]["max_abs_diff"] == 0.0
+
+    # A new run beside the original, tagged with what it rebuilt; nothing registered or moved.
+    rebuilt = tracking.client.get_run(report["rebuild_run_id"])
+    original = tracking.client.get_run(version.run_id)
+    assert rebuilt.info.experiment_id == original.info.experiment_id
+    assert rebuilt.data.tags[TAG_REBUILD_OF] == str(version.version)
+    assert rebuilt.data.tags[TAG_REBUILD_OF_RUN] == version.run_id
+    assert rebuilt.data.tags["dagster.run_id"] == original.data.tags["dagster.run_id"] == run.run_id
+    assert rebuilt.data.params == original.data.params
+    versions = tracking.client.search_model_versions(f"name='{MODEL_NAME}'")
+    assert [v.version for v in versions] == [version.version]
+    for alias in ("candidate", "champion"):
+        assert tracking.get_version_by_alias(MODEL_NAME, alias).version == version.version
 
 
 def test_a_malformed_uci_file_fails_before_anything_is_built(

@@ -1,5 +1,6 @@
 """The housing pipeline on small data: raw → splits → encoders → features → model →
-holdout_report → champion, on the local profile; the champion in a fresh process; bad input."""
+holdout_report → champion, on the local profile; the champion in a fresh process and rebuilt
+IDENTICAL; bad input."""
 
 import json
 import os
@@ -12,11 +13,14 @@ import pandas as pd
 import pytest
 
 from mlops_assets.core.profiles import load_settings
+from mlops_assets.core.rebuild import EXIT_IDENTICAL, TAG_REBUILD_OF
 from mlops_assets.definitions import resources_for
 from mlops_assets.housing import schema
 from mlops_assets.housing.assets import MODEL_NAME
 from mlops_assets.housing.definitions import ASSETS
 from mlops_assets.housing.periods import chronology_problems
+from mlops_assets.tooling.rebuild import rebuild_command
+from mlops_assets_tests.fixtures import deployment
 from mlops_assets_tests.fixtures.runs import failures, metadata
 
 ALL = [
@@ -28,6 +32,8 @@ ALL = [
     "housing/holdout_report",
     "housing/champion",
 ]
+# The instance `mlops rebuild` opens (DAGSTER_HOME of the test's local profile).
+deployment_instance = deployment.deployment_instance
 SMALL = {
     "housing__raw": {"config": {"n_sales": 4000}},
     "housing__model": {"config": {"n_trials": 3, "max_estimators": 200}},
@@ -50,8 +56,16 @@ def resources(local_home: Path) -> dict:
     return resources_for(load_settings())
 
 
-def test_whole_group_tunes_bundles_and_promotes(resources: dict, local_home: Path) -> None:
-    run = _materialize(resources=resources)
+def test_whole_group_tunes_bundles_and_promotes(
+    resources: dict,
+    local_home: Path,
+    deployment_instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    """Every asset, into the deployment's instance, twice; then `mlops rebuild` of the champion
+    (the older version): the study's best trial fitted again from its recorded parameters and
+    seed, with no new search, is the registered model, price for price on the holdout sales."""
+    run = _materialize(resources=resources, instance=deployment_instance)
     assert run.success, failures(run)
     checks = {e.check_name: e.passed for e in run.get_asset_check_evaluations()}
     assert checks == {
@@ -114,13 +128,48 @@ def test_whole_group_tunes_bundles_and_promotes(resources: dict, local_home: Pat
 
     # Same data and seed: the same study and holdout numbers; an equal candidate is not promoted.
     again = _materialize(
-        ["housing/model", "housing/holdout_report", "housing/champion"], resources=resources
+        ["housing/model", "housing/holdout_report", "housing/champion"],
+        resources=resources,
+        instance=deployment_instance,
     )
     assert again.success, failures(again)
     second = metadata(again, "housing/holdout_report")
     assert second["candidate/rmse"] == pytest.approx(metrics["candidate/rmse"], rel=1e-12)
     decision = metadata(again, "housing/champion")
     assert decision["promotion/decision"] == "kept"
+    assert tracking.get_version_by_alias(MODEL_NAME, "champion").version == champion.version
+
+    # The champion rebuilt after a newer version was trained: its own data is unchanged (only the
+    # model was trained again), so it rebuilds IDENTICAL.
+    trials_before = len(tracking.client.search_runs([study.info.experiment_id]))
+    versions_before = len(tracking.client.search_model_versions(f"name='{MODEL_NAME}'"))
+    capsys.readouterr()
+    code = rebuild_command(load_settings(), MODEL_NAME, str(champion.version), as_json=True)
+    out = capsys.readouterr().out
+    rebuild = json.loads(out[out.index("{") :])
+    assert code == EXIT_IDENTICAL, out
+    assert rebuild["run_id"] == champion.run_id == study.info.run_id
+    # The lineage was walked in the instance the runs wrote to: nothing missing, nothing changed.
+    assert not [n for n in rebuild["notes"] if n.startswith("lineage:")], rebuild["notes"]
+    assert {m["name"] for m in rebuild["metrics"]} == set(study.data.metrics)
+    assert {"eval_rmse", "eval_mae", "eval_r2"} <= set(study.data.metrics)
+    assert all(m["equal"] for m in rebuild["metrics"])
+    # The best trial's parameters, as recorded, are the ones refitted.
+    assert {p["name"] for p in rebuild["params"]} >= {
+        "best_max_depth",
+        "best_learning_rate",
+        "seed",
+    }
+    # Every holdout sale, priced alike by the registered and the rebuilt model.
+    assert rebuild["predictions"]["rows_original"] == len(holdout)
+    assert rebuild["predictions"]["differing_rows"] == 0
+
+    # One new run (no nested trials: the search is not run again), tagged, never registered.
+    runs = tracking.client.search_runs([study.info.experiment_id])
+    assert len(runs) == trials_before + 1
+    [rebuilt] = [r for r in runs if r.info.run_id == rebuild["rebuild_run_id"]]
+    assert rebuilt.data.tags[TAG_REBUILD_OF] == str(champion.version)
+    assert len(tracking.client.search_model_versions(f"name='{MODEL_NAME}'")) == versions_before
     assert tracking.get_version_by_alias(MODEL_NAME, "champion").version == champion.version
 
 
