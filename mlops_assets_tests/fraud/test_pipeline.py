@@ -1,5 +1,6 @@
 """The fraud pipeline end to end on tiny data: bronze → features → Feast → training set → model →
-champion → scores, on the local profile (and, marked `stack`, on S3 + Redis + an MLflow server)."""
+champion → scores, on the local profile (and, marked `stack`, on S3 + Redis + an MLflow server,
+where the same input must give every asset partition the local profile's data version)."""
 
 import json
 import os
@@ -16,6 +17,7 @@ from mlops_assets.core.storage import VersionedDataset
 from mlops_assets.definitions import resources_for
 from mlops_assets.fraud.assets import MODEL_NAME
 from mlops_assets.fraud.definitions import ASSETS
+from mlops_assets_tests.fixtures.local_profile import use_local_profile
 
 FIRST, LAST = "2024-01-01", "2024-01-10"
 TINY_BRONZE = {
@@ -29,15 +31,18 @@ TINY_TRAINING = {"window_days": 6, "maturity_days": 2}
 SILVER = ["fraud/transactions", "fraud/labels", "fraud/card_features", "fraud/merchant_features"]
 
 
-def _materialize(keys: list[str], **kwargs) -> dg.ExecuteInProcessResult:
+def _materialize(keys: list[str], assets: list = ASSETS, **kwargs) -> dg.ExecuteInProcessResult:
     """Materialize the fraud assets ``keys`` (and their checks), the rest of the group loaded."""
     selection = dg.AssetSelection.assets(*[dg.AssetKey.from_user_string(k) for k in keys])
-    return dg.materialize(ASSETS, selection=selection, raise_on_error=False, **kwargs)
+    return dg.materialize(assets, selection=selection, raise_on_error=False, **kwargs)
 
 
-def _run_bronze_to_feast(resources: dict, first: str = FIRST, last: str = LAST, **bronze):
+def _run_bronze_to_feast(
+    resources: dict, first: str = FIRST, last: str = LAST, assets: list = ASSETS, **bronze
+):
     return _materialize(
         [*SILVER, "fraud/feature_store"],
+        assets,
         resources=resources,
         run_config={"ops": {"bronze": {"config": {**TINY_BRONZE, **bronze}}}},
         tags={
@@ -47,14 +52,21 @@ def _run_bronze_to_feast(resources: dict, first: str = FIRST, last: str = LAST, 
     )
 
 
-def _run_training(resources: dict, day: str = LAST, **model_config):
+def _run_training(
+    resources: dict,
+    day: str = LAST,
+    training: dict = TINY_TRAINING,
+    assets: list = ASSETS,
+    **model_config,
+):
     return _materialize(
         ["fraud/training_set", "fraud/model", "fraud/champion", "fraud/scores"],
+        assets,
         resources=resources,
         partition_key=day,
         run_config={
             "ops": {
-                "fraud__training_set": {"config": TINY_TRAINING},
+                "fraud__training_set": {"config": training},
                 **({"fraud__model": {"config": model_config}} if model_config else {}),
             }
         },
@@ -248,27 +260,139 @@ def test_user_file_with_a_missing_column_fails_before_writing(
     assert not (local_home / ".data" / "fraud" / "transactions").exists()
 
 
+# The parity run of both profiles: four days, and the training set of the fourth: the two days
+# whose labels are all known by then (a legitimate payment is confirmed exactly
+# `max_chargeback_days` after it), ~1,200 rows. Two, not one: the chronological validation part
+# (the last 20%) of one day holds a single fraud, and every PR-AUC would be 1.0.
+PARITY_DAYS = ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04"]
+PARITY_FIRST, PARITY_LAST = PARITY_DAYS[0], PARITY_DAYS[-1]
+PARITY_TRAINING = {"window_days": 2, "maturity_days": TINY_BRONZE["max_chargeback_days"]}
+# One kind: the comparison needs a trained, registered model, not the race between kinds (the
+# local test trains both); each kind is an MLflow run and a model upload per profile.
+PARITY_KINDS = ["logreg"]
+# Dagster's tags on a materialization: its data version; whether the asset returned it (a
+# content hash) or Dagster derived it from the code version and the inputs' data versions.
+DATA_VERSION_TAG = "dagster/data_version"
+USER_PROVIDED_TAG = "dagster/data_version_is_user_provided"
+CODE_VERSION_TAG = "dagster/code_version"
+
+
+def _run_parity_pipeline(resources: dict) -> list[dg.ExecuteInProcessResult]:
+    """The tiny fraud input through every asset, as the deployment defines them (with their
+    derived code versions, `mlops_assets.definitions`): bronze → features → Feast for the parity
+    days, then training set → model → champion → scores of the last one."""
+    from mlops_assets.core.code_versions import with_code_versions
+
+    assets = list(with_code_versions(dg.Definitions(assets=ASSETS)).assets or [])
+    feeds = _run_bronze_to_feast(resources, PARITY_FIRST, PARITY_LAST, assets)
+    assert feeds.success, [e.message for e in feeds.all_events if e.is_failure]
+    trains = _run_training(resources, PARITY_LAST, PARITY_TRAINING, assets, kinds=PARITY_KINDS)
+    assert trains.success, [e.message for e in trains.all_events if e.is_failure]
+    return [feeds, trains]
+
+
+def _data_versions(runs: list[dg.ExecuteInProcessResult]) -> dict[str, str]:
+    """``"<asset key> [<partition>]"`` → data version, for every materialization of ``runs``.
+
+    An asset that returns no data version of its own (the Feast load, the model, the champion)
+    gets one Dagster derives from its code version and its inputs' data versions; without a
+    code version Dagster would put the run's id in its place, and no two runs would agree: such
+    a materialization fails here, named."""
+    versions: dict[str, str] = {}
+    from_run_ids = []
+    for run in runs:
+        for event in run.get_asset_materialization_events():
+            tags = event.materialization.tags or {}
+            name = f"{event.asset_key.to_user_string()} [{event.partition}]"
+            versions[name] = tags[DATA_VERSION_TAG]
+            if tags.get(USER_PROVIDED_TAG) != "true" and tags[CODE_VERSION_TAG] == run.run_id:
+                from_run_ids.append(name)
+    assert not from_run_ids, f"data versions derived from a run id: {from_run_ids}"
+    return versions
+
+
+def _registered_metrics(tracking) -> tuple[str, dict[str, float]]:
+    """The version registered as ``candidate`` by the run, and its MLflow run's metrics."""
+    version = tracking.get_version_by_alias(MODEL_NAME, "candidate")
+    assert version is not None
+    return str(version.version), tracking.client.get_run(version.run_id).data.metrics
+
+
+def _forget_registered_model(tracking) -> None:
+    """Delete ``MODEL_NAME`` from the session's MLflow server, which other stack tests share
+    (the API's tests register a champion of that name): the local profile starts from an empty
+    registry, and the stack's run must too, or its gate would judge against another test's
+    champion and its scores name another version."""
+    if tracking.client.search_registered_models(filter_string=f"name = '{MODEL_NAME}'"):
+        tracking.client.delete_registered_model(MODEL_NAME)
+
+
 @pytest.mark.stack
-def test_whole_group_on_the_stack_profile(stack_profile) -> None:
+def test_whole_group_on_the_stack_profile(
+    stack_profile, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """S3 through moto's server, Redis online store, Feast SQL registry and MLflow server on
-    PostgreSQL: the same pipeline, the same numbers."""
+    PostgreSQL: the same pipeline, the same numbers. The same tiny input then runs on the local
+    profile (files, SQLite), and every materialization, asset and partition, must carry the same
+    data version on both, and the registered model the same MLflow metrics: a data version
+    depends on the data only, never on where it is stored or which run wrote it."""
+    from mlops_assets.core.feature_store import clear_caches
+
     stack = stack_profile("fraud")
     resources = resources_for(stack.settings)
-
-    assert _run_bronze_to_feast(resources, FIRST, LAST).success
-    run = _run_training(resources)
-    assert run.success, [e.message for e in run.all_events if e.is_failure]
+    _forget_registered_model(resources["mlflow"])
+    on_stack = _run_parity_pipeline(resources)
 
     keys = stack.keys()
-    assert f"fraud/scores/{LAST}.parquet" in keys
-    assert f"fraud/training_set/dt={LAST}/_CURRENT" in keys
-
+    assert f"fraud/scores/{PARITY_LAST}.parquet" in keys
+    assert f"fraud/training_set/dt={PARITY_LAST}/_CURRENT" in keys
     champion = resources["mlflow"].get_version_by_alias(MODEL_NAME, "champion")
     assert champion is not None
     online = resources["feature_store"].get_online_features(
         ["merchant_features:merchant_tx_count_30d"], [{"merchant_id": 1}]
     )
     assert online["merchant_tx_count_30d"][0] is not None
+    stack_versions = _data_versions(on_stack)
+    stack_model = _registered_metrics(resources["mlflow"])
+
+    # The local profile in a home of its own; the stack's services, bucket and Feast stores
+    # out of reach.
+    use_local_profile(monkeypatch, tmp_path / "local")
+    for var in ("MLOPS_S3_BUCKET", "MLOPS_REDIS_URL", "MLOPS_POSTGRES_URL"):
+        monkeypatch.delenv(var, raising=False)
+    clear_caches()
+    local = resources_for(load_settings())
+    assert str(local["asset_store"].base).startswith(str(tmp_path / "local"))
+    local_versions = _data_versions(_run_parity_pipeline(local))
+    local_model = _registered_metrics(local["mlflow"])
+
+    trained = ["fraud/training_set", "fraud/model", "fraud/champion", "fraud/scores"]
+    expected = {
+        *(f"{key} [{day}]" for key in [*SILVER, "fraud/feature_store"] for day in PARITY_DAYS),
+        *(f"{key} [{PARITY_LAST}]" for key in trained),
+    }
+    assert set(stack_versions) == set(local_versions) == expected, (
+        sorted(set(stack_versions) ^ expected),
+        sorted(set(local_versions) ^ expected),
+    )
+    differing = {
+        name: {"stack": stack_versions[name], "local": local_versions[name]}
+        for name in sorted(expected)
+        if stack_versions[name] != local_versions[name]
+    }
+    assert not differing, (
+        f"{len(differing)} of {len(expected)} differ: {json.dumps(differing, indent=1)}"
+    )
+
+    (stack_version, stack_metrics), (local_version, local_metrics) = stack_model, local_model
+    assert stack_version == local_version == "1"
+    assert stack_metrics.keys() == local_metrics.keys() and stack_metrics
+    metric_differences = {
+        name: (stack_metrics[name], local_metrics[name])
+        for name in sorted(stack_metrics)
+        if abs(stack_metrics[name] - local_metrics[name]) > 1e-12
+    }
+    assert not metric_differences, metric_differences
 
 
 def _bronze_from_files(resources: dict, root: Path, day: str) -> dg.ExecuteInProcessResult:
