@@ -241,22 +241,17 @@ def train_grid_point(
         # The athletes are split by a hash of their id, so the share alone names the rows.
         share = float(settings["validation_share"])
         split = f"sha256(athlete_id) bucket vs validation_share={share:g}"
-        used = frame_schema(features[[*columns, schema.TARGET]])
-        validating = len(result.validation)
-        for used_for, part, rows in (
-            ("training", "training athletes", len(features) - validating),
-            ("evaluation", "validation athletes", validating),
-        ):
-            run.log_input_asset(
-                context,
-                asset_store,
-                CASE.key("features"),
-                context=used_for,
-                partition=version,
-                rows=rows,
-                schema=used,
-                selection=f"{part}: {split}",
-            )
+        run.log_input_split(
+            context,
+            asset_store,
+            CASE.key("features"),
+            split=split,
+            rows=len(features),
+            evaluation_rows=len(result.validation),
+            parts=("training athletes", "validation athletes"),
+            partition=version,
+            schema=frame_schema(features[[*columns, schema.TARGET]]),
+        )
         run.log_metrics(result.logged_metrics)
         run.log_figure(
             evaluation.residual_figure(

@@ -38,6 +38,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from mlops_assets.core import reporting
+
 if TYPE_CHECKING:
     import dagster as dg
     import pyarrow as pa
@@ -301,7 +303,7 @@ class Comparison:
     def to_dict(self) -> dict[str, Any]:
         """The comparison as JSON (what ``--json`` prints and the rebuild's run keeps); a NaN
         or infinite number becomes its text ("nan", "inf"), which strict JSON can carry."""
-        return _json_safe(
+        return reporting.json_safe(
             {
                 "status": "identical" if self.identical else "different",
                 "identical": self.identical,
@@ -386,16 +388,6 @@ class Comparison:
                 f"rebuilt {self.data_version}"
             )
         return "\n".join(lines)
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_safe(v) for v in value]
-    return value
 
 
 def _number(value: float | None) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import math
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -64,3 +65,15 @@ def figure_markdown(figure: Any, *, alt: str = "figure", dpi: int = 80) -> dg.Me
     figure.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
     encoded = base64.b64encode(buffer.getvalue()).decode()
     return dg.MetadataValue.md(f"![{alt}](data:image/png;base64,{encoded})")
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every non-finite float as its text ("nan", "inf"): what strict JSON (an
+    HTTP answer, a ``--json`` report) can carry."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(v) for v in value]
+    return value

@@ -1941,6 +1941,38 @@ class TrackedRun:
         )
         return True
 
+    def log_input_split(
+        self,
+        step: dg.OpExecutionContext,
+        store: AssetStore,
+        key: dg.AssetKey,
+        *,
+        split: str,
+        rows: int,
+        evaluation_rows: int,
+        parts: tuple[str, str] = ("training part", "holdout"),
+        partition: str | None = None,
+        schema: Mapping[str, str] | None = None,
+    ) -> None:
+        """:meth:`log_input_asset` twice for one input split in two: the rows fitted on
+        (``training``) and the rows held out (``evaluation``), each named by ``parts`` and by
+        ``split``, the rule that picks them (MLflow keeps one dataset per name and digest, so the
+        name must say which rows)."""
+        for used_for, part, count in (
+            ("training", parts[0], rows - evaluation_rows),
+            ("evaluation", parts[1], evaluation_rows),
+        ):
+            self.log_input_asset(
+                step,
+                store,
+                key,
+                context=used_for,
+                partition=partition,
+                rows=count,
+                schema=schema,
+                selection=f"{part}: {split}",
+            )
+
     def log_figure(self, figure: Any, artifact_file: str) -> None:
         """Store a matplotlib (or plotly) figure as an artifact, e.g. ``plots/pr_curve.png``."""
         with self._errors(f"log figure {artifact_file}"):

@@ -177,20 +177,15 @@ def models(
             # are named by the split's settings, which pick them deterministically.
             split = f"stratified on {schema.TARGET}, holdout_fraction={config.holdout_fraction:g}"
             split += f", seed={config.seed}"
-            held_out = len(result.holdout_labels)
-            for used_for, part, rows in (
-                ("training", "training part", len(frame) - held_out),
-                ("evaluation", "holdout", held_out),
-            ):
-                run.log_input_asset(
-                    context,
-                    asset_store,
-                    CASE.key("features"),
-                    context=used_for,
-                    rows=rows,
-                    schema=frame_schema(frame),
-                    selection=f"{part}: {split}",
-                )
+            run.log_input_split(
+                context,
+                asset_store,
+                CASE.key("features"),
+                split=split,
+                rows=len(frame),
+                evaluation_rows=len(result.holdout_labels),
+                schema=frame_schema(frame),
+            )
             info = run.log_model(
                 result.pipeline,
                 name="model",

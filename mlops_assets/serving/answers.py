@@ -10,7 +10,6 @@ a prediction nobody can account for. Every answer carries its request id (the cl
 from __future__ import annotations
 
 import logging
-import math
 import time
 import uuid
 from datetime import UTC, datetime
@@ -132,17 +131,6 @@ def model_fields(loaded: LoadedModel | None, alias: str = SERVED_ALIAS) -> dict[
         "model_version": loaded.info.version,
         "model_alias": alias,
     }
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every non-finite float as its text ("nan", "inf")."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def jsonable_body(body: Any) -> Any:

@@ -54,8 +54,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mlops_assets.core.profiles import Settings, load_settings
+from mlops_assets.core.reporting import json_safe
 from mlops_assets.serving.answers import (
-    json_safe,
     jsonable_body,
     log_request,
     model_fields,
