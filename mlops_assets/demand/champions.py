@@ -101,7 +101,7 @@ def register_and_gate(
     ) as run:
         _log_backtest(run, respondent, board, spec)
         _log_datasets(context, run, respondent, board)
-        info = _log_forecaster(run, respondent, best["model"], history, spec)
+        info = log_forecaster(run, respondent, best["model"], history, spec)
     name = model_name(respondent)
     tags = {"model": best["model"], "respondent": respondent}
     version = mlflow.register(info, name, alias=CANDIDATE, tags=tags)
@@ -126,23 +126,32 @@ def register_and_gate(
     )
 
 
+def candidate_record(
+    respondent: str, board: pd.DataFrame, spec: BacktestSpec
+) -> tuple[dict[str, Any], dict[str, float]]:
+    """The params and metrics of a respondent's candidate: its leaderboard row (the best of
+    ``board``, the respondent's rows) and the RMSE of every model it was compared with. Logged
+    with the candidate, and recomputed by ``mlops rebuild`` (:mod:`mlops_assets.demand.rebuild`)."""
+    board = board.sort_values("rank")
+    best = board.iloc[0]
+    params = {
+        "respondent": respondent,
+        "model": best["model"],
+        "horizon": spec.horizon,
+        "n_windows": int(best["n_windows"]),
+        "models_compared": ",".join(board["model"]),
+    }
+    rmse = {f"rmse_mean.{r['model']}": float(r["rmse_mean"]) for _, r in board.iterrows()}
+    return params, {**row_metrics(best), **rmse}
+
+
 def _log_backtest(
     run: TrackedRun, respondent: str, board: pd.DataFrame, spec: BacktestSpec
 ) -> None:
-    """The candidate's settings and figures (its leaderboard row, first of ``board``), and the
-    RMSE of every model it was compared with."""
-    best = board.iloc[0]
-    run.log_params(
-        {
-            "respondent": respondent,
-            "model": best["model"],
-            "horizon": spec.horizon,
-            "n_windows": int(best["n_windows"]),
-            "models_compared": ",".join(board["model"]),
-        }
-    )
-    rmse = {f"rmse_mean.{r['model']}": float(r["rmse_mean"]) for _, r in board.iterrows()}
-    run.log_metrics({**row_metrics(best), **rmse})
+    """The candidate's settings and figures (:func:`candidate_record`)."""
+    params, metrics = candidate_record(respondent, board, spec)
+    run.log_params(params)
+    run.log_metrics(metrics)
 
 
 def _log_datasets(
@@ -188,7 +197,7 @@ def _log_datasets(
     )
 
 
-def _log_forecaster(
+def log_forecaster(
     run: TrackedRun, respondent: str, model: str, history: pd.DataFrame, spec: BacktestSpec
 ) -> Any:
     """Log the pyfunc forecaster of ``model`` with an input example cut from ``history``;
