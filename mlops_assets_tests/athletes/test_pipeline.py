@@ -2,6 +2,7 @@
 random-forest grid as mapped steps with emissions in MLflow, and the champion pick."""
 
 import io
+import json
 from pathlib import Path
 
 import dagster as dg
@@ -11,10 +12,16 @@ import pytest
 from mlops_assets.athletes.assets import MODEL_NAME
 from mlops_assets.athletes.definitions import ASSETS
 from mlops_assets.core.profiles import load_settings
+from mlops_assets.core.rebuild import EXIT_IDENTICAL, TAG_REBUILD_OF
 from mlops_assets.definitions import resources_for
+from mlops_assets.tooling.rebuild import rebuild_command
+from mlops_assets_tests.fixtures import deployment
 from mlops_assets_tests.fixtures.runs import check_verdicts, failures, metadata
 
 GRID = {"n_estimators": [10, 30], "max_depths": [4]}
+
+# The instance `mlops rebuild` opens (DAGSTER_HOME of the test's local profile).
+deployment_instance = deployment.deployment_instance
 
 
 def _materialize(keys: list[str], **kwargs) -> dg.ExecuteInProcessResult:
@@ -27,10 +34,16 @@ def resources(local_home: Path) -> dict:
     return resources_for(load_settings())
 
 
-def test_grid_over_both_versions_picks_a_champion(resources: dict, local_home: Path) -> None:
+def test_grid_over_both_versions_picks_a_champion(
+    resources: dict,
+    local_home: Path,
+    deployment_instance: dg.DagsterInstance,
+    capsys: pytest.CaptureFixture,
+) -> None:
     cleaned = _materialize(
         ["athletes/raw", "athletes/clean"],
         resources=resources,
+        instance=deployment_instance,
         run_config={"ops": {"athletes__raw": {"config": {"n_athletes": 1500}}}},
     )
     assert cleaned.success, failures(cleaned)
@@ -48,6 +61,7 @@ def test_grid_over_both_versions_picks_a_champion(resources: dict, local_home: P
             resources=resources,
             partition_key=version,
             run_config={"ops": {"athletes__models": {"ops": {"grid_points": {"config": GRID}}}}},
+            instance=deployment_instance,
         )
         assert run.success, failures(run)
         tables[version] = pd.read_parquet(
@@ -64,7 +78,11 @@ def test_grid_over_both_versions_picks_a_champion(resources: dict, local_home: P
             assert mlflow_run.data.metrics["energy_kwh"] > 0
             assert "val_rmse" in mlflow_run.data.metrics
 
-    final = _materialize(["athletes/feature_store", "athletes/champion"], resources=resources)
+    final = _materialize(
+        ["athletes/feature_store", "athletes/champion"],
+        resources=resources,
+        instance=deployment_instance,
+    )
     assert final.success, failures(final)
     every = pd.concat(tables.values(), ignore_index=True)
     best = every.sort_values(["val_rmse", "feature_version", "grid_point"]).iloc[0]
@@ -87,6 +105,20 @@ def test_grid_over_both_versions_picks_a_champion(resources: dict, local_home: P
         ["athlete_features_v2:weight"], [{"athlete_id": athlete}]
     )
     assert online["weight"][0] is not None
+
+    # `mlops rebuild` of the champion: its grid point retrained on the recorded feature version
+    # gives the registered forest, metric for metric and prediction for prediction.
+    capsys.readouterr()
+    code = rebuild_command(load_settings(), MODEL_NAME, str(champion.version), as_json=True)
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{") :])
+    assert code == EXIT_IDENTICAL, out
+    assert {"val_rmse"} <= {m["name"] for m in report["metrics"]}
+    assert all(m["equal"] for m in report["metrics"])
+    assert report["predictions"]["rows_original"] > 0
+    assert report["predictions"]["differing_rows"] == 0
+    rebuilt = tracking.client.get_run(report["rebuild_run_id"])
+    assert rebuilt.data.tags[TAG_REBUILD_OF] == str(champion.version)
 
 
 @pytest.mark.stack
