@@ -42,6 +42,11 @@ SERVERS = {
 # Commands that need a registry history the README's tiny deployment does not have (a rollback
 # needs two champions in a row), run exactly as quoted by the test named.
 RUN_ELSEWHERE = {
+    # The README deployment runs no API, so its request log is empty.
+    "mlops lineage request req-42": (
+        "fraud/test_lineage_rebuild.py::"
+        "test_lineage_traces_to_bronze_runs_the_version_rebuilds_identical_and_a_changed_day_is_refused"
+    ),
     "mlops rollback fraud --reason 'v2 flags refunds as fraud'": (
         "test_cli_rollout.py::test_mlops_rollback_moves_the_champion_back_and_says_so"
     ),

@@ -10,6 +10,7 @@ blocking checks audited inside a ranged step must show a result per partition, n
 UI starts from.
 """
 
+import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -52,6 +53,24 @@ TINY = {
 FRAUD_INGESTION = ["transactions", "labels", "card_features", "merchant_features", "feature_store"]
 FRAUD_GROUP = [*FRAUD_INGESTION, "training_set", "model", "champion", "scores"]
 DEMAND_GROUP = ["raw", "clean", "cv_results", "leaderboard", "champion", "forecasts"]
+
+
+# What an asset's page asks for its code version and its latest materialization's metadata.
+LINEAGE = """
+query AssetLineage($keys: [AssetKeyInput!]) {
+  assetNodes(assetKeys: $keys) {
+    assetKey { path }
+    opVersion
+    assetMaterializations(limit: 1) {
+      metadataEntries {
+        label
+        ... on TextMetadataEntry { text }
+        ... on MarkdownMetadataEntry { mdStr }
+      }
+    }
+  }
+}
+"""
 
 
 def _keys(use_case: str, names: list[str]) -> list[list[str]]:
@@ -176,6 +195,21 @@ def test_range_backfills_from_the_ui_materialize_what_was_asked(
     assert forecasts["unique_id"].unique().to_list() == ["CISO"]
 
     _only(ui, "athletes", ["features", "models"], {"v1", "v2"})
+
+    # 3. Lineage as the asset pages show it: every fraud asset's derived code version, and on
+    # the model's latest materialization the data and code it came from, with the CLI call that
+    # walks the rest of the chain.
+    nodes = ui.query(LINEAGE, keys=[{"path": k} for k in _keys("fraud", FRAUD_GROUP)])
+    versions = {"/".join(n["assetKey"]["path"]): n["opVersion"] for n in nodes["assetNodes"]}
+    assert set(versions) == {f"fraud/{name}" for name in FRAUD_GROUP}
+    assert all(re.fullmatch(r"[0-9a-f]{20}", v or "") for v in versions.values()), versions
+    model = next(n for n in nodes["assetNodes"] if n["assetKey"]["path"] == ["fraud", "model"])
+    [latest] = model["assetMaterializations"]
+    entries = {e["label"]: e.get("text") or e.get("mdStr") for e in latest["metadataEntries"]}
+    assert entries["code_version"] == versions["fraud/model"]
+    assert entries["lineage_command"].startswith("mlops lineage model fraud_classifier@")
+    # (the model of whichever of the two days ran last)
+    assert re.search(r"fraud/training_set/dt=2024-01-0[34]/run_id=", entries["training_data"])
     # The grid's intermediate outputs stay in Dagster's step storage, not in the data root.
     assert sorted(p.name for p in data.iterdir() if not p.name.startswith("_")) == [
         "athletes",
