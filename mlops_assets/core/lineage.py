@@ -43,10 +43,14 @@ import dagster as dg
 
 from mlops_assets.core.storage import PARTITION_DATA_VERSIONS
 from mlops_assets.core.tracking import (
+    DAGSTER_DATA_VERSION_TAG,
     TAG_ASSET_KEY,
     TAG_CODE_VERSION,
+    TAG_GIT_COMMIT,
     TAG_PARTITION_KEY,
     TAG_RUN_ID,
+    TAG_TRAINING_SET_DATA_VERSION,
+    TAG_TRAINING_SET_VERSION,
     RegistryError,
     as_version,
 )
@@ -59,7 +63,7 @@ if TYPE_CHECKING:
     from mlops_assets.core.tracking import MlflowTracking
 
 # Dagster's tags on a materialization event (dagster/_core/definitions/data_version.py).
-DATA_VERSION_TAG = "dagster/data_version"
+DATA_VERSION_TAG = DAGSTER_DATA_VERSION_TAG
 CODE_VERSION_TAG = "dagster/code_version"
 INPUT_DATA_VERSION_PREFIX = "dagster/input_data_version/"
 INPUT_EVENT_POINTER_PREFIX = "dagster/input_event_pointer/"
@@ -67,10 +71,10 @@ INPUT_EVENT_POINTER_PREFIX = "dagster/input_event_pointer/"
 NULL_EVENT_POINTER = "NULL"
 
 # The MLflow run tags that name the versioned training set a model was trained on.
-TRAINING_SET_VERSION_TAG = "training_set.version"
-TRAINING_SET_DATA_VERSION_TAG = "training_set.data_version"
+TRAINING_SET_VERSION_TAG = TAG_TRAINING_SET_VERSION
+TRAINING_SET_DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
 # MLflow's standard tag for the source commit, the code version where no asset declares one.
-GIT_COMMIT_TAG = "mlflow.source.git.commit"
+GIT_COMMIT_TAG = TAG_GIT_COMMIT
 _DATASET_VERSION = re.compile(r"dt=(?P<dt>[^/]+)/run_id=(?P<run_id>[^/]+)")
 
 # Event-log pages when looking for one record among a partition's materializations.

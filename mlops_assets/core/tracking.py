@@ -110,6 +110,10 @@ TAG_ASSET_KEY = "dagster.asset_key"
 TAG_PARTITION_KEY = "dagster.partition_key"
 TAG_PARTITION_RANGE = "dagster.partition_key_range"
 TAG_CODE_VERSION = "dagster.code_version"
+# The versioned training set a model was trained on (``dt=<partition>/run_id=<run>``) and its
+# data version, for use cases whose training set is a versioned dataset (fraud).
+TAG_TRAINING_SET_VERSION = "training_set.version"
+TAG_TRAINING_SET_DATA_VERSION = "training_set.data_version"
 TAG_USE_CASE = "mlops.use_case"
 # Where Dagster keeps the data version of a materialization (dagster._core.definitions.data_version).
 DAGSTER_DATA_VERSION_TAG = "dagster/data_version"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlops_assets.core.tracking import TAG_TRAINING_SET_DATA_VERSION, TAG_TRAINING_SET_VERSION
 from mlops_assets.fraud.schema import CASE
 
 if TYPE_CHECKING:
@@ -42,8 +43,8 @@ class Candidate:
 
 
 # The run tags naming the training set version a model was trained on.
-VERSION_TAG = "training_set.version"
-DATA_VERSION_TAG = "training_set.data_version"
+VERSION_TAG = TAG_TRAINING_SET_VERSION
+DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
 
 
 def lineage_tags(manifest: Mapping[str, Any]) -> dict[str, str]:

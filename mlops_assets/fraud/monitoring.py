@@ -54,6 +54,7 @@ import pandas as pd
 import polars as pl
 
 from mlops_assets.core.monitoring.verdicts import INSUFFICIENT_DATA, Verdict, performance_verdict
+from mlops_assets.core.tracking import TAG_TRAINING_SET_DATA_VERSION, TAG_TRAINING_SET_VERSION
 from mlops_assets.fraud import training
 
 if TYPE_CHECKING:
@@ -95,8 +96,8 @@ DRIFT_NUMERIC: list[str] = [*training.NUMERIC_FEATURES, SCORE]
 DRIFT_CATEGORICAL: list[str] = [*training.CATEGORICAL_FEATURES, "hour"]
 
 #: The run tags naming a model's training set version (``candidates.lineage_tags``).
-TRAINING_SET_VERSION_TAG = "training_set.version"
-TRAINING_SET_DATA_VERSION_TAG = "training_set.data_version"
+TRAINING_SET_VERSION_TAG = TAG_TRAINING_SET_VERSION
+TRAINING_SET_DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
 _VERSION_TAG = re.compile(r"dt=(?P<dt>[^/]+)/run_id=(?P<run_id>[^/]+)")
 
 

@@ -26,14 +26,15 @@ from mlops_assets.core.rebuild import (
     check_inputs,
     parquet_roundtrip,
 )
+from mlops_assets.core.tracking import TAG_TRAINING_SET_DATA_VERSION, TAG_TRAINING_SET_VERSION
 from mlops_assets.fraud.schema import CASE
 
 if TYPE_CHECKING:
     from mlops_assets.core.rebuild import Recorded, Sources
     from mlops_assets.core.tracking import TrackedRun
 
-TRAINING_SET_VERSION_TAG = "training_set.version"
-TRAINING_SET_DATA_VERSION_TAG = "training_set.data_version"
+TRAINING_SET_VERSION_TAG = TAG_TRAINING_SET_VERSION
+TRAINING_SET_DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
 
 
 def _manifest(recorded: Recorded, sources: Sources) -> dict[str, Any]:
