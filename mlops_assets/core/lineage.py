@@ -34,14 +34,13 @@ the run tags ``training_set.version`` (``dt=<partition>/run_id=<run>``) and
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
-from mlops_assets.core.storage import PARTITION_DATA_VERSIONS
+from mlops_assets.core.storage import PARTITION_DATA_VERSIONS, parse_version_name
 from mlops_assets.core.tracking import (
     DAGSTER_DATA_VERSION_TAG,
     TAG_ASSET_KEY,
@@ -75,7 +74,6 @@ TRAINING_SET_VERSION_TAG = TAG_TRAINING_SET_VERSION
 TRAINING_SET_DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
 # MLflow's standard tag for the source commit, the code version where no asset declares one.
 GIT_COMMIT_TAG = TAG_GIT_COMMIT
-_DATASET_VERSION = re.compile(r"dt=(?P<dt>[^/]+)/run_id=(?P<run_id>[^/]+)")
 
 # Event-log pages when looking for one record among a partition's materializations.
 _PAGE = 100
@@ -652,8 +650,8 @@ def _training_set(
     named = tags.get(TRAINING_SET_VERSION_TAG)
     if not named:
         return None, None
-    match = _DATASET_VERSION.fullmatch(named)
-    if match is None:
+    parsed = parse_version_name(named)
+    if parsed is None:
         return None, f"the run's tag {TRAINING_SET_VERSION_TAG}={named!r} names no dataset version"
     candidates: list[dg.AssetKey] = []
     if model_key is not None and asset_graph.has(model_key):
@@ -667,7 +665,7 @@ def _training_set(
                 candidates.append(key)
     for key in candidates:
         dataset = VersionedDataset(asset_store.folder(key))
-        folder = dataset.version_dir(match["dt"], match["run_id"])
+        folder = dataset.version_dir(*parsed)
         manifest = read_pointer(folder / VersionedDataset.MANIFEST)
         if manifest is None:
             continue

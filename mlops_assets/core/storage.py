@@ -328,6 +328,21 @@ class DatasetVersion:
         return f"dt={self.dt}/run_id={self.run_id}"
 
 
+_VERSION_NAME = re.compile(r"dt=(?P<dt>[^/]+)/run_id=(?P<run_id>[^/]+)")
+
+
+def version_name(partition: str, run_id: str) -> str:
+    """How a version of a :class:`VersionedDataset` is named where it is recorded (an MLflow run
+    tag, a report): ``dt=<partition>/run_id=<run>``, its folder under the dataset."""
+    return f"dt={partition}/run_id={run_id}"
+
+
+def parse_version_name(name: str) -> tuple[str, str] | None:
+    """(partition, run id) of a :func:`version_name`; None when ``name`` is not one."""
+    match = _VERSION_NAME.fullmatch(name)
+    return (match["dt"], match["run_id"]) if match else None
+
+
 class VersionedDataset:
     """A dataset kept as immutable versions, with ``_LATEST`` and ``_CURRENT`` pointers.
 

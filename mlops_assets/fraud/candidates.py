@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlops_assets.core.storage import parse_version_name, version_name
 from mlops_assets.core.tracking import TAG_TRAINING_SET_DATA_VERSION, TAG_TRAINING_SET_VERSION
 from mlops_assets.fraud.schema import CASE
 
@@ -50,7 +51,7 @@ DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
 def lineage_tags(manifest: Mapping[str, Any]) -> dict[str, str]:
     """The run tags naming the training set version (its manifest) a model was trained on."""
     return {
-        VERSION_TAG: f"dt={manifest['dt']}/run_id={manifest['run_id']}",
+        VERSION_TAG: version_name(manifest["dt"], manifest["run_id"]),
         DATA_VERSION_TAG: manifest["data_version"],
     }
 
@@ -60,8 +61,10 @@ def training_set_uri(store: AssetStore, tags: Mapping[str, str]) -> str:
     ``dt=<day>/run_id=<run>`` folder, which holds ``data.parquet`` and ``manifest.json``."""
     from mlops_assets.core.tracking import dataset_uri
 
-    parts = dict(part.split("=", 1) for part in tags[VERSION_TAG].split("/"))
-    folder = store.versioned(CASE.key("training_set")).version_dir(parts["dt"], parts["run_id"])
+    parsed = parse_version_name(tags[VERSION_TAG])
+    if parsed is None:
+        raise ValueError(f"{VERSION_TAG}={tags[VERSION_TAG]!r} is not dt=<day>/run_id=<run>")
+    folder = store.versioned(CASE.key("training_set")).version_dir(*parsed)
     return dataset_uri(folder)
 
 

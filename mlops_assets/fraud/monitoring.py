@@ -43,7 +43,6 @@ inside their bodies, so numpy, pandas and Polars load only when a monitor runs.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -98,7 +97,6 @@ DRIFT_CATEGORICAL: list[str] = [*training.CATEGORICAL_FEATURES, "hour"]
 #: The run tags naming a model's training set version (``candidates.lineage_tags``).
 TRAINING_SET_VERSION_TAG = TAG_TRAINING_SET_VERSION
 TRAINING_SET_DATA_VERSION_TAG = TAG_TRAINING_SET_DATA_VERSION
-_VERSION_TAG = re.compile(r"dt=(?P<dt>[^/]+)/run_id=(?P<run_id>[^/]+)")
 
 
 # --- the days -----------------------------------------------------------------------------------
@@ -415,8 +413,9 @@ def champion_verdict(
 
 def training_set_version(tags: Mapping[str, str]) -> tuple[str, str] | None:
     """``(dt, run_id)`` of the training set version a model's run was tagged with, or None."""
-    match = _VERSION_TAG.fullmatch(tags.get(TRAINING_SET_VERSION_TAG, "") or "")
-    return (match["dt"], match["run_id"]) if match else None
+    from mlops_assets.core.storage import parse_version_name
+
+    return parse_version_name(tags.get(TRAINING_SET_VERSION_TAG, "") or "")
 
 
 def load_training_set(

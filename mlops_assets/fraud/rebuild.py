@@ -42,15 +42,14 @@ def _manifest(recorded: Recorded, sources: Sources) -> dict[str, Any]:
     from mlops_assets.core import storage
 
     version = recorded.tag(TRAINING_SET_VERSION_TAG)
-    try:
-        dt, run_id = (part.split("=", 1)[1] for part in version.split("/"))
-    except (ValueError, IndexError):
+    parsed = storage.parse_version_name(version)
+    if parsed is None:
         raise RebuildError(
             f"{recorded.name} v{recorded.version}: tag {TRAINING_SET_VERSION_TAG}={version!r} is "
             "not dt=<day>/run_id=<run>"
-        ) from None
+        )
     dataset = sources.asset_store.versioned(CASE.key("training_set"))
-    manifest = storage.read_pointer(dataset.version_dir(dt, run_id) / dataset.MANIFEST)
+    manifest = storage.read_pointer(dataset.version_dir(*parsed) / dataset.MANIFEST)
     if manifest is None:
         raise RebuildError(
             f"{recorded.name} v{recorded.version}: the training set version {version} it was "
