@@ -16,10 +16,14 @@ from mlops_assets.core.code_versions import default_cache_dir, with_code_version
 # (Dagster's notices about its own API are silenced by the package, `mlops_assets/__init__.py`,
 # before the use cases below build their definitions.)
 from mlops_assets.core.feature_store import FeastFeatureStore
-from mlops_assets.core.io_managers import STEP_IO_MANAGER, ParquetIOManagerResource
+from mlops_assets.core.io_managers import (
+    STEP_IO_MANAGER,
+    ParquetIOManagerResource,
+    StepOutputIOManagerResource,
+)
 from mlops_assets.core.profiles import Settings, check_stack, load_settings
 from mlops_assets.core.run_config import check_file as check_run_config
-from mlops_assets.core.runs import executor as dead_run_reaping_executor
+from mlops_assets.core.runs import executor_for
 from mlops_assets.core.tracking import MlflowTracking
 from mlops_assets.serving import definitions as serving
 from mlops_assets.use_cases import use_case_definitions
@@ -31,8 +35,11 @@ def resources_for(settings: Settings) -> dict[str, object]:
     return {
         "asset_store": store,
         "io_manager": ParquetIOManagerResource(store=store),
-        # No base_dir: `$DAGSTER_HOME/storage/<run id>/`, Dagster's own place for step outputs.
-        STEP_IO_MANAGER: dg.FilesystemIOManager(),
+        # Locally, `$DAGSTER_HOME/storage/<run id>/`, Dagster's own place for step outputs; on the
+        # stack, the bucket: the next step may run on another machine (Celery, Kubernetes).
+        STEP_IO_MANAGER: dg.FilesystemIOManager()
+        if settings.profile == "local"
+        else StepOutputIOManagerResource(store=store),
         "mlflow": MlflowTracking.from_settings(settings),
         "feature_store": FeastFeatureStore.from_settings(settings),
     }
@@ -53,9 +60,10 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         dg.Definitions(
             sensors=[automation],
             resources=resources_for(settings),
-            # Dagster's default executor, same config, which first ends the runs that died holding
-            # a pool slot (mlops_assets/core/runs.py): the CLI path has no daemon to do it.
-            executor=dead_run_reaping_executor,
+            # MLOPS_EXECUTOR's: Dagster's default (multiprocess), in-process or on a Celery cluster,
+            # each of which first ends the runs that died holding a pool slot
+            # (mlops_assets/core/runs.py): the CLI path has no daemon to do it.
+            executor=executor_for(settings.executor),
         ),
     )
     # Every asset's code version, derived from its source and the project code it calls

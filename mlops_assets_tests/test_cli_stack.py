@@ -19,7 +19,14 @@ from mlops_assets.tooling.native_stack import StackError
 from mlops_assets_tests.fixtures.services import POSTGRES_ADMIN_URL, free_port
 
 
-def _plan(tmp_path: Path, environ: dict[str, str] | None = None, **ports: int):
+def _plan(
+    tmp_path: Path,
+    environ: dict[str, str] | None = None,
+    *,
+    workers: int = 0,
+    training_workers: int = 0,
+    **ports: int,
+):
     environ = {"MLOPS_HOME": str(tmp_path), **(environ or {})}
     settings = load_settings("stack", environ=environ)
     return native_stack.plan_stack(
@@ -29,6 +36,8 @@ def _plan(tmp_path: Path, environ: dict[str, str] | None = None, **ports: int):
         mlflow_port=ports.get("mlflow_port", 5000),
         dagster_port=ports.get("dagster_port", 3000),
         environ=environ,
+        workers=workers,
+        training_workers=training_workers,
     )
 
 
@@ -225,3 +234,107 @@ def test_stack_help_states_what_is_kept_and_where() -> None:
     assert done.returncode == 0
     assert "ON DISK" in done.stdout and "s3-data" in done.stdout
     assert "stack.env" in done.stdout and "stack-logs" in done.stdout
+
+
+# -- Celery workers (`--workers`); started and stopped for real in test_stack_workers.py ----------
+
+
+def test_workers_make_the_stack_a_celery_cluster_on_the_broker_found(tmp_path: Path) -> None:
+    broker = "amqp://mlops:s3cret@rabbit.internal:5672/cluster"
+    plan = _plan(tmp_path, {"MLOPS_CELERY_BROKER_URL": broker}, workers=2)
+    exports = plan.exports()
+    assert exports["MLOPS_EXECUTOR"] == "celery"
+    assert exports["MLOPS_CELERY_BROKER_URL"] == broker
+    assert exports["MLOPS_CELERY_BACKEND_URL"] == "rpc://"
+    assert "export MLOPS_EXECUTOR=celery" in plan.env_lines()
+    # Without workers nothing changes: the profile's executor, whatever the broker variable says.
+    plain = _plan(tmp_path, {"MLOPS_CELERY_BROKER_URL": broker})
+    assert plain.exports()["MLOPS_EXECUTOR"] == "multiprocess"
+    assert {k: v for k, v in exports.items() if k != "MLOPS_EXECUTOR"} == {
+        k: v for k, v in plain.exports().items() if k != "MLOPS_EXECUTOR"
+    }
+
+
+def test_print_env_with_workers_names_the_default_broker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(tmp_path))
+    monkeypatch.delenv("MLOPS_CELERY_BROKER_URL", raising=False)
+    monkeypatch.delenv("MLOPS_EXECUTOR", raising=False)
+    assert cli.main(["stack", "--print-env", "--workers", "1"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "export MLOPS_EXECUTOR=celery" in out
+    assert "export MLOPS_CELERY_BROKER_URL=amqp://127.0.0.1:5672//" in out  # RabbitMQ's guest
+
+
+def test_training_workers_without_workers_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["stack", "--print-env", "--training-workers", "1"])
+    assert refused.value.code == 2
+    assert "--training-workers needs --workers N" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:
+        cli.main(["stack", "--print-env", "--workers", "-1"])
+    assert refused.value.code == 2
+    with pytest.raises(StackError, match="training workers need default workers"):
+        _plan(tmp_path, training_workers=1)
+
+
+def test_worker_commands_give_the_training_queue_a_consumer() -> None:
+    from mlops_assets.core.cluster import QUEUES
+
+    mlops = [sys.executable, "-m", "mlops_assets.tooling.cli", "worker"]
+    shared = native_stack.worker_commands(2, 0)
+    assert [w.command() for w in shared] == [
+        [*mlops, "--queue", "default", "--queue", "training", "--name", "default-1"],
+        [*mlops, "--queue", "default", "--queue", "training", "--name", "default-2"],
+    ]
+    split = native_stack.worker_commands(1, 1)
+    assert [w.command() for w in split] == [
+        [*mlops, "--queue", "default", "--name", "default-1"],
+        [*mlops, "--queue", "training", "--name", "training-1"],
+    ]
+    assert set(QUEUES) == {q for w in shared for q in w.queues}  # the queues the cluster knows
+    assert native_stack.worker_commands(0, 0) == []
+
+
+def test_workers_are_stopped_together_the_other_services_one_by_one() -> None:
+    def service(name: str, group: str = "") -> native_stack.Service:
+        return native_stack.Service(name, None, Path(name), stop_group=group)  # type: ignore[arg-type]
+
+    order = [
+        service("dagster"),
+        service("worker default-2", "workers"),
+        service("worker default-1", "workers"),
+        service("mlflow"),
+        service("seaweedfs"),
+    ]
+    batches = native_stack._stop_batches(order)
+    assert [[s.name for s in batch] for batch in batches] == [
+        ["dagster"],
+        ["worker default-2", "worker default-1"],
+        ["mlflow"],
+        ["seaweedfs"],
+    ]
+
+
+def test_a_dead_broker_stops_the_stack_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    nobody = free_port()
+    plan = _plan(
+        tmp_path,
+        {"MLOPS_CELERY_BROKER_URL": f"amqp://guest:secret@127.0.0.1:{nobody}//"},
+        workers=1,
+        s3_port=0,
+        mlflow_port=0,
+        dagster_port=0,
+    )
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    assert native_stack.run_stack(plan) == 1
+    err = capsys.readouterr().err
+    assert "MLOPS_CELERY_BROKER_URL" in err and "start RabbitMQ" in err
+    assert "secret" not in err
+    assert {p.pid for p in psutil.Process().children(recursive=True)} == before
+    assert not plan.env_file.exists() and not plan.log_dir.exists()

@@ -105,10 +105,45 @@ def _record_data_version(context: dg.OutputContext, digest: str) -> None:
 LOAD_AS = "load_as"
 
 
-# The resource key of Dagster's filesystem IO manager for op outputs that are not assets (the
-# grid points of a graph-backed asset): stored under the instance's storage, per run, where
-# Dagster keeps step outputs, never in the data root beside the assets.
+# The resource key of the IO manager for op outputs that are not assets (the grid points of a
+# graph-backed asset): kept per run, never beside the assets. Locally, Dagster's filesystem IO
+# manager under the instance's storage; on the stack, :class:`StepOutputIOManager` in the
+# bucket, because a step may run on another machine (a Celery worker, a Kubernetes Job) than the
+# step that reads its output.
 STEP_IO_MANAGER = "step_io_manager"
+
+
+class StepOutputIOManager(dg.UPathIOManager):
+    """Pickled op outputs at ``<data root>/_steps/<run id>/<step key>/<output>``, written
+    atomically through the store, readable from any machine that reads the data root."""
+
+    extension = ".pickle"
+
+    def __init__(self, store: AssetStore) -> None:
+        super().__init__(base_path=store.base / "_steps")
+
+    def make_directory(self, path: UPath) -> None:
+        if storage.is_local(path):
+            super().make_directory(path)
+
+    def dump_to_path(self, context: dg.OutputContext, obj: Any, path: UPath) -> None:
+        import pickle
+
+        storage.atomic_write_bytes(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+
+    def load_from_path(self, context: dg.InputContext, path: UPath) -> Any:
+        import pickle
+
+        return pickle.loads(path.read_bytes())
+
+
+class StepOutputIOManagerResource(dg.ConfigurableIOManagerFactory):
+    """:class:`StepOutputIOManager` over the deployment's :class:`AssetStore`."""
+
+    store: AssetStore
+
+    def create_io_manager(self, context: dg.InitResourceContext) -> StepOutputIOManager:
+        return StepOutputIOManager(self.store)
 
 
 def frame_input(

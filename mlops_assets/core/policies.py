@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
+from mlops_assets.core.profiles import TRAINING_QUEUE
+
 if TYPE_CHECKING:
     from mlops_assets.core.use_case import UseCase
 
@@ -57,6 +59,13 @@ FEAST_REGISTRY_POOL = "feast_registry"
 SOURCE_API_POOL = "source_api"
 
 # -- Automation ---------------------------------------------------------------------------------
+
+
+# -- Celery queues (MLOPS_EXECUTOR=celery, :mod:`.cluster`) ------------------------------------------
+# Steps of the training pool go to their own queue, so that big workers can take them.
+
+#: dagster-celery's op tag naming the queue a step is sent to.
+CELERY_QUEUE_TAG = "dagster-celery/queue"
 
 
 def eager_on_published(condition: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
@@ -150,10 +159,15 @@ def weekly_retraining(
 def training_step(*, per_partition: bool = False, **kwargs: Any) -> dict[str, Any]:
     """The decorator arguments of a step that trains or backtests models: in the
     :data:`TRAINING_POOL` (at most the deployment's limit of them run at once, whatever launched
-    them), with :data:`NETWORK_RETRY` for MLflow's outages. ``per_partition``: a backfill runs one
+    them), with :data:`NETWORK_RETRY` for MLflow's outages, sent to the :data:`TRAINING_QUEUE` on a
+    Celery cluster. ``per_partition``: a backfill runs one
     partition per run (each partition registers its own model version or backtest). ``kwargs``
     add to them (``deps``, ``kinds``...)."""
-    policies: dict[str, Any] = {"pool": TRAINING_POOL, "retry_policy": NETWORK_RETRY}
+    policies: dict[str, Any] = {
+        "pool": TRAINING_POOL,
+        "retry_policy": NETWORK_RETRY,
+        "op_tags": {CELERY_QUEUE_TAG: TRAINING_QUEUE, **kwargs.pop("op_tags", {})},
+    }
     if per_partition:
         policies["backfill_policy"] = dg.BackfillPolicy.multi_run(1)
     return {**policies, **kwargs}

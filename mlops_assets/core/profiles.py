@@ -46,7 +46,20 @@ ENV_VARS: dict[str, str] = {
     "redis_url": "MLOPS_REDIS_URL",
     "postgres_url": "MLOPS_POSTGRES_URL",
     "run_config": "MLOPS_RUN_CONFIG",
+    "executor": "MLOPS_EXECUTOR",
+    "celery_broker_url": "MLOPS_CELERY_BROKER_URL",
+    "celery_backend_url": "MLOPS_CELERY_BACKEND_URL",
 }
+
+#: Where a run's steps execute: in the run worker's process, in a process each on its machine
+#: (Dagster's default), on a Celery cluster (:mod:`.cluster`), or in a Kubernetes Job each
+#: (``dagster-k8s``'s ``k8s_job_executor``: deploy/helm/values.yaml).
+EXECUTORS = ("in_process", "multiprocess", "celery", "k8s")
+#: The queues of a Celery cluster (:mod:`.cluster`): every step, and the steps of the training
+#: pool (:func:`mlops_assets.core.policies.training_step`), which big workers can take alone.
+DEFAULT_QUEUE = "default"
+TRAINING_QUEUE = "training"
+QUEUES = (DEFAULT_QUEUE, TRAINING_QUEUE)
 
 # Defaults per profile. "{home}" and "{s3_bucket}" are filled in from the resolved settings, so
 # overriding MLOPS_HOME or MLOPS_S3_BUCKET moves everything that derives from them.
@@ -66,6 +79,10 @@ _DEFAULTS: dict[Profile, dict[str, str]] = {
         "redis_url": "",
         "postgres_url": "",
         "run_config": "{home}/mlops.yaml",
+        "executor": "multiprocess",
+        # Unused unless MLOPS_EXECUTOR=celery, which the local profile refuses (see the check).
+        "celery_broker_url": "amqp://127.0.0.1:5672//",
+        "celery_backend_url": "rpc://",
     },
     "stack": {
         "home": ".",
@@ -83,6 +100,11 @@ _DEFAULTS: dict[Profile, dict[str, str]] = {
         "redis_url": "redis://127.0.0.1:6379/0",
         "postgres_url": "postgresql://postgres@127.0.0.1:5432/mlops",
         "run_config": "{home}/mlops.yaml",
+        "executor": "multiprocess",
+        # RabbitMQ's guest user (no password in the URL: AMQP's default); Redis works too.
+        "celery_broker_url": "amqp://127.0.0.1:5672//",
+        # Step results travel back to the run worker on the broker itself (Celery's RPC backend).
+        "celery_backend_url": "rpc://",
     },
 }
 
@@ -110,6 +132,9 @@ class Settings:
     redis_url: str
     postgres_url: str
     run_config: str
+    executor: str
+    celery_broker_url: str
+    celery_backend_url: str
 
     @property
     def data_on_s3(self) -> bool:
@@ -185,10 +210,41 @@ def _validate_syntax(s: Settings) -> None:
             f"{ENV_VARS['redis_url']}={s.redis_url!r} is not a redis:// URL, "
             f"but {ENV_VARS['feast_online_store']}=redis needs one"
         )
+    _validate_executor(s)
     scheme = urlparse(s.mlflow_tracking_uri).scheme
     if scheme not in ("sqlite", "http", "https", "postgresql", "postgresql+psycopg", "file", ""):
         raise ProfileError(
             f"{ENV_VARS['mlflow_tracking_uri']}={s.mlflow_tracking_uri!r} has an unsupported scheme"
+        )
+
+
+def _validate_executor(s: Settings) -> None:
+    var = ENV_VARS["executor"]
+    if s.executor not in EXECUTORS:
+        raise ProfileError(
+            f"{var}={s.executor!r} is not an executor; use one of {', '.join(EXECUTORS)}"
+        )
+    if s.executor in ("celery", "k8s") and s.profile != "stack":
+        # A Celery worker or a step's pod may run on another machine: it must reach the run's
+        # instance, data, models and features over the network, which only the stack profile
+        # puts there.
+        raise ProfileError(
+            f"{var}={s.executor} needs {PROFILE_ENV}=stack: steps on other machines cannot "
+            "read the local profile's SQLite instance and files"
+        )
+    if s.executor != "celery":
+        return
+    broker = ENV_VARS["celery_broker_url"]
+    if urlparse(s.celery_broker_url).scheme not in ("amqp", "amqps", "pyamqp", "redis", "rediss"):
+        raise ProfileError(
+            f"{broker}={redact_url(s.celery_broker_url)!r} is not an amqp:// (RabbitMQ) or "
+            "redis:// URL"
+        )
+    backend = ENV_VARS["celery_backend_url"]
+    if urlparse(s.celery_backend_url).scheme not in ("rpc", "redis", "rediss"):
+        raise ProfileError(
+            f"{backend}={redact_url(s.celery_backend_url)!r}: use rpc:// (results on the "
+            "broker) or a redis:// URL"
         )
 
 
@@ -225,7 +281,7 @@ def check_stack(settings: Settings, *, force: bool = False) -> None:
         return
     problems = [
         problem
-        for check in (_check_s3, _check_postgres, _check_redis, _check_mlflow)
+        for check in (_check_s3, _check_postgres, _check_redis, _check_mlflow, _check_broker)
         if (problem := check(settings))
     ]
     if problems:
@@ -340,6 +396,20 @@ def _check_mlflow(s: Settings) -> str | None:
     return (
         f"{ENV_VARS['mlflow_tracking_uri']}={s.mlflow_tracking_uri!r} answered {status} on /health"
     )
+
+
+def _check_broker(s: Settings) -> str | None:
+    if s.executor != "celery":
+        return None
+    from kombu import Connection
+
+    var = ENV_VARS["celery_broker_url"]
+    try:
+        with Connection(s.celery_broker_url, connect_timeout=_CHECK_TIMEOUT_S) as connection:
+            connection.ensure_connection(max_retries=1, timeout=_CHECK_TIMEOUT_S)
+    except Exception as exc:  # kombu raises the transport's own errors (socket, AMQP, Redis)
+        return f"{var}={redact_url(s.celery_broker_url)!r}: the Celery broker refused ({exc})"
+    return None
 
 
 def redact_url(url: str) -> str:

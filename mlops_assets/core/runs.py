@@ -418,7 +418,8 @@ class _Watch:
 
 
 class _ReapingExecutor(dg.Executor):
-    """Dagster's multiprocess or in-process executor, with the dead-run check around it."""
+    """Dagster's multiprocess or in-process executor, or the Celery one, with the dead-run
+    check around it."""
 
     def __init__(self, inner: dg.Executor):
         self._inner = inner
@@ -430,6 +431,11 @@ class _ReapingExecutor(dg.Executor):
     @property
     def step_dependency_config(self):
         return self._inner.step_dependency_config
+
+    def __getattr__(self, name: str):
+        # The Celery execution loop reads its executor's settings (``app_args``) off the run's
+        # executor, which is this wrapper.
+        return getattr(self._inner, name)
 
     def execute(
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
@@ -540,6 +546,53 @@ def executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     which first ends the runs that died holding pool slots (see the module)."""
     inner = dg.multi_or_in_process_executor.executor_creation_fn(init_context)
     return _ReapingExecutor(inner)
+
+
+def in_process_executor() -> dg.ExecutorDefinition:
+    """:data:`executor` with ``in_process`` as its default (``MLOPS_EXECUTOR=in_process``); a run's
+    config can still ask for ``multiprocess``."""
+    schema = dg.multi_or_in_process_executor.config_schema
+    return dg.ExecutorDefinition(
+        name=executor.name,
+        config_schema=dg.Field(schema.config_type, default_value={"in_process": {}}),
+        executor_creation_fn=executor.executor_creation_fn,
+        requirements=_executor_requirements,
+    )
+
+
+@dg.executor(
+    name="celery_reaping_dead_runs",
+    config_schema={
+        "retries": dg.Field(
+            dg.Selector({"enabled": {}, "disabled": {}}), default_value={"enabled": {}}
+        )
+    },
+    requirements=dg.multiple_process_executor_requirements(),
+)
+def celery_executor(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """Every step on a worker of the deployment's Celery cluster (``MLOPS_EXECUTOR=celery``:
+    :mod:`mlops_assets.core.cluster`), with the dead-run check around the run worker."""
+    # Imported by runs that execute, never by the code location's load (Celery is heavy).
+    from dagster._core.execution.retries import RetryMode
+
+    from mlops_assets.core.cluster import CeleryStepExecutor
+    from mlops_assets.core.profiles import load_settings
+
+    retries = RetryMode.from_config(init_context.executor_config["retries"])
+    return _ReapingExecutor(CeleryStepExecutor(load_settings(), retries))
+
+
+def executor_for(name: str) -> dg.ExecutorDefinition:
+    """The executor of ``MLOPS_EXECUTOR``: ``multiprocess`` (Dagster's default), ``in_process``,
+    ``celery``, or ``k8s`` (a Kubernetes Job per step, launched by ``dagster-k8s``: its pods are
+    watched by Kubernetes, not by this host's dead-run check)."""
+    if name == "celery":
+        return celery_executor
+    if name == "k8s":
+        from dagster_k8s import k8s_job_executor
+
+        return k8s_job_executor
+    return in_process_executor() if name == "in_process" else executor
 
 
 # -- the run launcher -------------------------------------------------------------------------------

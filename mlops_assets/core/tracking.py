@@ -123,6 +123,9 @@ DAGSTER_DATA_VERSION_TAG = "dagster/data_version"
 TAG_SOURCE_NAME = "mlflow.source.name"
 TAG_SOURCE_TYPE = "mlflow.source.type"
 TAG_GIT_COMMIT = "mlflow.source.git.commit"
+#: The process that opened a run (``<host>:<pid>``), and the one that ended it when its own died.
+TAG_PROCESS = "mlops.process"
+TAG_ENDED_BY = "mlops.ended_by"
 # A run opened by a Dagster step is a job in MLflow's vocabulary (SourceType.JOB); without
 # Databricks job tags the UI shows the source name as it is.
 SOURCE_TYPE_JOB = "JOB"
@@ -420,6 +423,12 @@ def source_name(context: dg.OpExecutionContext, asset_key: dg.AssetKey) -> str:
         return f"{function.__module__}:{function.__qualname__}"
     except (dg.DagsterError, AttributeError):
         return asset_key.to_user_string()
+
+
+def _this_process() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def source_tags(context: dg.OpExecutionContext, asset_key: dg.AssetKey) -> dict[str, str]:
@@ -920,7 +929,9 @@ class MlflowTracking(dg.ConfigurableResource):
         if run_name is None:
             partition = run_tags.get(TAG_PARTITION_KEY) or run_tags.get(TAG_PARTITION_RANGE)
             run_name = key.to_user_string() + (f" {partition}" if partition else "")
+        run_tags[TAG_PROCESS] = _this_process()
         experiment_id = self.experiment_id(use_case)
+        self._end_runs_of_lost_attempts(context, experiment_id, run_tags)
         with self._mlflow_errors(f"start a run for asset {key.to_user_string()}"):
             run = self.client.create_run(experiment_id, tags=run_tags, run_name=run_name)
         tracked = TrackedRun(self, run.info.run_id, experiment_id, run_tags)
@@ -938,6 +949,37 @@ class MlflowTracking(dg.ConfigurableResource):
             raise
         with self._mlflow_errors(f"finish run {tracked.run_id}"):
             self.client.set_terminated(tracked.run_id, status="FINISHED")
+
+    def _end_runs_of_lost_attempts(
+        self, context: dg.AssetExecutionContext, experiment_id: str, run_tags: Mapping[str, str]
+    ) -> None:
+        """Mark KILLED the MLflow runs that an earlier attempt of this very step left RUNNING.
+
+        A step's process that dies (``kill -9``, the out-of-memory killer, a Celery worker lost
+        mid-step and the step redelivered to another) cannot end its runs. Within one Dagster run
+        an asset is one step, and a step's attempts never overlap, so a RUNNING run of the same
+        Dagster run and asset opened by another process is such an orphan.
+        """
+        dagster_run, asset = run_tags.get(TAG_RUN_ID), run_tags.get(TAG_ASSET_KEY)
+        if not dagster_run or not asset:
+            return
+        query = (
+            f"tags.`{TAG_RUN_ID}` = '{dagster_run}' AND tags.`{TAG_ASSET_KEY}` = '{asset}' "
+            "AND attributes.status = 'RUNNING'"
+        )
+        with self._mlflow_errors(f"look for lost attempts of {asset}"):
+            runs = self.client.search_runs([experiment_id], filter_string=query, max_results=100)
+        for run in runs:
+            if run.data.tags.get(TAG_PROCESS) == run_tags[TAG_PROCESS]:
+                continue  # this process's own (a parent run of nested ones)
+            with self._mlflow_errors(f"end run {run.info.run_id} of a lost attempt"):
+                self.client.set_tag(run.info.run_id, TAG_ENDED_BY, run_tags[TAG_PROCESS])
+                self.client.set_terminated(run.info.run_id, status="KILLED")
+            context.log.warning(
+                f"MLflow run {run.info.run_id} of an earlier attempt of this step "
+                f"({run.data.tags.get(TAG_PROCESS, 'unknown process')}) was left RUNNING by a "
+                "process that died: marked KILLED"
+            )
 
     # --- registry -------------------------------------------------------------------------------
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 from mlops_assets.core.profiles import (
     PROFILE_ENV,
+    QUEUES,
     ProfileError,
     Settings,
     check_stack,
@@ -211,6 +212,40 @@ def serve(settings: Settings, host: str | None, port: int | None) -> int:
     return run_api(settings, dataclasses.replace(config, **overrides))
 
 
+WORKER_HELP = """\
+Run one Celery worker of the deployment's cluster (MLOPS_EXECUTOR=celery, stack profile) in the
+foreground: it takes steps from the broker (MLOPS_CELERY_BROKER_URL) one at a time and runs them in
+this process. Start as many as the machines hold; a run's steps spread over all of them.
+
+  --queue default    steps outside the training pool
+  --queue training   model fitting and backtests (give these workers the big machines)
+  (no --queue: both)
+
+SIGTERM or Ctrl-C: the step that runs ends first, then the worker stops. A second Ctrl-C, a
+kill -9 or a lost machine stop it at once: the broker gives that step to another worker, which
+runs it again (every write of the platform is all-or-nothing and idempotent).
+"""
+
+
+def worker(settings: Settings, queues: list[str], name: str | None) -> int:
+    """Run one Celery worker in the foreground until SIGTERM or Ctrl-C."""
+    import socket
+
+    if settings.executor != "celery":
+        raise ProfileError(
+            f"{settings.env_var('executor')}={settings.executor!r}: a worker takes steps only "
+            "from a deployment whose MLOPS_EXECUTOR is celery"
+        )
+    # Fail now, naming the setting, rather than in the middle of the first step.
+    check_stack(settings)
+    from mlops_assets.core.cluster import run_worker
+
+    queues = queues or list(QUEUES)
+    run_worker(settings, queues, name or f"{'-'.join(queues)}-{os.getpid()}")
+    print(f"mlops worker: stopped ({socket.gethostname()}, pid {os.getpid()})", file=sys.stderr)
+    return 0
+
+
 STACK_HELP = """\
 Run the `stack` profile on this machine, without Docker, whatever MLOPS_PROFILE says:
 
@@ -225,17 +260,30 @@ Run the `stack` profile on this machine, without Docker, whatever MLOPS_PROFILE 
   the MLflow tracking server (PostgreSQL backend, artifacts proxied to s3://<bucket>/mlflow).
   dagster dev (webserver and daemon) on the instance of docker/dagster.yaml in .dagster-stack/.
 
+--workers N makes it a Celery cluster (MLOPS_EXECUTOR=celery in every process and in the
+exports): the broker as found (MLOPS_CELERY_BROKER_URL, default RabbitMQ on 127.0.0.1:5672, user
+guest), checked before anything starts, then N `mlops worker --queue default --name default-<i>`
+once MLflow answers. They take the training queue too, unless --training-workers M adds M
+`mlops worker --queue training --name training-<i>`. More workers on other machines: run
+`mlops worker` there with the same exports.
+
 The environment of the stack is printed as `export` lines and written to
 .dagster-stack/stack.env: `source .dagster-stack/stack.env` in another shell points
 `dagster job backfill -w workspace.yaml ...`, `mlops serve` or `mlops check` at it.
-Logs: .dagster-stack/stack-logs/{seaweedfs,mlflow,dagster}.log. Ctrl-C or SIGTERM stops dagster
-dev, MLflow and SeaweedFS, in that order; if one of them dies, the rest are stopped and the exit code is
-non-zero.
+Logs: .dagster-stack/stack-logs/{seaweedfs,mlflow,dagster,worker-<name>}.log. Ctrl-C or SIGTERM
+stops dagster dev, the workers (each ends the step it runs first), MLflow and SeaweedFS, in that
+order; if one of them dies, the rest are stopped and the exit code is non-zero.
 """
 
 
 def stack(
-    s3_port: int, mlflow_port: int, dagster_port: int, start_dagster: bool, print_env: bool
+    s3_port: int,
+    mlflow_port: int,
+    dagster_port: int,
+    start_dagster: bool,
+    print_env: bool,
+    workers: int = 0,
+    training_workers: int = 0,
 ) -> int:
     """Run the stack profile's services natively (see :mod:`mlops_assets.tooling.native_stack`)."""
     from mlops_assets.tooling import native_stack
@@ -252,6 +300,8 @@ def stack(
             s3_port=s3_port,
             mlflow_port=mlflow_port,
             dagster_port=dagster_port,
+            workers=workers,
+            training_workers=training_workers,
         )
     except native_stack.StackError as exc:
         print(f"mlops stack: {exc}", file=sys.stderr)
@@ -619,6 +669,38 @@ def main(argv: list[str] | None = None) -> int:
     stack_parser.add_argument(
         "--print-env", action="store_true", help="print the export lines and exit, starting nothing"
     )
+    stack_parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run steps on N Celery workers (MLOPS_EXECUTOR=celery; default 0: no Celery)",
+    )
+    stack_parser.add_argument(
+        "--training-workers",
+        type=int,
+        default=0,
+        metavar="M",
+        help="M more workers for the training queue alone (needs --workers; default 0: the "
+        "--workers take it)",
+    )
+    worker_parser = sub.add_parser(
+        "worker",
+        help="run a Celery worker that executes steps (MLOPS_EXECUTOR=celery)",
+        description=WORKER_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    worker_parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        default=[],
+        choices=QUEUES,
+        help="a queue to take steps from (repeatable; default: both)",
+    )
+    worker_parser.add_argument(
+        "--name", help="the worker's name, before '@<host>' (default: its queues and pid)"
+    )
     sub.add_parser("check", help="print the settings and check the stack's services")
     sub.add_parser("env", help="print export lines for the profile's environment")
     rollback_parser = sub.add_parser(
@@ -682,12 +764,21 @@ def main(argv: list[str] | None = None) -> int:
         return new_use_case(args.name, args.dest)
     try:
         if args.command == "stack":
+            if args.workers < 0 or args.training_workers < 0:
+                stack_parser.error("--workers and --training-workers count processes: 0 or more")
+            if args.training_workers and not args.workers:
+                stack_parser.error(
+                    "--training-workers needs --workers N (N > 0): the default queue needs "
+                    "workers too"
+                )
             return stack(
                 args.s3_port,
                 args.mlflow_port,
                 args.dagster_port,
                 args.start_dagster,
                 args.print_env,
+                args.workers,
+                args.training_workers,
             )
         settings = load_settings()
         if args.command == "demo":
@@ -698,6 +789,8 @@ def main(argv: list[str] | None = None) -> int:
             return serve(settings, args.host, args.port)
         if args.command == "check":
             return check(settings)
+        if args.command == "worker":
+            return worker(settings, args.queues, args.name)
         if args.command == "rollback":
             return rollback(settings, args.use_case, args.model, args.to, args.reason)
         if args.command == "rollout":

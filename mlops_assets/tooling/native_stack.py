@@ -13,6 +13,12 @@ The same services as the compose file, on loopback:
   ``s3://<bucket>/mlflow``, one worker.
 * ``dagster dev`` (webserver and daemon) on the stack's Dagster instance: ``docker/dagster.yaml``
   (runs and events in PostgreSQL, the queued run coordinator).
+* With ``--workers N`` (:func:`worker_commands`), a Celery cluster on this machine: the broker as
+  found (``MLOPS_CELERY_BROKER_URL``, RabbitMQ on loopback by default: checked, not started),
+  every process told ``MLOPS_EXECUTOR=celery``, and N ``mlops worker`` processes (plus M for the
+  training queue) that run the steps. Each worker is a service like the others: one that dies
+  stops the stack, and a stop lets the step each one runs end first (SIGTERM: Celery's warm
+  shutdown), within the stop budget.
 
 Each service is a child process in a session of its own, so a Ctrl-C in the terminal reaches the
 launcher only, which then stops them in reverse order. Their output goes to
@@ -60,7 +66,9 @@ from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 from mlops_assets.core.profiles import (
+    DEFAULT_QUEUE,
     ENV_VARS,
+    TRAINING_QUEUE,
     Settings,
     libpq_url,
     redact_url,
@@ -685,6 +693,21 @@ def check_redis(url: str, var: str = ENV_VARS["redis_url"], timeout: float = 3.0
         raise StackError(f"Redis: {problem}; start Redis or point {var} at one")
 
 
+def check_broker(url: str, var: str = ENV_VARS["celery_broker_url"], timeout: float = 3.0) -> None:
+    """Before anything starts: the Celery broker of the stack's workers answers (a connection is
+    opened, credentials and virtual host accepted), or a :class:`StackError` names ``var``."""
+    from kombu import Connection
+
+    try:
+        with Connection(url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:  # kombu raises the transport's own errors (socket, AMQP, Redis)
+        raise StackError(
+            f"the Celery broker {var}={redact_url(url)!r} does not answer or refuses the "
+            f"connection ({exc}); start RabbitMQ (or Redis) or point {var} at one"
+        ) from exc
+
+
 # -- the plan: every address and variable, before anything starts ---------------------------------
 
 
@@ -721,6 +744,8 @@ class StackPlan:
     mlflow_port: int
     dagster_port: int
     aws_env: dict[str, str]  # keys and region: the environment's, or MOTO_AWS_ENV's
+    workers: int = 0  # Celery workers of the default queue (and of training, without the next)
+    training_workers: int = 0  # Celery workers of the training queue only
 
     @property
     def s3_endpoint_url(self) -> str:
@@ -792,6 +817,8 @@ def plan_stack(
     mlflow_port: int,
     dagster_port: int,
     environ: Mapping[str, str] | None = None,
+    workers: int = 0,
+    training_workers: int = 0,
 ) -> StackPlan:
     """Resolve the stack's addresses from the stack-profile ``settings`` and ``environ``.
 
@@ -800,8 +827,17 @@ def plan_stack(
     ``MLFLOW_BACKEND_STORE_URI`` default to the databases ``dagster`` and ``mlflow`` on the server
     of ``MLOPS_POSTGRES_URL``, with the drivers each needs: psycopg2 for Dagster (dagster-postgres's
     ``NOTIFY`` breaks on psycopg v3), psycopg v3 for MLflow.
+
+    With ``workers`` the stack is a Celery cluster: ``MLOPS_EXECUTOR=celery`` for every process it
+    starts and exports (the broker is ``MLOPS_CELERY_BROKER_URL`` as ``settings`` has it).
     """
     environ = os.environ if environ is None else environ
+    if workers < 0 or training_workers < 0:
+        raise StackError(f"worker counts cannot be negative ({workers}, {training_workers})")
+    if training_workers and not workers:
+        raise StackError("training workers need default workers too (--workers N, N > 0)")
+    if workers:
+        settings = dataclasses.replace(settings, executor=CELERY_EXECUTOR)
     s3_port = s3_port or free_port()
     mlflow_port = mlflow_port or free_port()
     dagster_port = dagster_port or free_port()
@@ -832,7 +868,51 @@ def plan_stack(
         mlflow_port=mlflow_port,
         dagster_port=dagster_port,
         aws_env=aws_env,
+        workers=workers,
+        training_workers=training_workers,
     )
+
+
+# -- the Celery workers ---------------------------------------------------------------------------
+
+CELERY_EXECUTOR = "celery"
+# A worker asked to stop ends the step it runs first, within this (cut to what is left of the stop
+# budget, and MLflow and S3 still to stop after it): a longer step is killed, and the broker gives
+# it to a worker of the next start, which runs it again (acks_late; every write is idempotent).
+WORKER_STOP_TIMEOUT_S = 15.0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """One ``mlops worker`` of the stack: its Celery name (before ``@<host>``) and queues."""
+
+    name: str
+    queues: tuple[str, ...]
+
+    def command(self) -> list[str]:
+        """``mlops worker`` with this interpreter (the venv's ``mlops`` may not be on PATH)."""
+        queues = [arg for queue in self.queues for arg in ("--queue", queue)]
+        return [
+            sys.executable,
+            "-m",
+            "mlops_assets.tooling.cli",
+            "worker",
+            *queues,
+            "--name",
+            self.name,
+        ]
+
+
+def worker_commands(workers: int, training_workers: int) -> list[WorkerSpec]:
+    """The workers of ``mlops stack --workers N --training-workers M``: ``default-1`` ..
+    ``default-N`` on the default queue, ``training-1`` .. ``training-M`` on the training queue;
+    without training workers (M = 0) the default ones take the training queue too, so that a
+    training step always has a consumer."""
+    default_queues = (DEFAULT_QUEUE,) if training_workers else (DEFAULT_QUEUE, TRAINING_QUEUE)
+    return [
+        *(WorkerSpec(f"default-{i}", default_queues) for i in range(1, workers + 1)),
+        *(WorkerSpec(f"training-{i}", (TRAINING_QUEUE,)) for i in range(1, training_workers + 1)),
+    ]
 
 
 # -- running it -----------------------------------------------------------------------------------
@@ -845,6 +925,33 @@ class Service:
     log_path: Path
     stop_timeout: float = 15.0
     leader_only_first: bool = False  # let it stop its own children (dagster dev does)
+    # Services of one group (next to each other) are stopped at once: N workers finishing their
+    # steps wait together, not one after the other.
+    stop_group: str = ""
+
+
+def start_workers(
+    plan: StackPlan, env: Mapping[str, str], say: Callable[[str], None]
+) -> Iterator[Service]:
+    """Start the plan's workers, each in a process group of its own with its log under the
+    stack's log folder; yields each :class:`Service` as soon as it runs (so that a failure while
+    starting the next one still stops it)."""
+    for spec in worker_commands(plan.workers, plan.training_workers):
+        log = plan.log_dir / f"worker-{spec.name}.log"
+        proc = spawn(spec.command(), env=env, log_path=log, cwd=plan.dagster_home)
+        say(
+            f"started Celery worker {spec.name} (queues {','.join(spec.queues)}, pid {proc.pid}; "
+            f"log: {log})"
+        )
+        yield Service(
+            f"worker {spec.name}",
+            proc,
+            log,
+            stop_timeout=WORKER_STOP_TIMEOUT_S,
+            # SIGTERM to the worker alone: a subprocess of the step it runs must not die first.
+            leader_only_first=True,
+            stop_group="workers",
+        )
 
 
 class _Interrupted(Exception):
@@ -929,6 +1036,8 @@ def run_stack(
         try:
             seaweedfs_executable()  # missing: say so before anything starts
             _ports_free(plan, start_dagster)
+            if plan.workers:  # before the databases are made: a dead broker leaves nothing behind
+                check_broker(plan.settings.celery_broker_url)
             created = ensure_databases(plan.databases())
             if created:
                 say(f"created PostgreSQL databases: {', '.join(created)}")
@@ -979,6 +1088,10 @@ def run_stack(
             for line in plan.env_lines():
                 say(line)
 
+            # After MLflow and S3, which their steps use (and stopped before them).
+            for service in start_workers(plan, base_env, say):
+                services.append(service)
+
             if start_dagster:
                 log = plan.log_dir / "dagster.log"
                 say(f"starting dagster dev on {plan.dagster_url} (log: {log})")
@@ -1014,15 +1127,37 @@ def run_stack(
 def _stop_services(services: Sequence[Service], budget: float = STOP_BUDGET_S) -> None:
     """Stop ``services`` in reverse order of their start, all of them within ``budget`` seconds:
     each gets its own ``stop_timeout``, cut to what is left of the budget (at least 1 s), so a
-    slow first one (dagster dev waits up to 60 s for its webserver) cannot hold the rest up."""
+    slow first one (dagster dev waits up to 60 s for its webserver) cannot hold the rest up.
+    Neighbours of one ``stop_group`` (the workers) are stopped at once, each in a thread."""
+    from concurrent.futures import ThreadPoolExecutor
+
     deadline = time.monotonic() + budget
-    for service in reversed(services):
+    for batch in _stop_batches(list(reversed(services))):
         left = deadline - time.monotonic() - GROUP_LEFTOVER_GRACE_S
-        stop_process_group(
-            service.proc,
-            max(1.0, min(service.stop_timeout, left)),
-            leader_only_first=service.leader_only_first,
-        )
+
+        def stop(service: Service, left: float = left) -> None:
+            stop_process_group(
+                service.proc,
+                max(1.0, min(service.stop_timeout, left)),
+                leader_only_first=service.leader_only_first,
+            )
+
+        if len(batch) == 1:
+            stop(batch[0])
+        else:
+            with ThreadPoolExecutor(max_workers=len(batch)) as pool:
+                list(pool.map(stop, batch))
+
+
+def _stop_batches(services: Sequence[Service]) -> list[list[Service]]:
+    """``services`` cut into runs of neighbours of one non-empty ``stop_group`` (others alone)."""
+    batches: list[list[Service]] = []
+    for service in services:
+        if batches and service.stop_group and batches[-1][-1].stop_group == service.stop_group:
+            batches[-1].append(service)
+        else:
+            batches.append([service])
+    return batches
 
 
 def _supervise(
