@@ -33,19 +33,33 @@ ENV_EXAMPLE = DOCKER / "stack.env.example"
 DOCKERFILE = DOCKER / "Dockerfile"
 
 # Services built from docker/Dockerfile, and those of them that run the project's code.
-PROJECT_IMAGE_SERVICES = {"mlflow", "code-location", "webserver", "daemon", "api"}
-APP_SERVICES = {"code-location", "webserver", "daemon", "api"}
+PROJECT_IMAGE_SERVICES = {
+    "mlflow",
+    "code-location",
+    "webserver",
+    "daemon",
+    "api",
+    "worker",
+    "worker-training",
+}
+APP_SERVICES = {"code-location", "webserver", "daemon", "api", "worker", "worker-training"}
+# The Celery workers (`mlops worker`) and the queue each takes steps from.
+WORKER_QUEUES = {"worker": "default", "worker-training": "training"}
 ONE_SHOT_SERVICES = {"minio-init"}
 # What each long-running service's health check must ask.
 HEALTH_PROBES = {
     "minio": ["mc", "ready", "local"],
     "postgres": ["pg_isready"],
     "redis": ["redis-cli ping", "PONG"],
+    "rabbitmq": ["rabbitmq-diagnostics", "-q", "ping"],
     "mlflow": ["http://127.0.0.1:5000/health"],
     "code-location": ["dagster", "api", "grpc-health-check", "-p", "4000"],
     "webserver": ["http://127.0.0.1:3000/server_info"],
     "daemon": ["dagster-daemon", "liveness-check"],
     "api": ["http://127.0.0.1:8000/health"],
+    # An established connection to the broker's port (5672 = 0x1628): busy workers answer no ping.
+    "worker": ["/proc/net/tcp", ":1628 01 "],
+    "worker-training": ["/proc/net/tcp", ":1628 01 "],
 }
 PUBLISHED = {"webserver": 3000, "api": 8000}
 # Variable names that hold credentials: their values must come from the env file.
@@ -319,6 +333,66 @@ def test_mlflow_server_runs_on_postgresql_with_proxied_s3_artifacts() -> None:
     assert "MLFLOW_TRACKING_URI" not in env
 
 
+def test_celery_workers_take_the_steps_of_the_code_location_s_runs() -> None:
+    """RabbitMQ on the compose network, the workers on it with what a step needs, and the code
+    location (where each run's worker sends the steps) on the same broker."""
+    example = env_example()
+    rabbitmq = services()["rabbitmq"]
+    image, _, tag = rabbitmq["image"].partition(":")
+    assert image == "rabbitmq" and re.match(r"\d+\.\d+\.\d+-", tag), "pin a release tag"
+    assert environment("rabbitmq", example) == {
+        "RABBITMQ_DEFAULT_USER": example["RABBITMQ_USER"],
+        "RABBITMQ_DEFAULT_PASS": example["RABBITMQ_PASSWORD"],
+    }
+    assert rabbitmq["volumes"] == ["rabbitmq-data:/var/lib/rabbitmq"]
+    # The node's data folder on the volume is named after the host: it must not change.
+    assert rabbitmq["hostname"] == "rabbitmq"
+    assert rabbitmq["expose"] == ["5672"] and "ports" not in rabbitmq
+
+    for name in ("code-location", *WORKER_QUEUES):
+        settings = load_settings(environ=environment(name, example))
+        broker = urlparse(settings.celery_broker_url)
+        assert settings.executor == "celery", name
+        assert (broker.scheme, broker.hostname, broker.port, broker.path) == (
+            "amqp",
+            "rabbitmq",
+            5672,
+            "//",  # the virtual host "/"
+        )
+        assert (broker.username, broker.password) == (
+            example["RABBITMQ_USER"],
+            example["RABBITMQ_PASSWORD"],
+        )
+        assert services()[name]["depends_on"]["rabbitmq"] == {"condition": "service_healthy"}
+
+    stage_env = dockerfile_env(dockerfile_final_stage())
+    grace = {}
+    for name, queue in WORKER_QUEUES.items():
+        svc = services()[name]
+        assert svc["command"] == ["mlops", "worker", "--queue", queue]
+        # `--scale worker=N` needs neither a fixed name nor a host port.
+        assert "container_name" not in svc and "ports" not in svc
+        assert set(svc["depends_on"]) == {"rabbitmq", "minio-init", "postgres", "redis", "mlflow"}
+        env = environment(name, example)
+        # A step writes its events to the run's Dagster instance and its stdout to the volume
+        # the webserver reads compute logs from.
+        assert env["DAGSTER_HOME"] == stage_env["DAGSTER_HOME"]
+        assert (
+            env["DAGSTER_POSTGRES_URL"]
+            == environment("code-location", example)["DAGSTER_POSTGRES_URL"]
+        )
+        assert f"dagster-storage:{stage_env['DAGSTER_HOME']}/storage" in svc["volumes"]
+        assert env["EIA_API_KEY"] == ""  # the demand ingest's step runs here
+        minutes = re.fullmatch(r"(\d+)m", svc["stop_grace_period"])
+        assert minutes, f"{name}: stop_grace_period {svc['stop_grace_period']!r}"
+        grace[name] = int(minutes.group(1))
+    # Long enough for a step to end (warm shutdown); training steps run longest.
+    assert 1 <= grace["worker"] <= grace["worker-training"]
+    # Runs are launched by the code location, not by the webserver or the daemon.
+    for name in ("webserver", "daemon"):
+        assert "MLOPS_EXECUTOR" not in environment(name)
+
+
 # -- Settings -------------------------------------------------------------------------------------
 
 
@@ -336,7 +410,7 @@ def test_app_services_get_only_known_settings() -> None:
 
 
 def test_the_stack_profile_resolves_to_the_compose_services() -> None:
-    for name in ("code-location", "api"):
+    for name in ("code-location", "api", *WORKER_QUEUES):
         env = environment(name, env_example())
         settings = load_settings(environ=env)
         assert settings.profile == "stack"
@@ -442,6 +516,8 @@ def test_env_example_values_are_safe_placeholders() -> None:
     assert env["AWS_ACCESS_KEY_ID"] != env["MINIO_ROOT_USER"]
     # It goes into connection URLs unescaped.
     assert re.fullmatch(r"[A-Za-z0-9._~-]+", env["MLOPS_DB_PASSWORD"])
+    assert re.fullmatch(r"[A-Za-z0-9._~-]+", env["RABBITMQ_USER"])
+    assert re.fullmatch(r"[A-Za-z0-9._~-]+", env["RABBITMQ_PASSWORD"])
     assert env["EIA_API_KEY"] == ""
     ignored = (REPO / ".gitignore").read_text().splitlines()
     assert "docker/stack.env" in ignored
@@ -492,6 +568,10 @@ def test_compose_validates_with_the_env_example(tmp_path: Path) -> None:
     assert set(config["volumes"]) == set(compose()["volumes"])
     env = config["services"]["api"]["environment"]
     assert env["MLOPS_FEAST_REGISTRY"] == environment("api", env_example())["MLOPS_FEAST_REGISTRY"]
+    example = env_example()
+    broker = f"amqp://{example['RABBITMQ_USER']}:{example['RABBITMQ_PASSWORD']}@rabbitmq:5672//"
+    for name in ("code-location", *WORKER_QUEUES):
+        assert config["services"][name]["environment"]["MLOPS_CELERY_BROKER_URL"] == broker
 
 
 def test_compose_refuses_to_start_without_the_secrets(tmp_path: Path) -> None:
