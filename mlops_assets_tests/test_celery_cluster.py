@@ -239,6 +239,31 @@ def test_fraud_on_two_celery_workers_survives_a_killed_worker(
 
         on_celery = _materialized_versions(instance, [feeds.run_id, trains.run_id])
 
+        # Ctrl-C on a run: the step that runs ends, the steps not yet started never run.
+        interrupted = _materialize(
+            env,
+            [*SILVER, "fraud/feature_store"],
+            ["--partition", "2024-01-05"],
+            {"ops": {"bronze": {"config": TINY_BRONZE}}},
+        )
+        run = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and interrupted.poll() is None:
+            time.sleep(0.05)
+            run = _latest_run(instance, {feeds.run_id, trains.run_id})
+            if run is not None and _step_starts(instance, run.run_id):
+                interrupted.send_signal(signal.SIGINT)
+                break
+        out, _ = interrupted.communicate(timeout=120)
+        assert interrupted.returncode != 0, out[-3000:]
+        run = instance.get_run_by_id(run.run_id)
+        assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
+        ran = [step for step, _ in _step_starts(instance, run.run_id)]
+        assert ran == ["bronze"], ran
+        assert "fraud/feature_store [2024-01-05]" not in _materialized_versions(
+            instance, [run.run_id]
+        )
+
     # The same pipeline on the in-process executor (local profile: the stack's equals it, as
     # fraud/test_pipeline.py's parity test shows) gives every asset the same data version.
     use_local_profile(monkeypatch, tmp_path / "local")
