@@ -46,6 +46,7 @@ from mlops_assets.core.profiles import (
     check_stack,
     dagster_home_config,
     load_settings,
+    redact_url,
 )
 from mlops_assets.core.rollout import MODES
 
@@ -313,8 +314,9 @@ def stack(
 
 
 def check(settings: Settings) -> int:
+    # Passwords inside URLs (the database, the broker) are not for a terminal or a CI log.
     for name, value in sorted(settings.as_env().items()):
-        print(f"{name}={value}")
+        print(f"{name}={redact_url(value)}")
     if settings.profile == "stack":
         check_stack(settings, force=True)
         print("stack: every service answered")

@@ -50,6 +50,26 @@ def test_stack_defaults_and_overrides() -> None:
         ({"MLOPS_FEAST_ONLINE_STORE": "dynamo"}, "MLOPS_FEAST_ONLINE_STORE"),
         ({"MLOPS_PROFILE": "stack", "MLOPS_REDIS_URL": "localhost:6379"}, "MLOPS_REDIS_URL"),
         ({"MLFLOW_TRACKING_URI": "ftp://x"}, "MLFLOW_TRACKING_URI"),
+        ({"MLOPS_EXECUTOR": "dask"}, "MLOPS_EXECUTOR"),
+        # Steps on other machines cannot read the local profile's SQLite and files.
+        ({"MLOPS_EXECUTOR": "celery"}, "MLOPS_EXECUTOR=celery needs MLOPS_PROFILE=stack"),
+        ({"MLOPS_EXECUTOR": "k8s"}, "MLOPS_EXECUTOR=k8s needs MLOPS_PROFILE=stack"),
+        (
+            {
+                "MLOPS_PROFILE": "stack",
+                "MLOPS_EXECUTOR": "celery",
+                "MLOPS_CELERY_BROKER_URL": "http://u:secret@broker:5672",
+            },
+            r"MLOPS_CELERY_BROKER_URL='http://u:\*\*\*@broker:5672' is not an amqp://",
+        ),
+        (
+            {
+                "MLOPS_PROFILE": "stack",
+                "MLOPS_EXECUTOR": "celery",
+                "MLOPS_CELERY_BACKEND_URL": "db+sqlite:///results.db",
+            },
+            "MLOPS_CELERY_BACKEND_URL",
+        ),
     ],
 )
 def test_malformed_settings_name_their_variable(environ: dict, named: str) -> None:
@@ -92,6 +112,14 @@ def test_stack_check_passes_against_real_services(aws_env: S3Server) -> None:
             {"MLFLOW_TRACKING_URI": "http://127.0.0.1:{closed}"},
             "MLFLOW_TRACKING_URI",
             "does not answer",
+        ),
+        (
+            {
+                "MLOPS_EXECUTOR": "celery",
+                "MLOPS_CELERY_BROKER_URL": "amqp://mlops:secret@127.0.0.1:{closed}//",
+            },
+            "MLOPS_CELERY_BROKER_URL='amqp://mlops:***@127.0.0.1:",
+            "the Celery broker refused",
         ),
     ],
 )
