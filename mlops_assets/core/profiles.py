@@ -401,14 +401,19 @@ def _check_mlflow(s: Settings) -> str | None:
 def _check_broker(s: Settings) -> str | None:
     if s.executor != "celery":
         return None
+    return broker_problem(s.celery_broker_url, ENV_VARS["celery_broker_url"], _CHECK_TIMEOUT_S)
+
+
+def broker_problem(url: str, var: str, timeout: float) -> str | None:
+    """Why the Celery broker at ``url`` (set by ``var``) refuses a connection (none open, bad
+    credentials, unknown virtual host), or None if it accepts one."""
     from kombu import Connection
 
-    var = ENV_VARS["celery_broker_url"]
     try:
-        with Connection(s.celery_broker_url, connect_timeout=_CHECK_TIMEOUT_S) as connection:
-            connection.ensure_connection(max_retries=1, timeout=_CHECK_TIMEOUT_S)
+        with Connection(url, connect_timeout=timeout) as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
     except Exception as exc:  # kombu raises the transport's own errors (socket, AMQP, Redis)
-        return f"{var}={redact_url(s.celery_broker_url)!r}: the Celery broker refused ({exc})"
+        return f"{var}={redact_url(url)!r}: the Celery broker refused ({type(exc).__name__}: {exc})"
     return None
 
 

@@ -70,6 +70,7 @@ from mlops_assets.core.profiles import (
     ENV_VARS,
     TRAINING_QUEUE,
     Settings,
+    broker_problem,
     libpq_url,
     redact_url,
     redis_problem,
@@ -695,17 +696,10 @@ def check_redis(url: str, var: str = ENV_VARS["redis_url"], timeout: float = 3.0
 
 def check_broker(url: str, var: str = ENV_VARS["celery_broker_url"], timeout: float = 3.0) -> None:
     """Before anything starts: the Celery broker of the stack's workers answers (a connection is
-    opened, credentials and virtual host accepted), or a :class:`StackError` names ``var``."""
-    from kombu import Connection
-
-    try:
-        with Connection(url, connect_timeout=timeout) as connection:
-            connection.ensure_connection(max_retries=1, timeout=timeout)
-    except Exception as exc:  # kombu raises the transport's own errors (socket, AMQP, Redis)
-        raise StackError(
-            f"the Celery broker {var}={redact_url(url)!r} does not answer or refuses the "
-            f"connection ({exc}); start RabbitMQ (or Redis) or point {var} at one"
-        ) from exc
+    opened, credentials and virtual host accepted), or a :class:`StackError` says so."""
+    problem = broker_problem(url, var, timeout)
+    if problem:
+        raise StackError(f"{problem}; start RabbitMQ (or Redis) or point {var} at one")
 
 
 # -- the plan: every address and variable, before anything starts ---------------------------------
