@@ -598,8 +598,14 @@ def mlflow_server_command(backend_uri: str, artifacts_destination: str, port: in
 
 def mlflow_server_env(base: Mapping[str, str], s3_endpoint_url: str) -> dict[str, str]:
     """The server's environment: S3 keys and endpoint for its artifact proxy, and no client-side
-    tracking URI inherited from the caller."""
+    tracking URI inherited from the caller.
+
+    Without MLflow's job execution: on a database backend the server otherwise starts five
+    ``huey`` consumer processes for its GenAI jobs (trace rollups, scorers), ~280 MB each, that
+    this project never submits to; ``MLFLOW_SERVER_ENABLE_JOB_EXECUTION=true`` in ``base``
+    turns them back on."""
     env = {
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         **base,
         "AWS_ENDPOINT_URL": s3_endpoint_url,
         "MLFLOW_S3_ENDPOINT_URL": s3_endpoint_url,
