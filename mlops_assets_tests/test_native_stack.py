@@ -1,30 +1,43 @@
 """`mlops stack` end to end: the fraud use case through the native stack, as an operator runs it,
-and the stack's objects across a restart.
+on a Celery cluster, and the stack's objects across a restart.
 
 Each stack is started with the real command line (`mlops stack`) in a session of its own, with
 MLOPS_PROFILE=local in its environment (the command runs the stack profile whatever it says),
 fresh PostgreSQL databases that the launcher itself creates, and the tests' Redis database. The
-fraud test proves that:
+fraud test's stack is a Celery cluster (`--workers 2 --training-workers 1`: workers `default-1`
+and `default-2` on the `default` queue, `training-1` on `training`) on a RabbitMQ virtual host of
+the test's own; it proves that:
 
-* the launcher brings up SeaweedFS's S3, the MLflow server and `dagster dev` (the webserver answers
-  `/server_info`, every required daemon is healthy) and writes the environment of the stack to
-  `.dagster-stack/stack.env`, which is all another shell needs;
+* the launcher brings up SeaweedFS's S3, the MLflow server, the three workers and `dagster dev`
+  (the webserver answers `/server_info`, every required daemon is healthy) and writes the
+  environment of the stack, `MLOPS_EXECUTOR=celery` included, to `.dagster-stack/stack.env`,
+  which is all another shell needs;
 * `dagster job backfill -j fraud_ingestion` from that other shell puts one run per day on the
   queue (each run's events: ENQUEUED by the CLI, then STARTING when the daemon dequeued and
   launched it, then SUCCESS), and the runs, their partitions and statuses are rows of the
   `runs` table in PostgreSQL;
+* every step of those runs, and of the UI's and the retraining's runs below, ran on a worker of
+  this stack: each step that succeeded has the "Executing step" event of the worker that took
+  it (its Celery name, host and pid those of a worker the launcher started, its queue, not
+  redelivered), and the runs the daemon launched side by side spread their steps over both
+  default workers;
 * the data landed where the stack profile says: bronze and silver parquet per day in the S3
   bucket, Feast's registry in PostgreSQL and its online store in Redis;
+* the UI's Materialize button (the webserver's GraphQL mutation, a partition tag) runs one day of
+  `fraud/card_features` through the queue, on a default worker;
 * `dagster job launch -j fraud_retraining` (run config and partition tag from the CLI) goes
   through the queue too and registers `fraud_classifier@champion` on the MLflow server, the
   version's run tagged with that Dagster run's id and its artifacts proxied into the bucket;
+  `fraud__model`, of the training pool, ran on `training-1` from the `training` queue, and no
+  other step of these runs did;
 * the `fraud_rescore_on_champion_change` sensor, evaluated against this instance and registry,
   asks for the scored day again once the alias is moved to another version outside Dagster;
 * SIGTERM stops the whole stack within 30 s with exit code 0, leaving no process and no port.
 
 The daily volumes are the defaults (a backfill takes no run config): ~1 min per day on two
 cores, most of it process start-up. The training set of 2024-01-10 (window of 3 days ending 7
-days earlier, when legitimate payments are confirmed) covers the three ingested days.
+days earlier, when legitimate payments are confirmed) covers the three ingested days. Without a
+RabbitMQ to make a virtual host on, the fraud test is skipped (`fixtures/rabbitmq.py`).
 
 The restart test (`--no-dagster`, ~2 min) replays what a user does: objects put through the S3
 endpoint and an artifact logged through the MLflow server, the stack stopped with SIGTERM and
@@ -38,6 +51,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -64,6 +78,8 @@ from mlops_assets.tooling.native_stack import (
     s3_client,
     seaweedfs_ports,
 )
+from mlops_assets_tests.fixtures import rabbitmq
+from mlops_assets_tests.fixtures.dagster_ui import Ui
 from mlops_assets_tests.fixtures.paths import REPO_ROOT
 from mlops_assets_tests.fixtures.services import free_port
 from mlops_assets_tests.fixtures.stack_databases import (
@@ -71,6 +87,8 @@ from mlops_assets_tests.fixtures.stack_databases import (
     fresh_databases,
     stack_env,
 )
+
+rabbitmq_vhost = rabbitmq.rabbitmq_vhost  # the fixture, for `native_stack`
 
 WORKSPACE = str(REPO_ROOT / "workspace.yaml")
 
@@ -87,6 +105,18 @@ MODEL_NAME = "fraud_classifier"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 QUEUE_PATH = ["PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS"]
 
+# The fraud test's cluster: two workers of the default queue, one of the training queue.
+WORKERS = ("--workers", "2", "--training-workers", "1")
+DEFAULT_WORKERS = {"default-1", "default-2"}
+TRAINING_WORKER = "training-1"
+MODEL_STEP = "fraud__model"  # the one step of the training pool in these runs
+# "started Celery worker default-1 (queues default, pid 1234; log: /.../worker-default-1.log)"
+STARTED_WORKER = re.compile(r"started Celery worker (\S+) \(queues (\S+), pid (\d+); log: ")
+# The message of the engine event a worker reports as it starts a step (core/cluster.py).
+CELERY_STEP = (
+    "Executing step {step} on Celery worker {node} (host {host}, pid {pid}), queue '{queue}'"
+)
+
 
 @dataclass
 class NativeStack:
@@ -99,6 +129,7 @@ class NativeStack:
     databases: dict[str, str]
     env: dict[str, str] = field(default_factory=dict)
     descendants: list[psutil.Process] = field(default_factory=list)
+    workers: dict[str, int] = field(default_factory=dict)  # Celery worker name -> its pid
 
     @property
     def dagster_url(self) -> str:
@@ -198,13 +229,14 @@ def _stop_leftovers(stack: NativeStack) -> None:
 
 
 @pytest.fixture
-def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
-    """`mlops stack` on free ports, MLOPS_HOME in ``tmp_path``; its databases dropped after."""
+def native_stack(tmp_path: Path, redis_url: str, rabbitmq_vhost: str) -> Iterator[NativeStack]:
+    """`mlops stack --workers 2 --training-workers 1` on free ports, MLOPS_HOME in ``tmp_path``,
+    the broker a virtual host of the test's own; its databases dropped after."""
     databases = fresh_databases()
     ports = {"s3": free_port(), "mlflow": free_port(), "dagster": free_port()}
-    env = stack_env(tmp_path, redis_url, databases)
+    env = {**stack_env(tmp_path, redis_url, databases), "MLOPS_CELERY_BROKER_URL": rabbitmq_vhost}
     output = tmp_path / "mlops-stack.out"
-    proc = _launch(tmp_path, env, ports, output)
+    proc = _launch(tmp_path, env, ports, output, *WORKERS)
     stack = NativeStack(proc=proc, home=tmp_path, output=output, ports=ports, databases=databases)
     try:
         deadline = time.monotonic() + 180
@@ -217,6 +249,10 @@ def native_stack(tmp_path: Path, redis_url: str) -> Iterator[NativeStack]:
         env_file = tmp_path / ".dagster-stack" / "stack.env"
         assert env_file.stat().st_mode & 0o777 == 0o600  # it holds the stack's credentials
         stack.env = {**env, **_read_env_file(env_file)}
+        # The workers start before `dagster dev`: all of them are in the output by now.
+        stack.workers = {
+            name: int(pid) for name, _, pid in STARTED_WORKER.findall(output.read_text())
+        }
         yield stack
     finally:
         # Normally stopped by the test itself; this is the cleanup of a failed test.
@@ -261,7 +297,9 @@ def _wait_for_runs(stack: NativeStack, job: str, count: int, timeout: float) -> 
     while True:
         runs = _runs(stack.dagster_dsn, job)
         failed = [r[0] for r in runs if r[1] in ("FAILURE", "CANCELED")]
-        assert not failed, f"{job} runs failed:\n{_failures(stack.dagster_dsn, failed)}"
+        assert not failed, (
+            f"{job} runs failed:\n{_failures(stack.dagster_dsn, failed)}\n{stack.tail()}"
+        )
         if len(runs) == count and all(r[1] in TERMINAL for r in runs):
             return runs
         assert stack.proc.poll() is None, f"the stack died:\n{stack.tail()}"
@@ -279,16 +317,78 @@ def _run_events(dsn: str, run_id: str) -> list[str]:
     return [r[0] for r in rows]
 
 
+def _step_starts(dsn: str, run_id: str) -> list[tuple[str, dict[str, str], str]]:
+    """(step key, the worker's metadata, the message) of every step a Celery worker took in
+    ``run_id``, in order: the engine event the worker reports as it starts the step."""
+    import dagster as dg
+
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT event FROM event_logs WHERE run_id = %s "
+            "AND dagster_event_type = 'ENGINE_EVENT' ORDER BY id",
+            (run_id,),
+        ).fetchall()
+    starts = []
+    for (serialized,) in rows:
+        event = dg.deserialize_value(serialized, dg.EventLogEntry).dagster_event
+        # "[CeleryExecutor] Executing step ...": the instance prefixes the executor's name.
+        if event is not None and "Executing step " in (event.message or ""):
+            metadata = event.engine_event_data.metadata
+            worker = {key: str(value.value) for key, value in metadata.items()}
+            starts.append((event.step_key, worker, event.message))
+    return starts
+
+
+def _succeeded_steps(dsn: str, run_id: str) -> set[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT step_key FROM event_logs WHERE run_id = %s "
+            "AND dagster_event_type = 'STEP_SUCCESS'",
+            (run_id,),
+        ).fetchall()
+    return {r[0] for r in rows}
+
+
+def _steps_on_workers(stack: NativeStack, run_id: str) -> list[tuple[str, str]]:
+    """(step key, worker name) of each step of ``run_id`` a worker took, once checked that every
+    step that succeeded was taken by a worker of this stack, named with its pid and host, from
+    the queue of its pool: `training` for the model's step, on the training worker only."""
+    host = socket.gethostname()
+    starts = _step_starts(stack.dagster_dsn, run_id)
+    succeeded = _succeeded_steps(stack.dagster_dsn, run_id)
+    assert succeeded, f"run {run_id} has no successful step"
+    assert succeeded <= {step for step, _, _ in starts}, (run_id, succeeded, starts)
+    ran_on = []
+    for step, worker, message in starts:
+        name, _, node_host = worker["Celery worker"].partition("@")
+        queue = "training" if step == MODEL_STEP else "default"
+        assert name in stack.workers, (step, worker, stack.workers)
+        assert (worker["pid"], worker["host"], node_host) == (str(stack.workers[name]), host, host)
+        assert (worker["queue"], worker["redelivered"]) == (queue, "false"), (step, worker)
+        assert (name == TRAINING_WORKER) == (step == MODEL_STEP), (step, worker)
+        expected = CELERY_STEP.format(
+            step=step, node=worker["Celery worker"], host=host, pid=worker["pid"], queue=queue
+        )
+        assert expected in message, (message, expected)
+        ran_on.append((step, name))
+    return ran_on
+
+
 @pytest.mark.stack
 @pytest.mark.timeout(600)
-def test_fraud_use_case_through_the_native_stack(native_stack: NativeStack) -> None:
+def test_fraud_use_case_through_the_native_stack(
+    native_stack: NativeStack, rabbitmq_vhost: str
+) -> None:
     stack = native_stack
     env = stack.env
     assert env["MLOPS_PROFILE"] == "stack"
     assert env["DAGSTER_POSTGRES_URL"].startswith("postgresql+psycopg2://")
     assert env["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{stack.ports['s3']}"
     assert env["MLFLOW_TRACKING_URI"] == f"http://127.0.0.1:{stack.ports['mlflow']}"
+    assert (env["MLOPS_EXECUTOR"], env["MLOPS_CELERY_BROKER_URL"]) == ("celery", rabbitmq_vhost)
     stack.descendants = psutil.Process(stack.proc.pid).children(recursive=True)
+    assert set(stack.workers) == {*DEFAULT_WORKERS, TRAINING_WORKER}, stack.output.read_text()
+    assert set(stack.workers.values()) <= {p.pid for p in stack.descendants}
 
     # -- ingestion: a backfill from another shell, one queued run per day -------------------
     done = stack.cli(
@@ -299,9 +399,13 @@ def test_fraud_use_case_through_the_native_stack(native_stack: NativeStack) -> N
     runs = _wait_for_runs(stack, "fraud_ingestion", len(DAYS), timeout=330)
     assert sorted(r[2] for r in runs) == DAYS
     assert {r[1] for r in runs} == {"SUCCESS"}
+    ingestion_workers = set()
     for run_id, _, _ in runs:
         # Enqueued by the CLI, dequeued and launched by the daemon's run coordinator.
         assert _run_events(stack.dagster_dsn, run_id) == QUEUE_PATH
+        ingestion_workers |= {name for _, name in _steps_on_workers(stack, run_id)}
+    # The daemon launched the days side by side: both default workers took steps.
+    assert ingestion_workers == DEFAULT_WORKERS
 
     s3 = s3_client(env["AWS_ENDPOINT_URL"], env)
     bucket = env["MLOPS_S3_BUCKET"]
@@ -326,6 +430,16 @@ def test_fraud_use_case_through_the_native_stack(native_stack: NativeStack) -> N
     finally:
         online.close()
 
+    # -- the UI's Materialize button: one day of one asset, through the webserver -----------
+    ui = Ui(stack.dagster_url)
+    ui_run = ui.wait_run(
+        ui.launch([["fraud", "card_features"]], tags={"dagster/partition": DAYS[0]})
+    )
+    assert ui_run["status"] == "SUCCESS", (ui_run, _failures(stack.dagster_dsn, [ui_run["run_id"]]))
+    [(step, worker)] = _steps_on_workers(stack, ui_run["run_id"])
+    assert step == "fraud__card_features"
+    assert worker in DEFAULT_WORKERS
+
     # -- retraining: launched from the CLI through the queue --------------------------------
     stack.cli(
         "job", "launch", "-j", "fraud_retraining", "-w", WORKSPACE,
@@ -335,6 +449,8 @@ def test_fraud_use_case_through_the_native_stack(native_stack: NativeStack) -> N
     [(run_id, status, partition)] = _wait_for_runs(stack, "fraud_retraining", 1, timeout=240)
     assert (status, partition) == ("SUCCESS", TRAIN_DAY)
     assert _run_events(stack.dagster_dsn, run_id) == QUEUE_PATH
+    trained_on = _steps_on_workers(stack, run_id)
+    assert [name for step, name in trained_on if step == MODEL_STEP] == [TRAINING_WORKER]
 
     from mlflow import MlflowClient
 

@@ -58,6 +58,7 @@ def make_upath(root: str, s3_endpoint_url: str = "", aws_region: str = "us-east-
     client_kwargs: dict[str, Any] = {"region_name": aws_region}
     if s3_endpoint_url:
         client_kwargs["endpoint_url"] = s3_endpoint_url
+    # (s3fs's listing cache is off in every process of the project: mlops_assets/__init__.py.)
     return UPath(root, client_kwargs=client_kwargs)
 
 

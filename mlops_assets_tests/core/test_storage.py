@@ -25,6 +25,29 @@ def root(request, tmp_path: Path):
     return storage.make_upath(f"s3://{s3.bucket}/st-{tmp_path.name}", s3.endpoint_url)
 
 
+def test_a_file_another_process_wrote_is_found_after_its_folder_was_listed(root) -> None:
+    """A long-lived process (a Celery worker, the daemon) lists a folder, another one writes a
+    new day into it: the first must read that day, not answer from a stale listing."""
+    storage.write_parquet(root / "days" / "2024-01-01.parquet", TABLE)
+    assert [p.name for p in (root / "days").iterdir()] == ["2024-01-01.parquet"]
+    writer = textwrap.dedent(
+        f"""
+        import pyarrow as pa
+        from mlops_assets.core import storage
+        root = storage.make_upath({str(root)!r}, {_endpoint(root)!r})
+        storage.write_parquet(root / "days" / "2024-01-03.parquet", pa.table({{"k": [3]}}))
+        """
+    )
+    subprocess.run([sys.executable, "-c", writer], check=True, env=os.environ.copy())
+    day = root / "days" / "2024-01-03.parquet"
+    assert day.exists()
+    assert storage.read_parquet(day).column("k").to_pylist() == [3]
+
+
+def _endpoint(root) -> str:
+    return (getattr(root, "storage_options", {}).get("client_kwargs") or {}).get("endpoint_url", "")
+
+
 def test_parquet_round_trip_and_hash_is_of_the_bytes(root) -> None:
     import hashlib
 
