@@ -614,6 +614,15 @@ class FeastFeatureStore(dg.ConfigurableResource):
         """The process's Feast ``FeatureStore`` for this configuration (built on first use)."""
         return _feature_store(self.store_config)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        # A process that runs step after step (a Celery worker, the in-process executor) keeps
+        # its FeatureStore, which re-reads the registry only every `cache_ttl_seconds`: another
+        # process may have applied views since, and this step must see them, as a step in a
+        # process of its own would. No store yet (a fresh process): nothing to refresh.
+        store = _STORES.get(self.store_config)
+        if store is not None:
+            store.refresh_registry()
+
     def repo_contents(self) -> FeatureRepoContents:
         """The entities, sources and feature views ``feature_repo/`` defines for this profile."""
         return _parsed_repo(self.store_config)

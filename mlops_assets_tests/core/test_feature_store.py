@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from mlops_assets.core import feature_store as feature_store_module
 from mlops_assets.core.feature_store import (
     FeastFeatureStore,
     FeatureStoreUnavailableError,
@@ -430,6 +431,28 @@ def test_apply_keeps_what_another_process_registered_meanwhile(
         for fv in FeatureStore(config=build_repo_config(resource.store_config)).list_feature_views()
     ]
     assert sorted(names) == ["driver_stats", "rider_stats"]
+
+
+def test_each_step_of_a_long_lived_process_rereads_the_registry(
+    feature_repo: Path, local_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Celery worker keeps its FeatureStore from step to step, and Feast serves features from a
+    registry it re-reads only after its TTL: the resource's setup, at each step, re-reads it (what
+    another process applied meanwhile is then seen). A fresh process builds nothing for it."""
+    import dagster as dg
+
+    resource = local_flavour(feature_repo, monkeypatch).resource
+    context = dg.build_init_resource_context()
+    resource.setup_for_execution(context)
+    assert resource.store_config not in feature_store_module._STORES
+
+    held = resource.get_store()
+    refreshed = []
+    monkeypatch.setattr(held, "refresh_registry", lambda: refreshed.append(held))
+    resource.setup_for_execution(context)
+    resource.setup_for_execution(context)
+    assert refreshed == [held, held]
+    assert resource.get_store() is held
 
 
 def test_apply_waits_for_the_registry_lock_of_another_writer(
