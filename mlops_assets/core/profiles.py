@@ -101,7 +101,7 @@ _DEFAULTS: dict[Profile, dict[str, str]] = {
         "postgres_url": "postgresql://postgres@127.0.0.1:5432/mlops",
         "run_config": "{home}/mlops.yaml",
         "executor": "multiprocess",
-        # RabbitMQ's guest user (no password in the URL: AMQP's default); Redis works too.
+        # RabbitMQ's guest user (no password in the URL: AMQP's default); redis:// is accepted.
         "celery_broker_url": "amqp://127.0.0.1:5672//",
         # Step results travel back to the run worker on the broker itself (Celery's RPC backend).
         "celery_backend_url": "rpc://",
