@@ -2,8 +2,9 @@
 
 The real command line (`mlops stack --no-dagster --workers 2 --training-workers 1`, free ports,
 fresh databases, a virtual host of the test's own on the shared broker) must start three
-`mlops worker` processes once MLflow answers, each logging to its own file, that Celery itself
-finds on the broker with the queues the plan gave them; a SIGTERM to the launcher must stop them
+`mlops worker` processes once MLflow answers, each logging to its own file and listening before
+the launcher says "stack ready", that Celery itself finds on the broker with the queues the plan
+gave them; a SIGTERM to the launcher must stop them
 (each through its own warm shutdown) with the rest of the stack, exit code 0, nothing left.
 Running steps on them is `test_celery_cluster.py`'s business.
 """
@@ -59,20 +60,12 @@ def _start(home: Path, env: dict[str, str], databases: dict[str, str], *args: st
     return stack
 
 
-def _wait_until_ready(logs: dict[str, Path], stack: NativeStack, timeout: float = 120) -> None:
-    """Every worker has logged Celery's ``<name>@<host> ready.``."""
+def _not_ready(logs: dict[str, Path]) -> list[str]:
+    """The workers that have not logged Celery's ``<name>@<host> ready.``."""
     host = socket.gethostname()
-    deadline = time.monotonic() + timeout
-    waiting = dict(logs)
-    while waiting:
-        waiting = {
-            name: log
-            for name, log in waiting.items()
-            if f"{name}@{host} ready." not in log.read_text(errors="replace")
-        }
-        assert stack.proc.poll() is None, f"mlops stack exited:\n{stack.tail()}"
-        assert time.monotonic() < deadline, f"not ready: {sorted(waiting)}\n{stack.tail()}"
-        time.sleep(0.5)
+    return sorted(
+        name for name, log in logs.items() if f"{name}@{host} ready." not in log.read_text()
+    )
 
 
 @pytest.mark.stack
@@ -101,7 +94,8 @@ def test_stack_runs_its_workers_and_stops_them_with_itself(
         # Each in a process group of its own, a child of the launcher.
         assert {w.pid for w in workers} <= {c.pid for c in stack.descendants}
         assert all(psutil.Process(w.pid).ppid() == stack.proc.pid for w in workers)
-        _wait_until_ready(logs, stack)
+        # "stack ready" waits for them: every worker listens by then.
+        assert not _not_ready(logs), stack.tail()
 
         app = celery.Celery(broker=rabbitmq_vhost)
         try:

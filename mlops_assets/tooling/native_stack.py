@@ -51,6 +51,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -918,6 +919,10 @@ def worker_commands(workers: int, training_workers: int) -> list[WorkerSpec]:
 # -- running it -----------------------------------------------------------------------------------
 
 
+#: The ``stop_group`` of the Celery workers (stopped together; the stack is ready when they are).
+WORKERS_GROUP = "workers"
+
+
 @dataclass
 class Service:
     name: str
@@ -950,8 +955,17 @@ def start_workers(
             stop_timeout=WORKER_STOP_TIMEOUT_S,
             # SIGTERM to the worker alone: a subprocess of the step it runs must not die first.
             leader_only_first=True,
-            stop_group="workers",
+            stop_group=WORKERS_GROUP,
         )
+
+
+def worker_ready(service: Service) -> bool:
+    """Whether the worker of ``service`` listens: Celery logs ``<name>@<host> ready.`` then."""
+    try:
+        text = service.log_path.read_text(errors="replace")
+    except OSError:
+        return False
+    return re.search(r"@\S+ ready\.", text) is not None
 
 
 class _Interrupted(Exception):
@@ -1164,10 +1178,9 @@ def _supervise(
     plan: StackPlan, services: list[Service], start_dagster: bool, say: Callable[[str], None]
 ) -> int:
     """Wait for a signal (raised as :class:`_Interrupted`) or a dead service: then return its
-    exit code (1 where it had none, or was killed by a signal)."""
-    ready = not start_dagster
-    if ready:
-        say("stack ready (no Dagster); Ctrl-C stops it")
+    exit code (1 where it had none, or was killed by a signal). "stack ready" is said once the
+    Dagster UI answers (unless it was not started) and every worker listens on its queues."""
+    ready = False
     while True:
         for service in services:
             if service.proc.poll() is not None:
@@ -1178,7 +1191,14 @@ def _supervise(
                     flush=True,
                 )
                 return service.proc.returncode if service.proc.returncode > 0 else 1
-        if not ready and port_is_open(LOOPBACK, plan.dagster_port):
+        if (
+            not ready
+            and all(worker_ready(s) for s in services if s.stop_group == WORKERS_GROUP)
+            and (not start_dagster or port_is_open(LOOPBACK, plan.dagster_port))
+        ):
             ready = True
-            say(f"stack ready: Dagster UI at {plan.dagster_url}; Ctrl-C stops it")
+            if start_dagster:
+                say(f"stack ready: Dagster UI at {plan.dagster_url}; Ctrl-C stops it")
+            else:
+                say("stack ready (no Dagster); Ctrl-C stops it")
         time.sleep(0.5)
