@@ -509,11 +509,16 @@ ARTIFACT = "model/weights.bin"
 
 
 def _start_services(
-    home: Path, env: dict[str, str], ports: dict[str, int], databases: dict[str, str], run: str
+    home: Path,
+    env: dict[str, str],
+    ports: dict[str, int],
+    databases: dict[str, str],
+    run: str,
+    *extra: str,
 ) -> NativeStack:
-    """`mlops stack --no-dagster` on ``home``; returns once it says it is ready."""
+    """`mlops stack --no-dagster EXTRA` on ``home``; returns once it says it is ready."""
     output = home / f"mlops-stack-{run}.out"
-    proc = _launch(home, env, ports, output, "--no-dagster")
+    proc = _launch(home, env, ports, output, "--no-dagster", *extra)
     stack = NativeStack(proc=proc, home=home, output=output, ports=ports, databases=databases)
     deadline = time.monotonic() + 180
     while SERVICES_READY not in output.read_text(errors="replace"):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -23,11 +22,9 @@ import pytest
 from mlops_assets_tests.fixtures import rabbitmq
 from mlops_assets_tests.fixtures.stack_databases import drop_databases, fresh_databases, stack_env
 from mlops_assets_tests.test_native_stack import (
-    SERVICES_READY,
     NativeStack,
     _alive,
-    _launch,
-    _read_env_file,
+    _start_services,
     _stop_and_check,
     _stop_leftovers,
 )
@@ -43,20 +40,11 @@ STARTED = re.compile(r"started Celery worker (\S+) \(queues (\S+), pid (\d+); lo
 def _start(home: Path, env: dict[str, str], databases: dict[str, str], *args: str) -> NativeStack:
     """`mlops stack --no-dagster ARGS` on free ports picked by the launcher (``--*-port 0``);
     returns once it says it is ready, with the ports it took."""
-    output = home / "mlops-stack.out"
-    proc = _launch(home, env, {"s3": 0, "mlflow": 0}, output, "--no-dagster", *args)
-    stack = NativeStack(proc=proc, home=home, output=output, ports={}, databases=databases)
-    deadline = time.monotonic() + 180
-    while SERVICES_READY not in output.read_text(errors="replace"):
-        assert proc.poll() is None, f"mlops stack exited with {proc.returncode}:\n{stack.tail()}"
-        assert time.monotonic() < deadline, f"the stack did not come up:\n{stack.tail()}"
-        time.sleep(0.5)
-    stack.env = {**env, **_read_env_file(home / ".dagster-stack" / "stack.env")}
+    stack = _start_services(home, env, {"s3": 0, "mlflow": 0}, databases, "workers", *args)
     stack.ports = {
         "s3": urlparse(stack.env["AWS_ENDPOINT_URL"]).port,
         "mlflow": urlparse(stack.env["MLFLOW_TRACKING_URI"]).port,
     }
-    stack.descendants = psutil.Process(proc.pid).children(recursive=True)
     return stack
 
 

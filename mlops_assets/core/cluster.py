@@ -69,8 +69,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "broker_heartbeat": 0,
         "broker_connection_retry_on_startup": True,
-        # The run worker gives up on a broker that does not answer rather than hang the run.
-        "broker_transport_options": {**DEFAULT_CONFIG["broker_transport_options"]},
     }
 
 
