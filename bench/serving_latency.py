@@ -1,8 +1,18 @@
 """Online fraud predictions through the API at fixed request rates, next to the bare reads they
 are built on.
 
-Budget (DESIGN.md section 7, 2-core machine): p99 <= 10 ms at 200 requests/s on loopback, zero
-errors, for ``POST /predict/fraud`` including the card and merchant features read from Redis.
+Budgets for ``POST /predict/fraud`` including the card and merchant features read from Redis, one
+uvicorn process, on loopback, zero errors, for every champion kind (``--kind logreg``,
+``--kind xgboost``), on the 2-core machine (DESIGN.md section 7, issue 23):
+
+* p99 <= 5 ms at 200 requests/s, and p99 <= 25 ms at 800 requests/s (sustained: every request
+  sent at its time, none refused);
+* with ``--hog``, another process keeping one core busy for the whole measurement
+  (``python -c "while True: pass"``): p99 <= 10 ms at 200 requests/s.
+
+Said plainly: the load generator runs on the same 2 cores as the server (and, with ``--hog``,
+the hog), so the server has at most one core of its own; the harness floor (``GET /health`` at
+the same rate) shows what the machine and the generator cost without the prediction.
 
 What runs:
 
@@ -16,7 +26,11 @@ What runs:
   bare redis-py pipeline of two ``HGETALL`` (the floor under any Feast read); and the champion's
   own scikit-learn ``predict_proba`` on one row next to the compiled scorer the API uses.
 
-    .venv/bin/python bench/serving_latency.py [--rates 50,200,500] [--seconds 20] [--kind logreg]
+    .venv/bin/python bench/serving_latency.py [--rates 200,800] [--seconds 20] [--kind logreg] [--hog]
+
+The server's CPU per request (all its threads, from /proc) is printed per rate, and the CPU each
+of its threads used: a thread of XGBoost's OpenMP pool (or any other) working during the
+requests shows there.
 
 ``--shadow`` measures what a shadow rollout costs the answers instead: a candidate (the same kind,
 fitted on another seed) is registered beside the champion, and the API is driven at the budget's
@@ -37,6 +51,7 @@ import asyncio
 import json
 import os
 import random
+import subprocess
 import sys
 import tempfile
 import time
@@ -48,7 +63,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 N_CARDS, N_MERCHANTS = 10_000, 2_000
-BUDGET_MS, BUDGET_RATE = 10.0, 200
+# p99 budget in ms per request rate (issue 23); with --hog: HOG_BUDGETS.
+BUDGETS = {200.0: 5.0, 800.0: 25.0}
+HOG_BUDGETS = {200.0: 10.0}
+BUDGET_RATE = 200  # --shadow's rate
+BUDGET_MS = 10.0  # --shadow's budget (DESIGN.md section 7)
 
 
 def percentiles(values: list[float]) -> dict[str, float]:
@@ -165,6 +184,34 @@ async def drive(
         "achieved_rps": total / elapsed,
         **percentiles(latencies),
         **({"latencies": latencies} if keep_latencies else {}),
+    }
+
+
+def start_hog() -> subprocess.Popen:
+    """Another process that keeps one core busy until stopped (``--hog``)."""
+    return subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True)
+
+
+def thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) used so far by each thread of process ``pid``, with its name."""
+    tick = os.sysconf("SC_CLK_TCK")
+    threads: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended meanwhile
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        threads[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return threads
+
+
+def cpu_used(before: dict, after: dict) -> dict[str, float]:
+    """CPU seconds each thread used between two :func:`thread_cpu` readings, by "name/tid"."""
+    return {
+        f"{name}/{tid}": seconds - before.get(tid, (name, 0.0))[1]
+        for tid, (name, seconds) in after.items()
     }
 
 
@@ -305,7 +352,7 @@ def shadow_rounds(port: int, tracking, rate: float, seconds: float, rounds: int)
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", default=None, help="requests/s, comma-separated (50,200,500)")
+    parser.add_argument("--rates", default=None, help="requests/s, comma-separated (200,800)")
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--kind", default="logreg", choices=["logreg", "xgboost"])
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds at 100 req/s first")
@@ -316,6 +363,12 @@ def main() -> int:
         f"shadow by a candidate, at {BUDGET_RATE} req/s (or the first of --rates if given)",
     )
     parser.add_argument("--rounds", type=int, default=2, help="--shadow: rounds of each mode")
+    parser.add_argument(
+        "--hog",
+        action="store_true",
+        help="keep one core busy with another process while measuring (budget: p99 <= "
+        f"{HOG_BUDGETS[200.0]:.0f} ms at 200 req/s)",
+    )
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds must be at least 1")
@@ -365,15 +418,19 @@ def main() -> int:
     if args.shadow:
         return shadow_main(api, tracking, settings, args, home)
 
-    rates = [float(r) for r in (args.rates or "50,200,500").split(",")]
+    rates = [float(r) for r in (args.rates or "200,800").split(",")]
     results: dict[float, dict] = {}
     floor: dict[float, dict] = {}
+    server_cpu: dict[float, dict[str, float]] = {}
+    hog = start_hog() if args.hog else None
     try:
         uvloop.run(drive(api.port, "/predict/fraud", 100, args.warmup, seed=99))
         for rate in rates:
+            before = thread_cpu(api.proc.pid)
             results[rate] = uvloop.run(
                 drive(api.port, "/predict/fraud", rate, args.seconds, int(rate))
             )
+            server_cpu[rate] = cpu_used(before, thread_cpu(api.proc.pid))
             r = results[rate]
             print(
                 f"  {rate:.0f} req/s: p99 {r['p99']:.2f} ms, errors {r['errors'] or 0}", flush=True
@@ -382,13 +439,20 @@ def main() -> int:
             # cost on this machine, under the same load.
             floor[rate] = uvloop.run(drive(api.port, "/health", rate, args.seconds / 2, 0, "GET"))
     finally:
+        if hog is not None:
+            hog.kill()
+            hog.wait()
         code = api.stop()
     bare = bare_reads(settings)
     model = model_reads(pipeline)
 
+    budgets = HOG_BUDGETS if args.hog else BUDGETS
     print()
     print(
-        f"POST /predict/fraud, {args.kind} champion, Redis online store, 1 uvicorn process, {args.seconds:.0f} s per rate"
+        f"POST /predict/fraud, {args.kind} champion, Redis online store, 1 uvicorn process, "
+        f"{args.seconds:.0f} s per rate"
+        + (", another process keeping one core busy (--hog)" if args.hog else "")
+        + "; the load generator shares the 2 cores"
     )
     print(
         f"{'latency in ms':<44} {'p50':>8} {'p95':>8} {'p99':>8} {'max':>9}  sent / errors / achieved"
@@ -413,13 +477,28 @@ def main() -> int:
     print("same run, sequential, in this process:")
     for name, p in {**bare, **model}.items():
         print(row(f"  {name}", p))
-    at_budget = results.get(float(BUDGET_RATE))
-    if at_budget is not None:
-        errors = sum(at_budget["errors"].values())
-        verdict = "within" if at_budget["p99"] <= BUDGET_MS and errors == 0 else "OVER"
+    print("server CPU during each rate (all its threads, /proc; 10 ms ticks):")
+    for rate, used in server_cpu.items():
+        total = sum(used.values())
+        busy = ", ".join(
+            f"{name} {seconds:.2f} s" for name, seconds in sorted(used.items()) if seconds > 0
+        )
         print(
-            f"budget: p99 <= {BUDGET_MS:.0f} ms at {BUDGET_RATE} req/s with zero errors: "
-            f"p99 {at_budget['p99']:.2f} ms, {errors} errors -> {verdict} budget"
+            f"  {rate:.0f} req/s: {1000 * total / results[rate]['sent']:.2f} ms per request "
+            f"({total:.2f} s for {results[rate]['sent']}); threads that worked: {busy}"
+        )
+    for rate, budget in budgets.items():
+        r = results.get(rate)
+        if r is None:
+            print(f"budget: p99 <= {budget:.0f} ms at {rate:.0f} req/s: not measured")
+            continue
+        errors = sum(r["errors"].values())
+        kept_up = r["achieved_rps"] >= 0.98 * rate
+        verdict = "within" if r["p99"] <= budget and errors == 0 and kept_up else "OVER"
+        print(
+            f"budget{' with --hog' if args.hog else ''}: p99 <= {budget:.0f} ms at {rate:.0f} "
+            f"req/s with zero errors: p99 {r['p99']:.2f} ms, {errors} errors, achieved "
+            f"{r['achieved_rps']:.0f} req/s -> {verdict} budget"
         )
     print(f"server exit code {code}; its log: {home / 'api.log'}")
     return 0

@@ -70,7 +70,8 @@ async def log_request(
         "role": SERVED_ROLE,
         "alias": alias if loaded is not None else None,
         "request_id": request_id,
-        "ts": datetime.now(UTC).isoformat(),
+        # A datetime, not its text: the log writes it as UTC text itself (no parse back).
+        "ts": datetime.now(UTC),
         "use_case": use_case,
         "model_name": loaded.info.name if loaded else None,
         "model_version": loaded.info.version if loaded else None,

@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import gc
 import importlib
+import json
 import logging
 import math
 import os
@@ -133,6 +134,8 @@ def create_app(
         version="1",
         lifespan=Startup(settings, config, served, tracking=tracking, online=online),
     )
+    # Inside the body limit (middleware added later wraps the earlier): it sees bounded bodies.
+    app.add_middleware(PredictFastPath, served=served)
     app.add_middleware(
         BodyLimit, limit=config.max_body_bytes, on_refused=functools.partial(log_refusal, app)
     )
@@ -474,6 +477,66 @@ async def _predict(
         # Off the event loop: a model that computes for milliseconds would stall every request.
         return await run_in_threadpool(endpoint.predict, loaded.model, body, services)
     return endpoint.predict(loaded.model, body, services)
+
+
+class PredictFastPath:
+    """Pure ASGI middleware: a ``POST /predict/<use_case>`` whose JSON body is a valid request
+    is answered by :func:`predict` directly, without FastAPI's routing, dependency solving and
+    exception middleware around it (~0.4 ms of CPU per request, a third of the API's own cost).
+
+    Only a request FastAPI would answer the same way takes this path: a ``Content-Type`` of
+    exactly ``application/json``, a body that ``json.loads`` reads (FastAPI's parser) and that
+    the endpoint's request model accepts (FastAPI's validation: ``validate_python`` with
+    ``from_attributes``); then FastAPI would call the same :func:`predict` with the same model.
+    Anything else (an invalid body, another content type, another route or method) goes through
+    FastAPI unchanged, so every error answer and its message stay FastAPI's and the app's.
+    """
+
+    def __init__(self, app: Any, served: Mapping[str, Endpoint]) -> None:
+        self.app = app
+        self.routes = {f"{PREDICT_PREFIX}{name}": endpoint for name, endpoint in served.items()}
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        endpoint = None
+        if scope["type"] == "http" and scope["method"] == "POST" and not scope.get("root_path"):
+            endpoint = self.routes.get(scope["path"])
+        if endpoint is None or _content_type(scope) != b"application/json":
+            await self.app(scope, receive, send)
+            return
+        chunks: list[bytes] = []
+        while True:  # the body limit hands the body whole, in one message
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client left before its body ended: nobody to answer
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        try:
+            body = endpoint.request.model_validate(json.loads(raw), from_attributes=True)
+        except Exception:  # FastAPI reads it again and answers with its own error
+            await self.app(scope, replay, send)
+            return
+        replayed = True  # the body was read here: Request.body() is never awaited below
+        request = Request(scope, replay)
+        response = await predict(runtime_of(scope["app"]), endpoint, request, body)
+        await response(scope, replay, send)
+
+
+def _content_type(scope: dict) -> bytes | None:
+    for key, value in scope["headers"]:
+        if key == b"content-type":
+            return value
+    return None
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,12 @@ class FeastOnlineReader:
     not ``FeatureStore.get_online_features``: the same store and key layout, without the response
     assembly that took ~0.8 ms of Python per request (the provider's read of both fraud views
     takes ~0.3 ms on Redis), most of the API's latency budget.
+
+    On Redis, the views of one read go in one round trip: Feast's own Redis store builds the keys
+    and hash fields (its key layout, cached per view) and parses the answer, but the ``HMGET`` of
+    every view goes in one pipeline, where ``Provider.online_read`` sends one per view. Values
+    of the scalar types are taken from their protobuf directly (Feast's conversion of every type
+    cost ~0.15 ms a request).
     """
 
     def __init__(
@@ -62,6 +68,12 @@ class FeastOnlineReader:
         self._views: dict[str, Any] = {}
         self._provider: Any = None
         self._timeout_s = timeout_s
+        # Feast's Redis store when its batch read is usable (None: one provider read per view).
+        self._redis: Any = None
+        # Per list of references: the features of each view, in order.
+        self._by_view: dict[tuple[str, ...], dict[str, list[str]]] = {}
+        # Per (view, features): Feast's feature names with the timestamp field, its hash fields.
+        self._redis_fields: dict[tuple[str, tuple[str, ...]], tuple[str, list, list]] = {}
 
     def warm_up(self) -> None:
         """Build the Feast store and provider and read the views now, not on the first request."""
@@ -70,6 +82,7 @@ class FeastOnlineReader:
         store = self._resource.get_store()
         provider = get_provider(store.config)
         self._bound_redis_client(provider, store.config)
+        self._redis = _redis_batch_store(provider, store.config)
         self._provider = provider
         for view in store.list_feature_views(allow_cache=True):
             self._views[view.name] = view
@@ -150,54 +163,134 @@ class FeastOnlineReader:
         self, features: Sequence[str], entity: Mapping[str, Any], as_of: float | None
     ) -> FeatureRow:
         from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+        from feast.type_map import feast_value_type_to_python_type
 
         if self._provider is None:
             self.warm_up()
         now = time.time() if as_of is None else as_of
-        by_view: dict[str, list[str]] = {}
-        for ref in features:
-            view_name, _, feature = ref.partition(":")
-            by_view.setdefault(view_name, []).append(feature)
+        refs = tuple(features)
+        by_view = self._by_view.get(refs)
+        if by_view is None:  # the same few lists of references, request after request
+            by_view = {}
+            for ref in refs:
+                view_name, _, feature = ref.partition(":")
+                by_view.setdefault(view_name, []).append(feature)
+            self._by_view[refs] = by_view
         config = self._resource.get_store().config
         values: dict[str, Any] = {}
         status: dict[str, str] = {}
-        for view_name, names in by_view.items():
-            view = self._view(view_name)
-            columns = view.entity_columns
-            key = EntityKey(
-                join_keys=[c.name for c in columns],
-                entity_values=[
-                    python_values_to_proto_values([entity[c.name]], c.dtype.to_value_type())[0]
-                    for c in columns
-                ],
-            )
-            # A copy: Feast's Redis store appends its timestamp field to the list it is given.
-            ((written, protos),) = self._provider.online_read(
-                config=config, table=view, entity_keys=[key], requested_features=list(names)
-            )
+        views = [(self._view(view_name), names) for view_name, names in by_view.items()]
+        keys = [_entity_key(EntityKey, view, entity) for view, _ in views]
+        if self._redis is not None:
+            answers = self._redis_read(config, views, keys)
+        else:
+            answers = []
+            for (view, names), key in zip(views, keys, strict=True):
+                # A copy: Feast's Redis store appends its timestamp field to the list it is given.
+                ((written, protos),) = self._provider.online_read(
+                    config=config, table=view, entity_keys=[key], requested_features=list(names)
+                )
+                answers.append((written, protos))
+        for (view, names), (written, protos) in zip(views, answers, strict=True):
             protos = protos or {}
             # Feast's Redis store answers a key never written with the epoch and no values.
             never_written = written is not None and written.timestamp() == 0
             if never_written and not any(p.WhichOneof("val") for p in protos.values() if p):
                 written = None
+            at = None if written is None else written.timestamp()
             ttl = _seconds(view.ttl)
             for name in names:
                 proto = protos.get(name)
-                has_value = proto is not None and proto.WhichOneof("val") is not None
-                if written is None:
+                kind = None if proto is None else proto.WhichOneof("val")
+                if at is None:
                     code = "NOT_FOUND"
-                elif as_of is not None and written.timestamp() > as_of:
+                elif as_of is not None and at > as_of:
                     code = "AFTER_AS_OF"
-                elif ttl and written.timestamp() < now - ttl:
+                elif ttl and at < now - ttl:
                     code = "OUTSIDE_MAX_AGE"
-                elif not has_value:
+                elif kind is None:
                     code = "NULL_VALUE"
                 else:
                     code = "PRESENT"
                 status[name] = code
-                values[name] = feast_value_type_to_python_type(proto) if code == "PRESENT" else None
+                if code != "PRESENT":
+                    values[name] = None
+                elif kind in _SCALAR_KINDS:  # what Feast's conversion returns for these
+                    values[name] = getattr(proto, kind)
+                else:
+                    values[name] = feast_value_type_to_python_type(proto)
         return FeatureRow(values=values, status=status)
+
+    def _redis_read(
+        self, config: Any, views: list[tuple[Any, list[str]]], keys: list[Any]
+    ) -> list[tuple[Any, Any]]:
+        """Every view's row of one entity in one Redis pipeline, through Feast's Redis store:
+        ``[(written, {feature: ValueProto})]`` per view, as ``online_read`` gives them."""
+        store = self._redis
+        commands, layouts = [], []
+        for (view, names), key in zip(views, keys, strict=True):
+            cached = self._redis_fields.get((view.name, tuple(names)))
+            if cached is None:
+                from feast.infra.online_stores.redis import _versioned_fv_name
+
+                view_name = _versioned_fv_name(view, config)
+                # Feast's names (with its timestamp field appended) and hashed field names.
+                requested, fields = store._generate_hset_keys_for_features(
+                    view, list(names), fv_name_override=view_name
+                )
+                cached = (view_name, requested, fields)
+                self._redis_fields[(view.name, tuple(names))] = cached
+            view_name, requested, fields = cached
+            (redis_key,) = store._generate_redis_keys_for_entities(config, [key])
+            commands.append((redis_key, fields))
+            layouts.append((view_name, requested))
+        replies = store._read_hash_fields(config, commands)
+        return [
+            store._get_features_for_entity(reply, view_name, requested)
+            for reply, (view_name, requested) in zip(replies, layouts, strict=True)
+        ]
+
+
+# Value kinds Feast's feast_value_type_to_python_type returns unchanged (without a type hint).
+_SCALAR_KINDS = frozenset(
+    {"double_val", "float_val", "int64_val", "int32_val", "bool_val", "string_val", "bytes_val"}
+)
+
+
+def _entity_key(entity_key_type: Any, view: Any, entity: Mapping[str, Any]) -> Any:
+    """Feast's ``EntityKey`` of ``entity`` for ``view`` (its join keys, typed as the view says)."""
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    columns = view.entity_columns
+    values = []
+    for column in columns:
+        value, value_type = entity[column.name], column.dtype.to_value_type()
+        if type(value) is int and value_type == ValueType.INT64:
+            # What python_values_to_proto_values gives for a Python int, without its checks.
+            values.append(Value(int64_val=value))
+        else:
+            values.append(python_values_to_proto_values([value], value_type)[0])
+    return entity_key_type(join_keys=[c.name for c in columns], entity_values=values)
+
+
+def _redis_batch_store(provider: Any, config: Any) -> Any:
+    """Feast's Redis online store when it has the methods :meth:`FeastOnlineReader._redis_read`
+    uses (Feast 0.67's), else None: reads then go through the provider, one per view."""
+    if getattr(config.online_store, "type", None) != "redis":
+        return None
+    store = getattr(provider, "online_store", None)
+    needed = (
+        "_generate_hset_keys_for_features",
+        "_generate_redis_keys_for_entities",
+        "_read_hash_fields",
+        "_get_features_for_entity",
+    )
+    if store is None or not all(callable(getattr(store, n, None)) for n in needed):
+        log.warning("Feast's Redis store has another layout: one online read per view")
+        return None
+    return store
 
 
 def _is_outage(exc: BaseException) -> bool:

@@ -238,6 +238,21 @@ def _finite(value: Any) -> Any:
     parser would refuse the whole document for one missing feature."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
+    if type(value) is dict:
+        # The common case, a plain dict with text keys, without a call per value (a record's
+        # features are ~40 numbers: the calls were most of the cost of logging a request).
+        out = {}
+        for key, item in value.items():
+            kind = type(item)
+            if type(key) is not str:
+                key = str(key)
+            if kind is str or kind is int or item is None or kind is bool:
+                out[key] = item
+            elif kind is float:
+                out[key] = item if math.isfinite(item) else None
+            else:
+                out[key] = _finite(item)
+        return out
     if isinstance(value, Mapping):
         return {k if isinstance(k, str) else str(k): _finite(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -385,3 +385,96 @@ def test_a_row_path_that_reads_time_differently_is_refused(
     scorer, why = verified_scorer(pipelines["logreg"])
     assert scorer is None
     assert re.search("row features differ .* 'time__hour_of", why), why
+
+
+# --- XGBoost's trees, evaluated by numpy -------------------------------------------------------
+
+
+def _booster(pipeline: Any) -> Any:
+    return pipeline.named_steps["classifier"].get_booster()
+
+
+def _random_features(n_features: int, seed: int) -> np.ndarray:
+    """Standard-normal features, one value in five missing, some exact zeros and ones."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(300, n_features))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    x[rng.random(x.shape) < 0.1] = 0.0
+    x[rng.random(x.shape) < 0.1] = 1.0
+    return x
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "xgboost-sparse"])
+def test_numpy_trees_give_xgboosts_margins_bit_for_bit(
+    pipelines: dict[str, Any], kind: str
+) -> None:
+    booster = _booster(pipelines[kind])
+    trees = scoring.TreeEnsemble.from_booster(booster, (0, 0))
+    assert len(trees.roots) == booster.num_boosted_rounds()
+    # Rows on every split's edge (a threshold, the float32 values beside it, a float64 that rounds
+    # onto it, missing) and ordinary rows with missing values.
+    x = np.concatenate([trees.edge_rows(1000, seed=1), _random_features(trees.n_features, 2)])
+    margin = booster.inplace_predict(x, predict_type="margin", missing=np.nan)
+    np.testing.assert_array_equal(trees.margin(x), margin)
+    probability = booster.inplace_predict(x, predict_type="value", missing=np.nan)
+    # The logistic is C's expf in XGBoost: equal here, or one float32 rounding apart.
+    np.testing.assert_array_max_ulp(trees.predict(x), probability, maxulp=1)
+    # One row at a time (the API's case) reads the same trees.
+    one = np.array([trees.margin(x[i : i + 1])[0] for i in range(0, len(x), 97)])
+    np.testing.assert_array_equal(one, margin[::97])
+
+
+def test_the_xgboost_scorer_never_calls_xgboost(
+    monkeypatch: pytest.MonkeyPatch, pipelines: dict[str, Any], training_set: pd.DataFrame
+) -> None:
+    # XGBoost's predict runs OpenMP threads: the API's scorer must not enter it at all.
+    import xgboost
+
+    rows = make_training_set(50, seed=11)[MODEL_INPUT_COLUMNS]
+    expected = _expected(pipelines["xgboost"], rows)
+    scorer, note = verified_scorer(pipelines["xgboost"], input_example(training_set))
+    assert scorer is not None and "trees evaluated by numpy" in note, note
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("xgboost predicted in the request path")
+
+    for method in ("inplace_predict", "predict"):
+        monkeypatch.setattr(xgboost.Booster, method, refuse)
+    by_row = [scorer.score_row(r) for r in rows.to_dict("records")]
+    np.testing.assert_allclose(by_row, expected, rtol=0, atol=TOLERANCES["xgboost"])
+    np.testing.assert_allclose(scorer.score(rows), expected, rtol=0, atol=TOLERANCES["xgboost"])
+
+
+def test_trees_numpy_cannot_reproduce_are_scored_by_xgboost(
+    monkeypatch: pytest.MonkeyPatch, pipelines: dict[str, Any]
+) -> None:
+    def differs(self: Any, booster: Any, iteration_range: Any) -> None:
+        raise scoring.UnsupportedTrees("numpy trees differ from XGBoost's margins by 1")
+
+    monkeypatch.setattr(scoring.TreeEnsemble, "check_against", differs)
+    scorer, note = verified_scorer(pipelines["xgboost"])
+    assert scorer is not None
+    assert note.endswith(
+        "scored by XGBoost's own predict (numpy trees differ from XGBoost's margins by 1)"
+    ), note
+
+
+def test_early_stopping_keeps_the_trees_up_to_the_best_iteration(
+    training_set: pd.DataFrame,
+) -> None:
+    pipeline = build_pipeline("xgboost", classifier_params={"n_estimators": 60})
+    pipeline.named_steps["classifier"].set_params(early_stopping_rounds=3)
+    features = training_set[MODEL_INPUT_COLUMNS]
+    preprocess = pipeline.named_steps["preprocess"].fit(features)
+    holdout = preprocess.transform(features.tail(150))
+    pipeline.fit(
+        features,
+        training_set["is_fraud"],
+        classifier__eval_set=[(holdout, training_set["is_fraud"].tail(150))],
+        classifier__verbose=False,
+    )
+    best = pipeline.named_steps["classifier"].best_iteration
+    assert best + 1 < 60  # stopped early: predict uses fewer trees than were grown
+    scorer, note = verified_scorer(pipeline)
+    assert scorer is not None, note
+    assert f"XGBoost's {best + 1} trees evaluated by numpy" in note, note
