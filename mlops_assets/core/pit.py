@@ -12,7 +12,10 @@ TTL, created-timestamp column), but
   the entity order;
 * it runs on Polars ``join_asof`` over slim frames (keys, timestamp, row index) and then gathers
   the feature columns once, so 10M events x 2 views take seconds and little more memory than the
-  output itself (DESIGN §5, §7).
+  output itself (DESIGN §5, §7);
+* :func:`write_point_in_time_join` gives the same result as a parquet file without holding it
+  (or a source) in memory: events swept in time order, piece by piece, against a per-key state
+  of each source read once in time order. A 10M x 2-view set is 3.1 GB of float64 features.
 
 Semantics, per entity row at time ``t`` and per source (feature view):
 
@@ -38,10 +41,16 @@ Pure Polars: no Dagster or Feast import here (``import feast`` costs ~10 s); met
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import itertools
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -258,7 +267,7 @@ def _join_one(
 
     common = _common_time_dtype(event_dtype, data.schema[ts_field], event_timestamp, source)
     key_names = [f"__pit_key{i}" for i in range(len(keys))]
-    left_exprs, right_exprs = _key_exprs(entity_df, data, keys, key_names, source)
+    left_exprs, right_exprs = _key_exprs(entity_df.schema, data.schema, keys, key_names, source)
 
     # Entity side: row index, keys, event time in the common unit, in event-time order.
     left_slim = pl.concat([left, entity_df.select(left_exprs)], how="horizontal").with_columns(
@@ -382,6 +391,352 @@ def _gather(columns: list[pl.Series], idx: pl.Series, scattered: bool) -> list[p
 
 
 # --------------------------------------------------------------------------------------------
+# The join streamed to a parquet file (training sets larger than memory).
+# --------------------------------------------------------------------------------------------
+
+# Entity rows per piece of the streamed join, and source rows per batch read. 1M rows of the
+# fraud set (2 views, 39 features) is ~330 MB of output per piece: a few pieces in flight keep the
+# peak far below the 3.1 GB the whole 10M output takes, and the per-piece overhead is small.
+DEFAULT_CHUNK_ROWS = 1_000_000
+
+
+def write_point_in_time_join(
+    entities: pl.DataFrame | pl.LazyFrame,
+    sources: Sequence[FeatureSource],
+    path: str | os.PathLike[str],
+    *,
+    event_timestamp: str = "event_ts",
+    snapshot_ts_suffix: str | None = DEFAULT_SNAPSHOT_TS_SUFFIX,
+    full_feature_names: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    compression: str = "lz4",
+) -> int:
+    """:func:`point_in_time_join` written to the local parquet file ``path`` (``compression``:
+    a Polars parquet codec), without ever holding the whole result (or a whole source) in
+    memory; returns the number of rows written.
+
+    Same rows, order, columns, dtypes and values as :func:`point_in_time_join` (the tests pin it).
+    For 10M events x 2 views of 20 float64 features the result alone is 3.1 GB: this is how a
+    training set that large is built on a small machine.
+
+    How: the events are swept in time order, ``chunk_rows`` at a time. Each source is read once,
+    in time order, in batches; per source a *state* holds the latest snapshot of every key seen so
+    far (for the fraud views: 100k cards, ~20 MB). A piece of events is joined (Polars
+    ``join_asof``) against the state plus the snapshots stamped since the previous piece, which
+    is exactly "the latest snapshot at or before the event" (then TTL, ties and nulls as in the
+    module docstring). Events in time order are written as they come; otherwise each piece is
+    spilled to temporary files by entity position next to ``path`` and put back in entity order
+    one row group at a time.
+
+    Memory stays bounded when each source is stored in time order (the silver snapshots are);
+    a source that is not is read whole and sorted first, which costs its size in memory.
+    The file appears atomically (written under a hidden temporary name, then renamed).
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    entity_df = entities.collect() if isinstance(entities, pl.LazyFrame) else entities
+    _check_sources(entity_df, sources, event_timestamp, snapshot_ts_suffix, full_feature_names)
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex}"
+    if entity_df.height == 0:
+        pieces: Iterator[pl.DataFrame] = iter(
+            [
+                point_in_time_join(
+                    entity_df,
+                    sources,
+                    event_timestamp=event_timestamp,
+                    snapshot_ts_suffix=snapshot_ts_suffix,
+                    full_feature_names=full_feature_names,
+                )
+            ]
+        )
+    else:
+        pieces = _sweep(
+            entity_df,
+            sources,
+            tmp.parent,
+            event_timestamp,
+            snapshot_ts_suffix,
+            full_feature_names,
+            chunk_rows,
+        )
+    try:
+        _sink_parquet(pieces, tmp, compression)
+        # Readers see either no file or the whole one, never a half-written training set.
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return entity_df.height
+
+
+def _sink_parquet(pieces: Iterator[pl.DataFrame], path: Path, compression: str) -> None:
+    """Write ``pieces`` (frames of one schema) to one parquet file, in order.
+
+    Polars' streaming sink encodes the columns on every core while the next piece is joined; it
+    reads the pieces through an IO-source plugin (pyarrow's writer appends row groups too, but
+    encodes one column at a time: about twice slower here)."""
+    from polars.io.plugins import register_io_source
+
+    first = next(pieces)
+
+    def generate(
+        with_columns: list[str] | None,
+        predicate: pl.Expr | None,
+        n_rows: int | None,
+        batch_size: int | None,
+    ) -> Iterator[pl.DataFrame]:
+        # The sink asks for every column, no filter and no limit; honoured anyway.
+        for piece in itertools.chain([first], pieces):
+            if with_columns is not None:
+                piece = piece.select(with_columns)
+            if predicate is not None:
+                piece = piece.filter(predicate)
+            yield piece
+
+    frame = register_io_source(generate, schema=first.schema, explain_name="point_in_time_join")
+    frame.sink_parquet(path, compression=compression, maintain_order=True)
+
+
+def _sweep(
+    entity_df: pl.DataFrame,
+    sources: Sequence[FeatureSource],
+    workdir: Path,
+    event_timestamp: str,
+    snapshot_ts_suffix: str | None,
+    full_feature_names: bool,
+    chunk_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The joined ``entity_df`` in pieces, in entity order; joined in event-time order."""
+    event_dtype = entity_df.schema[event_timestamp]
+    streams = [
+        _SourceStream(
+            source,
+            entity_df.schema,
+            event_dtype,
+            event_timestamp,
+            snapshot_ts_suffix,
+            full_feature_names,
+            chunk_rows,
+        )
+        for source in sources
+    ]
+    key_columns = list(dict.fromkeys(k for s in sources for k in s.join_keys))
+    slim = entity_df.select(pl.col(event_timestamp).alias(_TS), *key_columns)
+    in_order = slim[_TS].is_sorted(nulls_last=False)
+    order: pl.Series | None = None
+    if not in_order:
+        # Ties need no stable sort: events sharing a time get the same snapshots, and every
+        # piece carries its entity positions back.
+        order = slim.with_row_index(_ROW).sort(_TS, nulls_last=False).get_column(_ROW)
+        slim = slim[order]
+    n = entity_df.height
+    spill = None if in_order else _Spill(workdir, n, chunk_rows)
+    try:
+        for start in range(0, n, chunk_rows):
+            piece = slim.slice(start, chunk_rows)
+            columns = [c for stream in streams for c in stream.join(piece)]
+            if spill is None:
+                yield entity_df.slice(start, piece.height).hstack(columns)
+            else:
+                assert order is not None
+                spill.add(pl.DataFrame([order.slice(start, piece.height), *columns]))
+        if spill is not None:
+            for first, features in spill.buckets():
+                yield entity_df.slice(first, features.height).hstack(features.get_columns())
+    finally:
+        if spill is not None:
+            spill.close()
+
+
+class _SourceStream:
+    """One source read once in time order; joins pieces of events sorted by time."""
+
+    def __init__(
+        self,
+        source: FeatureSource,
+        entity_schema: pl.Schema,
+        event_dtype: pl.DataType,
+        event_timestamp: str,
+        snapshot_ts_suffix: str | None,
+        full_feature_names: bool,
+        batch_rows: int,
+    ) -> None:
+        features = list(source.features) or source._default_features()
+        keys = list(source.join_keys)
+        created = source.created_timestamp_column
+        frame = source.frame.lazy()
+        schema = frame.collect_schema()
+        _check_time_column(
+            schema[source.timestamp_field], f"{source.name}.{source.timestamp_field}"
+        )
+        if created:
+            _check_time_column(schema[created], f"{source.name}.{created}")
+        self.common = _common_time_dtype(
+            event_dtype, schema[source.timestamp_field], event_timestamp, source
+        )
+        self.key_names = [f"__pit_key{i}" for i in range(len(keys))]
+        self.left_exprs, right_exprs = _key_exprs(
+            entity_schema, schema, keys, self.key_names, source
+        )
+        self.ttl = source.ttl
+        self.created = created
+        self.out_names = source.output_names(full_feature_names)
+        self.snapshot_name = (
+            None if snapshot_ts_suffix is None else snapshot_column(source, snapshot_ts_suffix)
+        )
+        # Internal names for the features: an output name may equal a key or a time column.
+        self.value_names = [f"__pit_f{i}" for i in range(len(features))]
+        snap = _to_common(pl.col(source.timestamp_field), self.common).alias(_SNAP)
+        columns = [
+            *right_exprs,
+            snap,
+            *([pl.col(created).alias(_CREATED)] if created else []),
+            *[pl.col(f).alias(v) for f, v in zip(features, self.value_names, strict=True)],
+        ]
+        # Rows without a key or a timestamp can never be "the latest before".
+        usable = pl.all_horizontal(pl.col([*self.key_names, _SNAP]).is_not_null())
+        # Streaming needs the source in time order; checking costs one read of the time column.
+        times = frame.select(snap).drop_nulls().collect().get_column(_SNAP)
+        if times.is_sorted():
+            # Read in slices of the source (row groups, for parquet): collect_batches would
+            # run ahead and hold the whole source when the join is slower than the reader.
+            n_rows = frame.select(pl.len()).collect().item()
+            self.batches: Iterator[pl.DataFrame] = (
+                frame.slice(start, batch_rows).select(columns).filter(usable).collect()
+                for start in range(0, n_rows, batch_rows)
+            )
+        else:
+            ordered = [_SNAP, *([_CREATED] if created else [])]
+            whole = frame.select(columns).filter(usable).collect()
+            self.batches = whole.sort(ordered, nulls_last=False, maintain_order=True).iter_slices(
+                batch_rows
+            )
+        del times
+        self.state = frame.select(columns).clear().collect()
+        self.pending: pl.DataFrame | None = None
+
+    def _take_until(self, boundary: pl.Series) -> list[pl.DataFrame]:
+        """The source rows not yet taken whose snapshot time is ``<= boundary`` (one value, a
+        Series: a Python datetime would drop nanoseconds), in order."""
+        taken: list[pl.DataFrame] = []
+        while True:
+            if self.pending is None:
+                self.pending = next(self.batches, None)
+                if self.pending is None:
+                    return taken
+            found = self.pending.get_column(_SNAP).search_sorted(boundary, side="right")
+            assert isinstance(found, pl.Series)
+            cut = int(found[0])
+            if cut < self.pending.height:
+                taken.append(self.pending.slice(0, cut))
+                self.pending = self.pending.slice(cut)
+                return taken
+            taken.append(self.pending)
+            self.pending = None
+
+    def join(self, piece: pl.DataFrame) -> list[pl.Series]:
+        """The feature (and snapshot time) columns for ``piece``, events sorted by time (nulls
+        first), in the piece's order."""
+        left = piece.select(pl.col(_TS).cast(self.common), *self.left_exprs)
+        # The piece's last event time (sorted, nulls first); all null: nothing to take.
+        boundary = left.get_column(_TS).drop_nulls().tail(1)
+        new = self._take_until(boundary) if boundary.len() else []
+        # Every snapshot up to the previous piece's last event is summed up by the state (the
+        # latest per key); the new ones are all later, so state-then-new is in time order.
+        right = pl.concat([self.state, *new], rechunk=False) if new else self.state
+        if self.created and new:
+            # Latest created timestamp last among equal snapshot times (join_asof "backward"
+            # takes the last row of a tie); a null created timestamp loses, as in Feast; a full
+            # tie keeps source order, so the last source row wins.
+            right = right.sort([_SNAP, _CREATED], nulls_last=[False, False], maintain_order=True)
+        # The as-of join on slim frames, then the features gathered by matched position: the
+        # join would otherwise copy every feature column around (3x slower here).
+        slim = right.select(
+            pl.int_range(pl.len(), dtype=pl.get_index_type()).alias(_IDX),
+            *self.key_names,
+            _SNAP,
+            pl.col(_SNAP).alias(_TS),
+        )
+        joined = left.join_asof(
+            slim,
+            on=_TS,
+            by=self.key_names or None,
+            strategy="backward",  # latest snapshot with time <= event time: exact included
+            check_sortedness=False,  # both sides sorted by time above
+        )
+        if self.ttl:
+            # Feast's TTL: a snapshot older than event - ttl has expired; exactly ttl old is kept.
+            expired = pl.col(_SNAP) < pl.col(_TS) - pl.lit(self.ttl)
+            joined = joined.select(
+                pl.when(expired).then(None).otherwise(pl.col(c)).alias(c) for c in (_IDX, _SNAP)
+            )
+        # A null position (no snapshot) gathers nulls.
+        values = right.select(pl.col(self.value_names).gather(joined.get_column(_IDX)))
+        if new:
+            # The latest snapshot per key, in time order: the last position of each key.
+            if self.key_names:
+                last = slim.group_by(self.key_names).agg(pl.col(_IDX).max()).get_column(_IDX)
+                self.state = right[last.sort()]
+            else:
+                self.state = right.tail(1)
+        out = [
+            values.get_column(v).alias(name)
+            for v, name in zip(self.value_names, self.out_names, strict=True)
+        ]
+        if self.snapshot_name is not None:
+            out.append(joined.get_column(_SNAP).alias(self.snapshot_name))
+        return out
+
+
+class _Spill:
+    """Joined pieces (in time order) parked by entity position, then read back bucket by
+    bucket in entity order: an external shuffle that keeps one bucket in memory at a time."""
+
+    def __init__(self, workdir: Path, n_rows: int, bucket_rows: int) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix=".tmp-pit-spill-", dir=workdir))
+        self.bucket_rows = bucket_rows
+        self.n_buckets = -(-n_rows // bucket_rows)
+        self.writers: dict[int, Any] = {}
+
+    def add(self, piece: pl.DataFrame) -> None:
+        """``piece``: the entity position (first column) and the joined columns."""
+        import pyarrow as pa
+
+        bucket = piece.get_column(_ROW) // self.bucket_rows
+        for (b,), part in (
+            piece.with_columns(bucket.alias("__pit_bucket"))
+            .partition_by("__pit_bucket", as_dict=True, include_key=False)
+            .items()
+        ):
+            table = part.to_arrow()
+            if b not in self.writers:
+                self.writers[b] = pa.ipc.new_stream(str(self.dir / f"{b}.arrow"), table.schema)
+            self.writers[b].write_table(table)
+
+    def buckets(self) -> Iterator[tuple[int, pl.DataFrame]]:
+        """(first entity position, joined columns in entity order) per bucket."""
+        import pyarrow as pa
+
+        for writer in self.writers.values():
+            writer.close()
+        self.writers = {}
+        for b in range(self.n_buckets):
+            with pa.ipc.open_stream(str(self.dir / f"{b}.arrow")) as reader:
+                table = reader.read_all()
+            (self.dir / f"{b}.arrow").unlink()
+            part = pl.from_arrow(table)
+            assert isinstance(part, pl.DataFrame)
+            del table
+            yield b * self.bucket_rows, part.sort(_ROW).drop(_ROW)
+
+    def close(self) -> None:
+        for writer in self.writers.values():
+            writer.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
 # Validation and type coercion.
 # --------------------------------------------------------------------------------------------
 
@@ -465,8 +820,8 @@ def _to_common(expr: pl.Expr, common: pl.Datetime) -> pl.Expr:
 
 
 def _key_exprs(
-    entity_df: pl.DataFrame,
-    data: pl.DataFrame,
+    entity_schema: pl.Schema,
+    source_schema: pl.Schema,
     keys: Sequence[str],
     key_names: Sequence[str],
     source: FeatureSource,
@@ -474,7 +829,7 @@ def _key_exprs(
     """Key expressions of both sides under internal names, cast to one dtype per key."""
     left_exprs, right_exprs = [], []
     for key, name in zip(keys, key_names, strict=True):
-        ldt, rdt = entity_df.schema[key], data.schema[key]
+        ldt, rdt = entity_schema[key], source_schema[key]
         target = _common_key_dtype(ldt, rdt)
         if target is None:
             raise ValueError(
@@ -555,4 +910,5 @@ __all__ = [
     "point_in_time_join",
     "scan_offline_source",
     "snapshot_column",
+    "write_point_in_time_join",
 ]

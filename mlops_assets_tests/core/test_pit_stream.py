@@ -1,0 +1,175 @@
+"""The point-in-time join streamed to parquet (:func:`write_point_in_time_join`): the same rows,
+order, dtypes and values as the in-memory join, whatever the piece size, the entity order and
+whether the sources are stored in time order (streamed) or not (read whole)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mlops_assets.core.pit import FeatureSource, point_in_time_join, write_point_in_time_join
+from mlops_assets_tests.core.test_pit import cards, day, frame, join_cases
+
+
+def written(
+    tmp_path: Path, entities: pl.DataFrame, sources: list[FeatureSource], **kw
+) -> pl.DataFrame:
+    path = tmp_path / "out" / "training_set.parquet"
+    assert write_point_in_time_join(entities, sources, path, **kw) == entities.height
+    # Written under a temporary name, then renamed: nothing else is left next to it.
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    return pl.read_parquet(path)
+
+
+def time_ordered(source: FeatureSource) -> FeatureSource:
+    """The same source stored in time order (stable, nulls first), as the silver assets are."""
+    assert isinstance(source.frame, pl.DataFrame)
+    frame = source.frame.sort(source.timestamp_field, nulls_last=False, maintain_order=True)
+    return FeatureSource(
+        source.name,
+        frame,
+        source.join_keys,
+        timestamp_field=source.timestamp_field,
+        features=source.features,
+        ttl=source.ttl,
+        created_timestamp_column=source.created_timestamp_column,
+    )
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    join_cases(),
+    st.sampled_from([1, 2, 7, 1000]),
+    st.booleans(),
+    st.booleans(),
+)
+def test_streamed_join_equals_the_in_memory_join(
+    tmp_path: Path,
+    case: tuple[pl.DataFrame, list[FeatureSource]],
+    chunk_rows: int,
+    sorted_sources: bool,
+    shuffled: bool,
+) -> None:
+    entities, sources = case
+    if sorted_sources:
+        sources = [time_ordered(s) for s in sources]
+    if shuffled:
+        entities = entities.sample(fraction=1.0, shuffle=True, seed=len(entities))
+    expected = point_in_time_join(entities, sources)
+    got = written(tmp_path, entities, sources, chunk_rows=chunk_rows)
+    assert got.schema == expected.schema
+    assert got.to_dicts() == expected.to_dicts()
+
+
+def test_a_snapshot_older_than_the_piece_is_carried_over_and_expires_with_the_ttl(
+    tmp_path: Path,
+) -> None:
+    """Card 2's only snapshot (day 2) is read with the first piece; the events of day 4 and 6
+    come in later pieces and still see it, until the TTL (3 days, inclusive) expires it."""
+    events = frame(
+        {
+            "card_id": [1, 2, 1, 2, 2, 3],
+            "event_ts": [day(1), day(2), day(3), day(4), day(6), day(6)],
+        }
+    )
+    source = time_ordered(cards(ttl=timedelta(days=3)))
+    out = written(tmp_path, events, [source], chunk_rows=2)
+    assert out["tx_count"].to_list() == [10, 20, 30, 20, None, None]
+    assert out.equals(point_in_time_join(events, [source]))
+
+
+def test_a_tie_split_over_source_batches_goes_to_the_latest_created_then_last_row(
+    tmp_path: Path,
+) -> None:
+    snapshots = frame(
+        {
+            "card_id": [1, 1, 1, 1],
+            "event_ts": [day(1), day(1), day(1), day(1)],
+            "created_ts": [day(1.5), day(1.2), day(1.5), None],
+            "tx_count": [1, 2, 3, 4],
+        },
+        event_ts="",
+        created_ts="",
+    )
+    source = FeatureSource(
+        "card_features",
+        snapshots,
+        ("card_id",),
+        features=("tx_count",),
+        created_timestamp_column="created_ts",
+    )
+    events = frame({"card_id": [1, 1], "event_ts": [day(1), day(2)]})
+    # chunk_rows=1 also reads the source one row at a time: the tie spans four batches.
+    out = written(tmp_path, events, [source], chunk_rows=1)
+    assert out["tx_count"].to_list() == [3, 3]
+
+
+def test_no_entities_give_an_empty_file_with_the_joined_columns(tmp_path: Path) -> None:
+    events = frame({"card_id": [], "event_ts": []}).cast({"card_id": pl.Int64})
+    out = written(tmp_path, events, [cards()])
+    assert out.schema == point_in_time_join(events, [cards()]).schema
+    assert out.height == 0
+
+
+def test_a_failed_write_leaves_no_file(tmp_path: Path) -> None:
+    path = tmp_path / "training_set.parquet"
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        write_point_in_time_join(
+            frame({"card_id": [1], "event_ts": [day(1)]}), [cards()], path, chunk_rows=0
+        )
+    with pytest.raises(ValueError, match="entities lack the join keys"):
+        write_point_in_time_join(frame({"event_ts": [day(1)]}), [cards()], path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_parquet_source_is_read_in_slices_with_the_same_result(tmp_path: Path) -> None:
+    """A lazy scan (how the views are read) of a file of small row groups, read 2 rows at a
+    time."""
+    source = time_ordered(cards(ttl=timedelta(days=3)))
+    assert isinstance(source.frame, pl.DataFrame)
+    source.frame.write_parquet(tmp_path / "cards.parquet", row_group_size=1)
+    scanned = FeatureSource(
+        source.name,
+        pl.scan_parquet(tmp_path / "cards.parquet"),
+        source.join_keys,
+        features=source.features,
+        ttl=source.ttl,
+    )
+    events = frame(
+        {
+            "card_id": [2, 1, 1, 2, 3, 1],
+            "event_ts": [day(4), day(1), day(5), day(2), day(6), day(9)],
+        }
+    )
+    out = written(tmp_path, events, [scanned], chunk_rows=2)
+    assert out["tx_count"].to_list() == [20, 10, 50, 20, None, None]
+    assert out.equals(point_in_time_join(events, [source]))
+
+
+def test_nanosecond_snapshots_are_split_between_pieces_exactly(tmp_path: Path) -> None:
+    """Snapshots 1 ns apart: the piece boundary must not be rounded to microseconds."""
+    ns = pl.Datetime("ns", "UTC")
+    base = 1_735_689_600_000_000_000  # 2025-01-01 in ns
+    snapshots = pl.DataFrame(
+        {
+            "card_id": [1, 1, 1],
+            "event_ts": pl.Series([base + 1, base + 2, base + 3]).cast(ns),
+            "tx_count": [1, 2, 3],
+        }
+    )
+    source = FeatureSource("card_features", snapshots, ("card_id",), features=("tx_count",))
+    events = pl.DataFrame(
+        {"card_id": [1, 1, 1], "event_ts": pl.Series([base + 1, base + 2, base + 3]).cast(ns)}
+    )
+    out = written(tmp_path, events, [source], chunk_rows=1)
+    assert out["tx_count"].to_list() == [1, 2, 3]
+    assert out.equals(point_in_time_join(events, [source]))
