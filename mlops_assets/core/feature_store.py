@@ -52,6 +52,8 @@ if TYPE_CHECKING:
     from feast.infra.offline_stores.file_source import FileSource
     from feast.repo_config import RepoConfig
 
+    from mlops_assets.core.online_writes import ViewMaterialization
+
 REDIS_URL_ENV = ENV_VARS["redis_url"]
 REGISTRY_ENV = ENV_VARS["feast_registry"]
 REPO_ENV = ENV_VARS["feast_repo_path"]
@@ -502,6 +504,20 @@ def _is_connection_error(exc: BaseException) -> bool:
     return bool(names & {"ConnectionError", "TimeoutError", "OperationalError", "InterfaceError"})
 
 
+def _incremental_start(fv: Any) -> datetime:
+    """Where Feast's ``materialize_incremental`` starts a view: the end of its last interval,
+    else ``now - ttl``, else (a zero TTL) a year ago; a view with no TTL must have one."""
+    start = fv.most_recent_end_time
+    if start is None:
+        if fv.ttl is None:
+            raise ValueError(
+                f"no start time for feature view {fv.name}: materialize_incremental needs a ttl "
+                "or an earlier materialize"
+            )
+        start = datetime.now(UTC) - (fv.ttl if fv.ttl.total_seconds() > 0 else timedelta(weeks=52))
+    return start if start.tzinfo else start.replace(tzinfo=UTC)
+
+
 def _utc(ts: datetime, what: str) -> datetime:
     if ts.tzinfo is None:
         raise ValueError(f"{what}={ts!r} is naive; pass a tz-aware UTC datetime")
@@ -559,6 +575,11 @@ class FeastFeatureStore(dg.ConfigurableResource):
         description="Root of the offline parquet: a folder or s3://bucket/prefix."
     )
     s3_endpoint_url: str = Field(default="", description="S3 endpoint (MinIO) for s3:// data.")
+    vectorised_redis_writes: bool = Field(
+        default=True,
+        description="Materialize into Redis with the vectorised writer (core/online_writes.py: "
+        "the same keys and bytes as Feast, >10x faster); False: Feast's own materialization.",
+    )
 
     _config: StoreConfig | None = PrivateAttr(default=None)
 
@@ -705,6 +726,10 @@ class FeastFeatureStore(dg.ConfigurableResource):
         """Load into the online store, per entity key, the latest feature row with a timestamp in
         ``[start, end]``. Keys with no row in the window keep their previous online value.
 
+        Into Redis, the views are read in Polars and written by ``core/online_writes.py``: the
+        keys and bytes Feast writes, >10x faster (``vectorised_redis_writes=False``: Feast's own
+        path). The interval is recorded in the registry either way.
+
         ``feature_views`` (names) or ``use_case`` narrow it; by default every registered view.
         Returns the names of the views materialized.
         """
@@ -719,7 +744,10 @@ class FeastFeatureStore(dg.ConfigurableResource):
             store = self.get_store()
             # Materialization records its interval in the registry: the same write hazard as apply.
             with _registry_write_lock(key, store):
-                store.materialize(start, end, feature_views=names)
+                if self._writes_vectorised(store):
+                    self._materialize_vectorised(store, names, start, end)
+                else:
+                    store.materialize(start, end, feature_views=names)
                 return names or [fv.name for fv in store.list_feature_views(allow_cache=True)]
 
     def materialize_incremental(
@@ -739,8 +767,53 @@ class FeastFeatureStore(dg.ConfigurableResource):
         with _explained_errors(key):
             store = self.get_store()
             with _registry_write_lock(key, store):
-                store.materialize_incremental(end, feature_views=names)
+                if self._writes_vectorised(store):
+                    self._materialize_vectorised(store, names, None, end)
+                else:
+                    store.materialize_incremental(end, feature_views=names)
                 return names or [fv.name for fv in store.list_feature_views(allow_cache=True)]
+
+    def _writes_vectorised(self, store: FeatureStore) -> bool:
+        return self.vectorised_redis_writes and store.config.online_store.type == "redis"
+
+    def _materialize_vectorised(
+        self,
+        store: FeatureStore,
+        names: list[str] | None,
+        start: datetime | None,
+        end: datetime,
+    ) -> list[ViewMaterialization]:
+        """Feast's ``materialize`` (``start`` None: ``materialize_incremental``), view by view,
+        with the vectorised Redis writer.
+
+        The views and their order are Feast's own choice (online and enabled views, by default
+        all; an unknown name raises as in Feast). Each interval is recorded in the registry as
+        Feast records it, so ``materialize_incremental`` and the ``feast`` CLI carry on from
+        it. A view the writer does not handle (a stream or on-demand view, a dtype outside the
+        scalar ones) is materialized by Feast itself.
+        """
+        from feast import FeatureView
+
+        from mlops_assets.core.online_writes import UnsupportedViewError, materialize_view
+
+        # The method Feast's own `materialize` resolves the names with (Feast 0.67).
+        views = store._get_feature_views_to_materialize(names)
+        done = []
+        for fv in views:
+            try:
+                if type(fv) is not FeatureView:
+                    raise UnsupportedViewError(f"{fv.name} is a {type(fv).__name__}")
+                fv_start = start if start is not None else _incremental_start(fv)
+                done.append(materialize_view(store.config, fv, fv_start, end))
+            except UnsupportedViewError:
+                # Feast's own path, which records the interval itself.
+                if start is None:
+                    store.materialize_incremental(end, feature_views=[fv.name])
+                else:
+                    store.materialize(start, end, feature_views=[fv.name])
+            else:
+                store.registry.apply_materialization(fv, store.project, fv_start, end)
+        return done
 
     def _views_to_materialize(
         self, feature_views: Sequence[str] | None, use_case: str | None
