@@ -10,7 +10,9 @@ the MLflow server, PostgreSQL, Redis, RabbitMQ)::
 fraud/feature_store' --partition-range 2024-01-01...2024-01-14
 
 * ``in_process``    ``MLOPS_EXECUTOR=in_process``: every step in the CLI's own process;
-* ``multiprocess``  Dagster's default: a subprocess per step, as many at once as there are cores;
+* ``multiprocess``  Dagster's multiprocess executor, named in the run config: a subprocess per
+                    step, as many at once as there are cores (without it, the default executor
+                    runs these light steps in process, ``core/runs.py``);
 * ``celery1``       ``mlops stack --workers 1``: each step sent to RabbitMQ, run by the one worker;
 * ``celery2``       the same with two workers, which may take two steps at once.
 
@@ -53,6 +55,7 @@ alike; the medians are printed at the end.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import shlex
@@ -430,6 +433,13 @@ def run_one(
             "-m", "mlops_assets.definitions", "--select", ASSETS,
             "--partition-range", f"{FIRST_DAY}...{last}",
         ]  # fmt: skip
+        if config == "multiprocess":
+            # Named in the run config: a run of light steps only (the fraud ingestion) would
+            # otherwise run in process under the default executor (`core/runs.py`).
+            command += [
+                "--config-json",
+                json.dumps({"execution": {"config": {"multiprocess": {}}}}),
+            ]
         run_env = {**stack.env, "MLOPS_EXECUTOR": executor}
         log = home / "materialize.log"
         load_start = os.getloadavg()[0]

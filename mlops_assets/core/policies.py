@@ -68,6 +68,19 @@ SOURCE_API_POOL = "source_api"
 CELERY_QUEUE_TAG = "dagster-celery/queue"
 
 
+# -- Light steps: executed in the run's own process ----------------------------------------------
+# Under the default multiprocess executor every step starts a Python process of its own, which
+# imports Dagster, the code location and the step's libraries again (2-5 s each on two cores,
+# plus ~2 s for Great Expectations and ~3 s for Feast) before doing a second of work. A run made
+# only of steps tagged light runs them in its own process instead (`core/runs.py`), paying each
+# import once per run; a run config that names an executor is obeyed as it is.
+
+#: Op tag of a light step: seconds of work on one machine, less than a process of its own costs.
+IN_PROCESS_TAG = "mlops/in_process"
+#: The op tags of a light step.
+LIGHT_STEP_TAGS = {IN_PROCESS_TAG: "true"}
+
+
 def eager_on_published(condition: dg.AutomationCondition | None = None) -> dg.AutomationCondition:
     """``condition`` (default ``eager()``) that also waits for the blocking checks of every
     upstream asset to pass: a partition rejected by its audits is quarantined, not published

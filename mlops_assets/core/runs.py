@@ -46,9 +46,10 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
@@ -69,6 +70,7 @@ from mlops_assets.core.dagster_internals import (
     is_in_process,
     pop_captured_interrupt,
 )
+from mlops_assets.core.policies import IN_PROCESS_TAG
 
 #: Run tag written by every run worker: ``{"run_id", "host", "pid", "started_at"}`` (JSON).
 RUN_WORKER_TAG = "mlops/run_worker"
@@ -421,8 +423,11 @@ class _ReapingExecutor(dg.Executor):
     """Dagster's multiprocess or in-process executor, or the Celery one, with the dead-run
     check around it."""
 
-    def __init__(self, inner: dg.Executor):
+    def __init__(self, inner: dg.Executor, *, light_runs_in_process: bool = False):
         self._inner = inner
+        # Dagster's multiprocess executor by default: a run of light steps only is executed in
+        # process instead (:func:`runs_in_process`).
+        self._light_runs_in_process = light_runs_in_process
 
     @property
     def retries(self):
@@ -441,8 +446,15 @@ class _ReapingExecutor(dg.Executor):
         self, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
     ) -> Iterator[DagsterEvent]:
         instance, run = plan_context.instance, plan_context.dagster_run
-        if is_in_process(self._inner):
-            inner = _execute_in_process(self._inner, plan_context, execution_plan)
+        light = self._light_runs_in_process and runs_in_process(
+            run.run_config,
+            [
+                execution_plan.get_step_by_key(key).tags
+                for key in execution_plan.step_keys_to_execute
+            ],
+        )
+        if is_in_process(self._inner) or light:
+            inner = _execute_in_process(self._inner, plan_context, execution_plan, light=light)
         else:
             inner = self._inner.execute(plan_context, execution_plan)
         if instance.is_ephemeral:  # in memory: no other process can share it
@@ -469,17 +481,41 @@ def _in_process_iterator(job_context, execution_plan) -> Iterator[DagsterEvent]:
         yield from inner_plan_execution_iterator(job_context, execution_plan, context)
 
 
+def runs_in_process(
+    run_config: Mapping[str, Any] | None, step_tags: Sequence[Mapping | None]
+) -> bool:
+    """Whether a run under the default executor executes its steps in its own process: when its
+    config names no executor and every step it executes is light (op tag
+    :data:`~mlops_assets.core.policies.IN_PROCESS_TAG`, see :mod:`.policies`).
+
+    A light step does seconds of work; a process of its own would first spend seconds importing
+    Dagster, the code location and the step's libraries (GX, Feast) again, once per step. One
+    heavy step in the run (a model fit, a grid that trains in parallel) keeps the run
+    multiprocess, as does a config that asks for an executor (``execution:``, e.g.
+    ``{"multiprocess": {}}`` to compare).
+    """
+    if "execution" in (run_config or {}):
+        return False
+    return bool(step_tags) and all((tags or {}).get(IN_PROCESS_TAG) == "true" for tags in step_tags)
+
+
 def _execute_in_process(
-    executor: dg.Executor, plan_context: PlanOrchestrationContext, execution_plan: ExecutionPlan
+    executor: dg.Executor,
+    plan_context: PlanOrchestrationContext,
+    execution_plan: ExecutionPlan,
+    *,
+    light: bool = False,
 ) -> Iterator[DagsterEvent]:
     """``InProcessExecutor.execute`` of Dagster 1.13, its concurrency context replaced by
-    :class:`_InterruptibleConcurrency` (the only change)."""
+    :class:`_InterruptibleConcurrency` (the only change). ``light``: the run's executor is the
+    multiprocess one, and every step is light (:func:`runs_in_process`)."""
 
     pid = os.getpid()
     steps = execution_plan.step_keys_to_execute
+    why = f" (every step is light, tagged {IN_PROCESS_TAG})" if light else ""
     yield DagsterEvent.engine_event(
         plan_context,
-        f"Executing steps in process (pid: {pid})",
+        f"Executing steps in process (pid: {pid}){why}",
         event_specific_data=EngineEventData.in_process(pid, steps),
     )
     started = time.perf_counter()
@@ -545,7 +581,9 @@ def executor(init_context: dg.InitExecutorContext) -> dg.Executor:
     """Dagster's default executor (multiprocess, or ``in_process`` by run config, same config),
     which first ends the runs that died holding pool slots (see the module)."""
     inner = dg.multi_or_in_process_executor.executor_creation_fn(init_context)
-    return _ReapingExecutor(inner)
+    return _ReapingExecutor(
+        inner, light_runs_in_process="multiprocess" in init_context.executor_config
+    )
 
 
 def in_process_executor() -> dg.ExecutorDefinition:

@@ -26,6 +26,7 @@ from mlops_assets.core.feature_store import FeastFeatureStore
 from mlops_assets.core.io_managers import frame_input
 from mlops_assets.core.policies import (
     FEAST_REGISTRY_POOL,
+    LIGHT_STEP_TAGS,
     NETWORK_RETRY,
     daily_freshness,
     data_error,
@@ -182,6 +183,9 @@ def _read_user_days(
     # Single run: a range is read (or generated) in one step and each day written by it, so a
     # 30-day backfill is one run, and a malformed file fails it before any day is written.
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # Seconds of work per day: a run of the ingestion alone executes in its own process instead
+    # of a process per step (`core/policies.py`, light steps).
+    op_tags=LIGHT_STEP_TAGS,
 )
 def bronze(context: dg.AssetExecutionContext, config: BronzeConfig, asset_store: AssetStore):
     """Generate (or read) every day of the run, then stage, audit and publish them: a malformed
@@ -247,6 +251,7 @@ def _split_days(context: dg.AssetExecutionContext, frame: "pl.DataFrame") -> dic
     backfill_policy=dg.BackfillPolicy.single_run(),
     # Its own days; the 30 days before them are read by `_with_history`.
     ins={"transactions": frame_input(CASE.key("transactions"))},
+    op_tags=LIGHT_STEP_TAGS,
     kinds={"polars", "parquet"},
 )
 def card_features(
@@ -285,6 +290,7 @@ MERCHANT_AUDITS = checks.merchant_features_audits(
     # Its own days; the 44 days before them are read by `_with_history`.
     ins={name: frame_input(CASE.key(name)) for name in BRONZE},
     check_specs=check_specs(MERCHANT_AUDITS),
+    op_tags=LIGHT_STEP_TAGS,
     kinds={"polars", "parquet"},
 )
 def merchant_features(
@@ -323,6 +329,7 @@ def merchant_features(
     retry_policy=NETWORK_RETRY,
     # Serving reads these snapshots: the daily ingestion must keep them within a day.
     freshness_policy=daily_freshness(),
+    op_tags=LIGHT_STEP_TAGS,
     kinds={"feast"},
 )
 def fraud_feature_store(

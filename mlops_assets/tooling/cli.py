@@ -1,6 +1,8 @@
 """``mlops``: the project's command line, a thin layer over Dagster's own.
 
-    mlops demo     materialize every asset of every use case on the active profile
+    mlops demo [--jobs N]
+                   materialize every asset of every use case on the active profile, N use
+                   cases at a time (default 2)
     mlops dev      start the Dagster UI and daemon (``dagster dev``) for the active profile
     mlops stack    run the stack profile natively: SeaweedFS S3, MLflow server, ``dagster dev``
     mlops serve    start the prediction API (FastAPI + uvicorn) over the champions
@@ -34,6 +36,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -53,6 +56,7 @@ from mlops_assets.core.rollout import MODES
 if TYPE_CHECKING:
     from mlops_assets.core.rollout import Rollout
     from mlops_assets.core.tracking import MlflowTracking
+    from mlops_assets.use_cases import DemoStep
 
 CODE_LOCATION = "mlops_assets.definitions"
 # `python -m dagster` (Dagster's public entry: its package's __main__ is the `dagster` CLI), with
@@ -99,16 +103,20 @@ def command_env(settings: Settings) -> dict[str, str]:
     }
 
 
-def _run(args: list[str], env: dict[str, str]) -> int:
-    # Shown as the command a user would type: `dagster ...`, not DAGSTER's `python -c ...`, and
-    # `python`, not the interpreter's full path.
+def _shown(args: list[str]) -> str:
+    """``args`` as the command a user would type: `dagster ...`, not DAGSTER's `python -c ...`,
+    and `python`, not the interpreter's full path."""
     if args[: len(DAGSTER)] == DAGSTER:
         shown = ["dagster", *args[len(DAGSTER) :]]
     elif args[:1] == [sys.executable]:
         shown = ["python", *args[1:]]
     else:
         shown = args
-    print("+", shlex.join(shown), flush=True)
+    return "+ " + shlex.join(shown)
+
+
+def _run(args: list[str], env: dict[str, str]) -> int:
+    print(_shown(args), flush=True)
     return subprocess.call(args, env=env)
 
 
@@ -129,9 +137,18 @@ def _demo_settings(settings: Settings) -> None:
         print(f"Deployment settings: {settings.run_config} (kept as it is)")
 
 
-def demo(settings: Settings) -> int:
-    """Run every use case's demo steps, in order (materializations, and sensor ticks with the runs
-    they request); stop at the first failure."""
+#: Use cases the demo runs at once by default (``mlops demo --jobs``): two, or one on a one-core
+#: machine. A use case's steps are import-bound Python, one core each, so two use cases in parallel
+#: finish in about the time of the longer; model fits still take turns (the ``training`` pool) and
+#: so do Feast applies (``feast_registry``), whichever use case asks.
+DEMO_JOBS = min(2, os.cpu_count() or 1)
+
+
+def demo(settings: Settings, jobs: int = DEMO_JOBS) -> int:
+    """Run every use case's demo steps (materializations, and sensor ticks with the runs they
+    request), each use case's in order, ``jobs`` use cases at a time in demo order; stop at the
+    first failure. Use cases share nothing but the instance, the model registry and the Feast
+    registry, whose writers the pools keep apart."""
     from mlops_assets.use_cases import demo_steps
 
     steps = demo_steps()
@@ -144,18 +161,91 @@ def demo(settings: Settings) -> int:
         return 0
     _demo_settings(settings)
     env = command_env(settings)
-    dagster = [*DAGSTER, "asset", "materialize", "-m", CODE_LOCATION]
+    by_use_case: dict[str, list[DemoStep]] = {}
     for use_case, step in steps:
-        print(f"[{use_case}] {step.describe()}", flush=True)
-        if step.sensor:
-            code = _run([*SENSOR_TICK, step.sensor], env)
-        else:
-            code = _run(dagster + step.cli_args(), env)
+        by_use_case.setdefault(use_case, []).append(step)
+    jobs = max(1, min(jobs, len(by_use_case)))
+    if jobs == 1:
+        # One at a time: each step's output as it comes.
+        for use_case, use_case_steps in by_use_case.items():
+            code = _demo_use_case(use_case, use_case_steps, env, _run, threading.Event())
+            if code != 0:
+                return code
+    else:
+        _create_instance(Path(env["DAGSTER_HOME"]))
+        code = _demo_in_parallel(by_use_case, env, jobs)
         if code != 0:
-            print(f"[{use_case}] failed with exit code {code}", file=sys.stderr)
             return code
     _print_demo_summary(settings, Path(env["DAGSTER_HOME"]))
     return 0
+
+
+def _create_instance(home: Path) -> None:
+    """Create the instance's SQLite databases (runs, event index, schedules) once, here: the
+    first commands of two use cases would otherwise both create them at once in a fresh home."""
+    import dagster as dg
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        instance.get_runs(limit=1)
+
+
+def _demo_use_case(
+    use_case: str,
+    steps: list[DemoStep],
+    env: dict[str, str],
+    run: Callable[[list[str], dict[str, str]], int],
+    stop: threading.Event,
+    say: Callable[..., None] = print,
+) -> int:
+    """The demo steps of one use case, in order, each run by ``run``; the first failure's exit
+    code, or 0. Stops before its next step once ``stop`` is set (another use case failed)."""
+    dagster = [*DAGSTER, "asset", "materialize", "-m", CODE_LOCATION]
+    for step in steps:
+        if stop.is_set():
+            return 0
+        say(f"[{use_case}] {step.describe()}", flush=True)
+        if step.sensor:
+            code = run([*SENSOR_TICK, step.sensor], env)
+        else:
+            code = run(dagster + step.cli_args(), env)
+        if code != 0:
+            say(f"[{use_case}] failed with exit code {code}", file=sys.stderr, flush=True)
+            return code
+    return 0
+
+
+def _demo_in_parallel(
+    by_use_case: dict[str, list[DemoStep]], env: dict[str, str], jobs: int
+) -> int:
+    """Use cases ``jobs`` at a time, in demo order; each step's output is printed whole once the
+    step ends (two commands' lines interleaved would be unreadable). The first failure stops the
+    others before their next step and is the result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stop = threading.Event()
+    printing = threading.Lock()
+
+    def run(args: list[str], step_env: dict[str, str]) -> int:
+        proc = subprocess.run(
+            args, env=step_env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        with printing:
+            print(_shown(args), proc.stdout, sep="\n", end="", flush=True)
+        return proc.returncode
+
+    def say(*args: object, **kwargs: object) -> None:
+        with printing:
+            print(*args, **kwargs)
+
+    def lane(use_case: str) -> int:
+        code = _demo_use_case(use_case, by_use_case[use_case], env, run, stop, say)
+        if code != 0:
+            stop.set()
+        return code
+
+    with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="demo") as pool:
+        codes = list(pool.map(lane, by_use_case))
+    return next((code for code in codes if code != 0), 0)
 
 
 def _print_demo_summary(settings: Settings, home: Path) -> None:
@@ -628,7 +718,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the ``mlops`` command line on ``argv``; returns the exit code."""
     parser = argparse.ArgumentParser(prog="mlops", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("demo", help="materialize every asset of every use case")
+    demo_parser = sub.add_parser("demo", help="materialize every asset of every use case")
+    demo_parser.add_argument(
+        "--jobs",
+        type=int,
+        default=DEMO_JOBS,
+        metavar="N",
+        help=f"use cases run at once (default {DEMO_JOBS}; 1: one after the other, output live)",
+    )
     # No automatic -h: it is --host here, as in `dagster dev`.
     dev_parser = sub.add_parser(
         "dev",
@@ -784,7 +881,9 @@ def main(argv: list[str] | None = None) -> int:
             )
         settings = load_settings()
         if args.command == "demo":
-            return demo(settings)
+            if args.jobs < 1:
+                parser.error(f"--jobs must be at least 1, got {args.jobs}")
+            return demo(settings, args.jobs)
         if args.command == "dev":
             return dev(settings, args.dagster_args, host=args.host, port=args.port)
         if args.command == "serve":

@@ -9,7 +9,7 @@ result (:func:`merge_partition_results`); :func:`asset_check_result` makes it a 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -72,6 +72,12 @@ class SuiteResult:
     success: bool
     row_count: int
     results: tuple[ExpectationResult, ...]
+    #: Wall time of the evaluation, seconds, where measured (GX suites: :func:`run_suite`), and
+    #: of the import of its library when this evaluation paid it (the first GX suite of a
+    #: process: ~2 s, more than the suites of a day). Shown as check metadata; not part of what
+    #: the result says about the data, so two results that differ only in them are equal.
+    seconds: float | None = field(default=None, compare=False)
+    import_seconds: float | None = field(default=None, compare=False)
 
     @property
     def failures(self) -> tuple[ExpectationResult, ...]:
@@ -135,7 +141,15 @@ def merge_partition_results(
         success=all(r.success for r in by_partition.values()),
         row_count=sum(r.row_count for r in by_partition.values()),
         results=tuple(results),
+        seconds=_total(r.seconds for r in by_partition.values()),
+        import_seconds=_total(r.import_seconds for r in by_partition.values()),
     )
+
+
+def _total(values: Iterable[float | None]) -> float | None:
+    """The sum of the measured ``values``; ``None`` when none was measured."""
+    measured = [v for v in values if v is not None]
+    return sum(measured) if measured else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -165,6 +179,12 @@ def check_metadata(result: SuiteResult) -> dict[str, Any]:
         "failing_columns": sorted({c for r in failures for c in r.columns}),
         **{f"unexpected_count:{col}": n for col, n in by_column.items()},
     }
+    # How long the check took, so that a slow day is visible per check in the UI and in benches
+    # (`bench/fraud_day.py` reads it from the event log).
+    if result.seconds is not None:
+        metadata["duration_s"] = round(result.seconds, 3)
+    if result.import_seconds:
+        metadata["import_s"] = round(result.import_seconds, 3)
     if failures:
         metadata["samples"] = {r.label: list(r.samples) for r in failures if r.samples}
         rows = {r.label: list(r.sample_rows) for r in failures if r.sample_rows}
