@@ -64,7 +64,7 @@ from mlops_assets.serving.answers import (
     respond,
     started_at,
 )
-from mlops_assets.serving.body_limit import BodyLimit
+from mlops_assets.serving.body_limit import BodyLimit, BodyReplay
 from mlops_assets.serving.champions import CANDIDATE_ALIAS, Champions, LoadedModel
 from mlops_assets.serving.config import ServingConfig
 from mlops_assets.serving.endpoints import (
@@ -503,30 +503,17 @@ class PredictFastPath:
         if endpoint is None or _content_type(scope) != b"application/json":
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:  # the body limit hands the body whole, in one message
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client left before its body ended: nobody to answer
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body", False):
-                break
-        raw = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
-
+        # The body limit, outside, hands the body whole, in one message.
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client left before its body ended: nobody to answer
+        replay = BodyReplay(message.get("body", b""), receive)
         try:
-            body = endpoint.request.model_validate(json.loads(raw), from_attributes=True)
+            body = endpoint.request.model_validate(json.loads(replay.body), from_attributes=True)
         except Exception:  # FastAPI reads it again and answers with its own error
             await self.app(scope, replay, send)
             return
-        replayed = True  # the body was read here: Request.body() is never awaited below
+        replay.pending = False  # the body was read here: Request.body() is never awaited below
         request = Request(scope, replay)
         response = await predict(runtime_of(scope["app"]), endpoint, request, body)
         await response(scope, replay, send)

@@ -62,17 +62,7 @@ class BodyLimit:
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> dict:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()  # after the body: the disconnect, when it comes
-
-        await self.app(scope, replay, send)
+        await self.app(scope, BodyReplay(b"".join(chunks), receive), send)
 
     async def _refuse(self, scope: dict, send: Callable, size: int, started: float) -> None:
         message = f"the request body ({size} bytes or more) is larger than the limit of {self.limit} bytes"
@@ -84,3 +74,21 @@ class BodyLimit:
 
 async def _no_receive() -> dict:
     return {"type": "http.disconnect"}
+
+
+class BodyReplay:
+    """An ASGI ``receive`` that hands a body already read, whole, in one message, then defers to
+    the original ``receive`` (the disconnect, when it comes)."""
+
+    def __init__(self, body: bytes, receive: Callable) -> None:
+        self.body = body
+        self._receive = receive
+        #: Whether the body is still to be handed; False once it was, or once the app's caller
+        #: used it itself.
+        self.pending = True
+
+    async def __call__(self) -> dict:
+        if self.pending:
+            self.pending = False
+            return {"type": "http.request", "body": self.body, "more_body": False}
+        return await self._receive()
