@@ -1,4 +1,5 @@
-"""Online materialization of the fraud views into Redis: the vectorised writer next to Feast's.
+"""Online materialization of the fraud views into Redis (or SQLite): the vectorised writer next
+to Feast's.
 
 Goal (issue 23): 1M entities x 39 features (``card_features``: 20, ``merchant_features``: 19, the
 views of ``feature_repo/fraud.py``) into Redis at >= 50,000 entities/s, memory bounded by a batch,
@@ -23,7 +24,14 @@ counts entities carrying all 39 features (a card key and a merchant key per enti
 Peak is the child's RSS high-water mark (VmHWM, imports included); base its RSS before the timed
 part. When both ran at one size, every key of the two databases is compared byte for byte.
 
+``--store sqlite``: the same into Feast's SQLite online store (the local profile), one file per
+candidate and size under the temporary data root; "keys" counts distinct entity keys of the two
+tables, and the comparison is of every row of both tables (all columns but the rowid, which
+follows each writer's order of keys).
+
     flock /tmp/bench.lock .venv/bin/python bench/online_materialization.py --size 1000000
+    flock /tmp/bench.lock .venv/bin/python bench/online_materialization.py --store sqlite \
+        --size 100000 --feast-size 100000
 """
 
 from __future__ import annotations
@@ -88,24 +96,45 @@ def _rss_mb(field: str) -> float:
     return float("nan")
 
 
-def child(candidate: str, data: Path, redis_url: str, batch_size: int) -> dict[str, Any]:
-    """Apply the fraud views, then time one materialization of the day (in this process)."""
-    import redis
+def sqlite_file(data: Path, candidate: str) -> Path:
+    return data / f"online-{candidate}.db"
 
+
+def sqlite_keys(path: Path) -> int:
+    """Distinct entity keys over the fraud views' tables of a SQLite online store."""
+    import sqlite3
+
+    with sqlite3.connect(path) as conn:
+        return sum(
+            conn.execute(f'SELECT COUNT(DISTINCT entity_key) FROM "mlops_assets_{v}"').fetchone()[0]
+            for v in VIEWS
+        )
+
+
+def child(
+    candidate: str, data: Path, redis_url: str, batch_size: int, store: str
+) -> dict[str, Any]:
+    """Apply the fraud views, then time one materialization of the day (in this process)."""
     from mlops_assets.core import online_writes
     from mlops_assets.core.feature_store import FeastFeatureStore
 
     online_writes.DEFAULT_BATCH_SIZE = batch_size
+    for stale in (data / f"registry-{candidate}.db", sqlite_file(data, candidate)):
+        stale.unlink(missing_ok=True)  # a fresh store per run
     resource = FeastFeatureStore(
         repo_path=str(REPO_ROOT / "feature_repo"),
         registry=str(data / f"registry-{candidate}.db"),
-        online_store="redis",
-        redis_url=redis_url,
+        online_store=store,
+        redis_url=redis_url if store == "redis" else "",
+        online_store_path=str(sqlite_file(data, candidate)),
         data_root=str(data),
     )
     resource.apply(use_case="fraud")
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
+    if store == "redis":
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        client.flushdb()
     start, end = DAY, DAY + timedelta(days=1) - timedelta(microseconds=1)
     base = _rss_mb("VmRSS")
     t0 = time.perf_counter()
@@ -116,7 +145,7 @@ def child(candidate: str, data: Path, redis_url: str, batch_size: int) -> dict[s
     seconds = time.perf_counter() - t0
     return {
         "seconds": seconds,
-        "keys": client.dbsize(),
+        "keys": client.dbsize() if store == "redis" else sqlite_keys(sqlite_file(data, candidate)),
         "peak_mb": _rss_mb("VmHWM"),
         "base_mb": base,
     }
@@ -145,6 +174,26 @@ def compare(url_a: str, url_b: str) -> tuple[int, int]:
     return len(keys_a | keys_b), differ
 
 
+def compare_sqlite(a: Path, b: Path) -> tuple[int, int]:
+    """(rows, rows that differ) between two SQLite online stores' fraud tables."""
+    import sqlite3
+
+    rows = differ = 0
+    columns = "entity_key, feature_name, value, value_text, event_ts, created_ts"
+    for view in VIEWS:
+        dumps = []
+        for path in (a, b):
+            with sqlite3.connect(path) as conn:
+                query = (
+                    f'SELECT {columns} FROM "mlops_assets_{view}" ORDER BY entity_key, feature_name'
+                )
+                dumps.append(conn.execute(query).fetchall())
+        rows += max(len(dumps[0]), len(dumps[1]))
+        differ += abs(len(dumps[0]) - len(dumps[1]))
+        differ += sum(x != y for x, y in zip(*dumps, strict=False))
+    return rows, differ
+
+
 def run_child(candidate: str, data: Path, redis_url: str, args: argparse.Namespace) -> dict:
     out = subprocess.run(
         [
@@ -158,6 +207,8 @@ def run_child(candidate: str, data: Path, redis_url: str, args: argparse.Namespa
             redis_url,
             "--batch-size",
             str(args.batch_size),
+            "--store",
+            args.store,
         ],
         capture_output=True,
         text=True,
@@ -176,25 +227,29 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10_000)
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/11")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--store", choices=("redis", "sqlite"), default="redis")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
-        result = child(args.child, Path(args.data), args.redis_url, args.batch_size)
+        result = child(args.child, Path(args.data), args.redis_url, args.batch_size, args.store)
         print(json.dumps(result))
         return
 
     base, db = args.redis_url.rsplit("/", 1)
     feast_url = f"{base}/{int(db) + 1}"
-    print(f"# load: {os.getloadavg()[0]:.2f} (1 min), redis {args.redis_url} + {feast_url}")
+    where = f"redis {args.redis_url} + {feast_url}" if args.store == "redis" else "sqlite"
+    print(f"# load: {os.getloadavg()[0]:.2f} (1 min), {where}")
     print(
         f"{'candidate':<7} {'entities':>10} {'keys':>9} {'seconds':>8} {'keys/s':>9} "
         f"{'entities/s':>10} {'peak MB':>8} {'base MB':>8}"
     )
     runs = [("ours", args.size, args.redis_url)]
     if args.feast_size:
-        runs += [("ours", args.feast_size, args.redis_url), ("feast", args.feast_size, feast_url)]
+        if args.feast_size != args.size:
+            runs.append(("ours", args.feast_size, args.redis_url))
+        runs.append(("feast", args.feast_size, feast_url))
     with tempfile.TemporaryDirectory(prefix="olm-bench-") as tmp:
         for candidate, size, url in runs:
             data = Path(tmp) / str(size)
@@ -207,9 +262,15 @@ def main() -> None:
                 f"{r['peak_mb']:>8,.0f} {r['base_mb']:>8,.0f}",
                 flush=True,
             )
-        if args.feast_size:
+        if args.feast_size and args.store == "sqlite":
+            data = Path(tmp) / str(args.feast_size)
+            rows, differ = compare_sqlite(sqlite_file(data, "ours"), sqlite_file(data, "feast"))
+            print(f"# ours vs feast at {args.feast_size:,}: {rows:,} rows, {differ} differ")
+        elif args.feast_size:
             keys, differ = compare(args.redis_url, feast_url)
             print(f"# ours vs feast at {args.feast_size:,}: {keys:,} keys, {differ} differ")
+    if args.store == "sqlite":
+        return
     import redis
 
     for url in (args.redis_url, feast_url):  # ~1 GB of Redis memory at 1M

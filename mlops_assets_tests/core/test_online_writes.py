@@ -1,14 +1,18 @@
-"""The vectorised Redis writer against Feast itself: the same keys, hash fields and bytes.
+"""The vectorised writers against Feast itself: the same keys, hash fields, rows and bytes.
 
-Each comparison writes the same rows twice into the tests' Redis database, once through Feast
-(``RedisOnlineStore.online_write_batch`` on ``_convert_arrow_to_proto``'s rows, or
-``FeatureStore.materialize``) and once through ``core/online_writes.py``, and compares a dump of
-every key: each hash field's bytes, and whether the key expires.
+Each comparison writes the same rows twice, once through Feast (``online_write_batch`` on
+``_convert_arrow_to_proto``'s rows, or ``FeatureStore.materialize``) and once through
+``core/online_writes.py``, and compares a dump of what is stored. Redis (the tests' database):
+every key, each hash field's bytes, and whether the key expires. SQLite (two files): every row of
+the view's table, each column's value and storage type.
 """
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import textwrap
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -217,7 +221,8 @@ DRIVER_ROWS = [
 ]
 
 
-def drivers_store(tmp_path: Path, redis_url: str) -> FeastFeatureStore:
+def drivers_store(tmp_path: Path, redis_url: str = "") -> FeastFeatureStore:
+    """The drivers repo on the Redis at ``redis_url``, or (none) on a SQLite online store."""
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "drivers.py").write_text(textwrap.dedent(DRIVERS))
@@ -238,8 +243,9 @@ def drivers_store(tmp_path: Path, redis_url: str) -> FeastFeatureStore:
     return FeastFeatureStore(
         repo_path=str(repo),
         registry=str(tmp_path / "registry.db"),
-        online_store="redis",
+        online_store="redis" if redis_url else "sqlite",
         redis_url=redis_url,
+        online_store_path=str(tmp_path / "online.db"),
         data_root=str(data),
     )
 
@@ -372,3 +378,146 @@ def test_a_redis_error_is_raised_and_the_connection_dropped(
     # The next write starts on a clean connection.
     client.delete(_redis_key("mlops_test", key, 3))
     assert online_writes.online_write_arrow(config, rich_view(), USER_ROWS) == 5
+
+
+# -- SQLite: Feast's rows, row for row ---------------------------------------------------------
+
+
+def sqlite_config(tmp_path: Path, name: str, **online: Any) -> Any:
+    from feast.repo_config import RepoConfig
+
+    return RepoConfig(
+        project="mlops_test",
+        provider="local",
+        registry={"registry_type": "file", "path": str(tmp_path / "registry.db")},
+        online_store={"type": "sqlite", "path": str(tmp_path / name), **online},
+        offline_store={"type": "file"},
+        entity_key_serialization_version=3,
+        repo_path=tmp_path,
+    )
+
+
+def sqlite_dump(path: Path, table: str, order: str = "rowid") -> list[tuple]:
+    """Every row of ``table``: rowid, each column, and each column's storage class."""
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        columns = [r[1] for r in conn.execute(f'PRAGMA table_info("{table}")')]
+        typed = ", ".join(f"{c}, typeof({c})" for c in columns)
+        return conn.execute(f'SELECT rowid, {typed} FROM "{table}" ORDER BY {order}').fetchall()
+
+
+@pytest.fixture
+def local_time_zone(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """The process's local time zone for one test: Feast's SQLite times depend on it."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.parametrize("local_time_zone", ["UTC", "America/New_York"], indirect=True)
+def test_sqlite_writes_are_feasts_rows_for_every_key_and_feature(
+    tmp_path: Path, local_time_zone: str
+) -> None:
+    from feast import FileSource
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.utils import _convert_arrow_to_proto
+
+    # Shops carry a created time, one before 1970 with a fraction of a second (int() rounds it
+    # toward zero) and one in the hour New York skips to daylight-saving time.
+    shops = pair_view()
+    shops.batch_source = FileSource(
+        path="unused.parquet", timestamp_field="event_ts", created_timestamp_column="created"
+    )
+    shop_rows = SHOP_ROWS.append_column(
+        "created",
+        pa.array(
+            [
+                datetime(1969, 12, 31, 23, 59, 59, 500_000, tzinfo=UTC),
+                datetime(2024, 3, 10, 2, 30, 0, 1, tzinfo=UTC),
+                at(3),
+                at(-1),
+            ],
+            pa.timestamp("us", tz="UTC"),
+        ),
+    )
+    # Second write: older rows for users 1, 2 and 7: SQLite keeps no time, they overwrite.
+    update = USER_ROWS.slice(0, 5).set_column(
+        1,
+        "event_ts",
+        pa.array([at(4), at(3), at(2), at(4.5), at(1)], pa.timestamp("us", tz="UTC")),
+    )
+    views = [(rich_view(), USER_ROWS), (shops, shop_rows), (rich_view(), update)]
+    dumps = {}
+    for name in ("feast.db", "ours.db"):
+        config = sqlite_config(tmp_path, name)
+        store = SqliteOnlineStore()
+        store.update(config, [], [fv for fv, _ in views[:2]], [], [], partial=False)
+        for fv, table in views:
+            if name == "feast.db":
+                join_keys = {c.name: c.dtype.to_value_type() for c in fv.entity_columns}
+                rows = _convert_arrow_to_proto(table, fv, join_keys)
+                store.online_write_batch(config, fv, rows, None)
+            else:
+                written = online_writes.online_write_arrow(
+                    config, fv, table, batch_size=2, online_store=store
+                )
+                assert written == table.num_rows
+        dumps[name] = {
+            t: sqlite_dump(tmp_path / name, t)
+            for t in ("mlops_test_user_stats", "mlops_test_shop_days")
+        }
+        if name == "ours.db":
+            key = EntityKey(join_keys=["user_id"], entity_values=[Value(int64_val=2)])
+            [(ts, values)] = store.online_read(config, rich_view(), [key])
+            # The last of user 2's rows, its time in whole seconds (Feast reads local time back).
+            assert ts == at(2)
+            assert values["visits"] == Value(int64_val=6)
+            assert values["city"] == Value(string_val="Zürich")
+        store._conn.close()
+    assert dumps["ours.db"] == dumps["feast.db"]
+    assert len(dumps["ours.db"]["mlops_test_user_stats"]) == 5 * 6
+    assert len(dumps["ours.db"]["mlops_test_shop_days"]) == 4
+
+
+def test_sqlite_materialize_writes_what_feast_materialize_writes(tmp_path: Path) -> None:
+    store = drivers_store(tmp_path)
+    store.apply()
+    feast = store.get_store()
+    online = tmp_path / "online.db"
+
+    def later_then_earlier(materialize) -> list[tuple]:
+        materialize(at(200), at(2000))  # driver 1 at 05:00, 2 and 3
+        # Driver 1 at 01:00: older than the stored value, written all the same (SQLite, as Feast).
+        materialize(at(0), at(100))
+        dump = sqlite_dump(online, "mlops_assets_driver_stats", "entity_key, feature_name")
+        with contextlib.closing(sqlite3.connect(online)) as conn, conn:
+            conn.execute('DELETE FROM "mlops_assets_driver_stats"')
+        return [row[1:] for row in dump]  # the rowids follow each writer's order of keys
+
+    theirs = later_then_earlier(
+        lambda s, e: feast.materialize(s, e, feature_views=["driver_stats"])
+    )
+    ours = later_then_earlier(store.materialize)
+    assert ours == theirs
+    assert len(ours) == 3 * 2
+
+    store.materialize(at(0), at(600))
+    assert store.get_online_features(
+        ["driver_stats:conv_rate", "driver_stats:trips"],
+        [{"driver_id": 1}, {"driver_id": 2}, {"driver_id": 3}],
+    ) == {"driver_id": [1, 2, 3], "conv_rate": [0.5, None, None], "trips": [5, 2, None]}
+
+
+def test_sqlite_views_the_writer_cannot_reproduce_are_left_to_feast(tmp_path: Path) -> None:
+    for online in ({"vector_enabled": True}, {"enable_openai_compatible_store": True}):
+        config = sqlite_config(tmp_path, "online.db", **online)
+        with pytest.raises(online_writes.UnsupportedViewError, match="vector_enabled"):
+            online_writes.SqliteViewLayout.from_feast(config, rich_view())
+    layout = online_writes.SqliteViewLayout.from_feast(
+        sqlite_config(tmp_path, "online.db"), pair_view()
+    )
+    assert layout.table == "mlops_test_shop_days"
+    assert layout.join_keys == (("day", "Int32"), ("shop", "String"))
