@@ -46,6 +46,12 @@ def _like_shell_background() -> None:
     # What a non-interactive shell does to a command started with `&`.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGQUIT, signal.SIG_IGN)
+    # A user's shell leaves SIGTERM at its default; this test process may not have. When pytest
+    # itself was started with `&` (SIGINT ignored), an in-process Dagster run earlier in the same
+    # worker maps SIGTERM onto SIGINT's disposition on its way out (dagster._utils.interrupts.
+    # setup_interrupt_handlers) and leaves it ignored, which a child inherits through exec:
+    # uvicorn then re-raised the SIGTERM it had handled into an ignored signal and exited 0.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _mlops() -> list[str]:
