@@ -9,10 +9,12 @@ process of the project imports the package first: the `mlops` CLI, and every Dag
 `mlops_assets.definitions`. Other warnings, the project's own included, are shown as usual.
 
 For the same reason it turns s3fs's listing cache off, in this process and the ones it starts
-(:func:`no_s3_listing_cache`), and spares Feast's import its run-time type instrumentation
-(:func:`feast_without_typeguard`).
+(:func:`no_s3_listing_cache`), spares Feast's import its run-time type instrumentation
+(:func:`feast_without_typeguard`), and shortens every process's exit (:func:`quick_exit`).
 """
 
+import atexit
+import gc
 import importlib.abc
 import json
 import os
@@ -90,6 +92,28 @@ def feast_without_typeguard() -> None:
     sys.meta_path.insert(0, _FeastImportHook())
 
 
+def _collect_then_freeze() -> None:
+    gc.collect()
+    gc.freeze()
+
+
+def quick_exit() -> None:
+    """End this process ~1.2 s sooner: at exit, collect the garbage there is, then freeze what is
+    left out of the garbage collector.
+
+    A Dagster process ends holding ~480,000 objects (Dagster, Polars, pandas, Feast, GX); Python's
+    shutdown then runs full collections while it tears the modules down, 1.6 s of CPU at the end of
+    every CLI command and every step process on two cores, against 0.4 s this way (measured by
+    bench/fraud_day.py's "after the run"). What is garbage at exit is still collected, its
+    finalizers run; only objects still reachable when the process ends are left to the operating
+    system, which frees their memory (Python does not promise to finalize them either). Runs
+    after every exit handler registered later (Dagster's, the thread pools'), before those
+    registered earlier (logging's flush, multiprocessing's), as registered on import.
+    """
+    atexit.register(_collect_then_freeze)
+
+
 quiet_dagster_warnings()
 no_s3_listing_cache()
 feast_without_typeguard()
+quick_exit()

@@ -24,3 +24,29 @@ def test_feast_is_imported_without_typeguards_instrumentation() -> None:
         [sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     assert out == ["False", "False"]
+
+
+# A cycle with a finalizer that becomes garbage just before exit, and an exit handler registered
+# before the package's (so it runs after it) that says what the collector was left with.
+EXIT_PROBE = """
+import atexit, gc, sys
+atexit.register(lambda: print("frozen", gc.get_freeze_count() > 0, flush=True))
+import mlops_assets
+
+class Cycle:
+    def __del__(self):
+        print("finalized", flush=True)
+
+a, b = Cycle(), Cycle()
+a.other, b.other = b, a
+del a, b
+print("exiting", flush=True)
+"""
+
+
+def test_exit_collects_the_garbage_then_freezes_the_rest() -> None:
+    env = {"PATH": "/usr/bin:/bin", "PYTHONDONTWRITEBYTECODE": "1"}
+    out = subprocess.run(
+        [sys.executable, "-c", EXIT_PROBE], env=env, capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    assert out[:4] == ["exiting", "finalized", "finalized", "frozen True"]
