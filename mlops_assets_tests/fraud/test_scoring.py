@@ -395,22 +395,50 @@ def _booster(pipeline: Any) -> Any:
 
 
 def _random_features(n_features: int, seed: int) -> np.ndarray:
-    """Standard-normal features, one value in five missing, some exact zeros and ones."""
+    """Standard-normal features, one value in five missing, some exact zeros and ones, and a few
+    infinities (not missing: they go the way their sign says, the numpy trees read a missing
+    value as an infinity of its default side)."""
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(300, n_features))
     x[rng.random(x.shape) < 0.2] = np.nan
     x[rng.random(x.shape) < 0.1] = 0.0
     x[rng.random(x.shape) < 0.1] = 1.0
+    x[rng.random(x.shape) < 0.02] = np.inf
+    x[rng.random(x.shape) < 0.02] = -np.inf
     return x
 
 
-@pytest.mark.parametrize("kind", ["xgboost", "xgboost-sparse"])
+def _booster_trained_with_missing_values() -> Any:
+    """A booster whose splits send missing values both ways: trained where a missing value
+    means a high label on some features and a low one on others (the fraud pipelines' trees,
+    trained without missing values, all send them right), with an estimated base score."""
+    from xgboost import XGBClassifier
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2000, 6))
+    y = (x[:, 0] + x[:, 1] > 0).astype(int)
+    x[(y == 1) & (rng.random(2000) < 0.4), 0] = np.nan
+    x[(y == 0) & (rng.random(2000) < 0.4), 1] = np.nan
+    # Its base score is estimated from these labels (0.483), a logit whose float32 rounding
+    # must be XGBoost's own.
+    model = XGBClassifier(n_estimators=30, max_depth=4, n_jobs=1, random_state=0)
+    return model.fit(x, y).get_booster()
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "xgboost-sparse", "missing-both-ways"])
 def test_numpy_trees_give_xgboosts_margins_bit_for_bit(
     pipelines: dict[str, Any], kind: str
 ) -> None:
-    booster = _booster(pipelines[kind])
+    if kind == "missing-both-ways":
+        booster = _booster_trained_with_missing_values()
+    else:
+        booster = _booster(pipelines[kind])
     trees = scoring.TreeEnsemble.from_booster(booster, (0, 0))
     assert len(trees.roots) == booster.num_boosted_rounds()
+    if kind == "missing-both-ways":
+        split = trees.children[0::2] != np.arange(len(trees.feature))
+        assert 0 < trees.default_right[split].sum() < split.sum()
+        assert trees.base_margin != 0  # an estimated base score, not 0.5
     # Rows on every split's edge (a threshold, the float32 values beside it, a float64 that rounds
     # onto it, missing) and ordinary rows with missing values.
     x = np.concatenate([trees.edge_rows(1000, seed=1), _random_features(trees.n_features, 2)])
