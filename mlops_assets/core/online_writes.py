@@ -149,10 +149,7 @@ class RedisViewLayout:
             raise UnsupportedViewError(f"online store {store_config.type!r} is not Redis")
         if store_config.redis_type != RedisType.redis:
             raise UnsupportedViewError(f"redis_type {store_config.redis_type.value!r}")
-        if config.entity_key_serialization_version != 3:
-            raise UnsupportedViewError(
-                f"entity_key_serialization_version {config.entity_key_serialization_version}"
-            )
+        _require_key_version_3(config)
         view = _versioned_fv_name(feature_view, config)
         keys, features = _view_schema(feature_view, view)
         source = feature_view.batch_source
@@ -165,6 +162,15 @@ class RedisViewLayout:
             created_timestamp_column=source.created_timestamp_column or None,
             key_ttl_seconds=store_config.key_ttl_seconds or None,
             skip_dedup=bool(store_config.skip_dedup),
+        )
+
+
+def _require_key_version_3(config: RepoConfig) -> None:
+    """Refuse (:class:`UnsupportedViewError`) entity keys serialized otherwise than version 3, the
+    only layout the encoders below build."""
+    if config.entity_key_serialization_version != 3:
+        raise UnsupportedViewError(
+            f"entity_key_serialization_version {config.entity_key_serialization_version}"
         )
 
 
@@ -242,10 +248,7 @@ class SqliteViewLayout:
             raise UnsupportedViewError(f"online store {store_config.type!r} is not SQLite")
         if store_config.vector_enabled or store_config.enable_openai_compatible_store:
             raise UnsupportedViewError("vector_enabled / enable_openai_compatible_store")
-        if config.entity_key_serialization_version != 3:
-            raise UnsupportedViewError(
-                f"entity_key_serialization_version {config.entity_key_serialization_version}"
-            )
+        _require_key_version_3(config)
         # Feast's rows carry datetimes that sqlite3 turns into integers with the adapter Feast
         # registers at import; event_ts_seconds() computes those integers itself.
         if sqlite3.adapters.get((datetime, sqlite3.PrepareProtocol)) is not adapt_datetime_epoch:

@@ -535,7 +535,6 @@ class TreeEnsemble:
     default_right: np.ndarray = field(repr=False)  # (nodes,) where a missing value goes
     depth: int
     n_features: int
-    missing: float = math.nan
     # (nodes,): where a split reads its value in a row laid out twice, missing values as -inf
     # in the first copy and +inf in the second: ``feature``, plus ``n_features`` where a missing
     # value goes right. One read then sends a missing value its node's default way (-inf < any
