@@ -154,6 +154,10 @@ class CodeVersions:
         self._modules: dict[str, _Module | None] = {}
         self._paths: dict[str, Path | None] = {}
         self._nodes: dict[Node, tuple[str | None, str | None, list[Node]]] = {}
+        # The functions memoized in `_nodes` by id, kept alive: a function freed after its version
+        # was taken (an asset made, versioned and dropped) could hand its id to the next one, which
+        # would then be read from the memo as the first (a factory's asset of other settings).
+        self._memoized_functions: list[Any] = []
         self._resolved: dict[tuple[str, str, tuple[str, ...]], Target | None] = {}
 
     def of_functions(self, *functions: Callable[..., Any]) -> str | None:
@@ -266,6 +270,7 @@ class CodeVersions:
         if node_id not in self._nodes:
             if node[0] == "fn":
                 self._nodes[node_id] = self._expand_function(node[1])
+                self._memoized_functions.append(node[1])
             elif node[0] == "sym":
                 self._nodes[node_id] = self._expand_symbol(node[1], node[2])
             else:  # ("value", key, repr): a constant a factory's function closes over
@@ -558,8 +563,8 @@ def _unwrap(fn: Any) -> Any:
 
 
 def _node_id(node: Node) -> Node:
-    # A function node is memoized by its object's id, unique while the definitions hold it; the
-    # id never reaches the hash.
+    # A function node is memoized by its object's id (CodeVersions keeps the object alive, so the
+    # id stays its own); the id never reaches the hash.
     return ("fn", id(node[1])) if node[0] == "fn" else node
 
 
