@@ -16,9 +16,9 @@ keeps the answers only (:func:`served_rows`).
 A crash loses nothing that was acknowledged:
 
 * :meth:`RequestLog.append` returns only once the record is in a local write-ahead log (WAL) and
-  ``fsync``-ed, and the app sends its response after that. One writer thread commits every record
-  queued meanwhile with a single ``fsync`` (group commit), so durability costs one disk flush per
-  batch, not one per request.
+  flushed to disk (``fdatasync``, see :func:`_sync_data`), and the app sends its response after
+  that. One writer thread commits every record queued meanwhile with a single flush (group
+  commit), so durability costs one disk flush per batch, not one per request.
 * The WAL is a folder of segments, one JSON record per line. The active segment is
   ``<segment>.jsonl.open``, held with an exclusive ``flock`` by the process that writes it; sealing
   renames it to ``<segment>.jsonl``. A segment left open by a dead process (its lock is free) is
@@ -31,8 +31,8 @@ A crash loses nothing that was acknowledged:
 Several worker processes may share one WAL folder: each writes its own segments, and the locks keep
 them from recovering or shipping a segment another live process holds.
 
-Only the standard library is imported at module level: the API imports this module at start-up,
-and pyarrow is needed only by the shipper and by readers.
+Only the standard library and orjson are imported at module level: the API imports this module at
+start-up, and pyarrow is needed only by the shipper and by readers.
 """
 
 from __future__ import annotations
@@ -54,6 +54,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from mlops_assets.core import storage
 from mlops_assets.core.rollout import SERVED_ROLE, SHADOW_ROLE
@@ -267,9 +269,28 @@ def canonical_json(value: Any) -> str | None:
     """``value`` as compact JSON text with sorted keys (same value, same text); None stays None."""
     if value is None:
         return None
-    return json.dumps(
-        _finite(value), sort_keys=True, separators=(",", ":"), default=str, allow_nan=False
-    )
+    return _dumps(_finite(value)).decode()
+
+
+# Datetimes and dataclasses through ``default`` (``str``), as the standard library writes them.
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS | orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+
+
+def _dumps(value: Any) -> bytes:
+    """Finite ``value`` as compact UTF-8 JSON with sorted keys, unknown types as their ``str``.
+
+    orjson writes it 4-5 times quicker than ``json.dumps`` (a record is encoded on the event loop
+    for every request); what orjson refuses (an integer beyond 64 bits, a lone surrogate) goes
+    through the standard library. Both are read back as the same value.
+    """
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), default=str, allow_nan=False
+        ).encode()
 
 
 def _as_utc_iso(ts: Any) -> str:
@@ -335,7 +356,8 @@ def _wal_row(record: Mapping[str, Any], *, default_ts: bool) -> dict[str, Any]:
     flat = {key: row[key] for key in PREDICTIONS_LOG_COLUMNS if key in row}
     flat["ts"] = row["ts"].replace("+00:00", "Z")
     for key in _JSON_KEYS:
-        flat[f"{key}_json"] = canonical_json(row[key])
+        value = row[key]  # already finite (_normalize)
+        flat[f"{key}_json"] = None if value is None else _dumps(value).decode()
     return flat
 
 
@@ -346,10 +368,8 @@ def encode_record(record: Mapping[str, Any]) -> bytes:
     call to Arrow's JSON reader, in C and without the GIL: a Python loop over the lines of a
     minute of traffic held the GIL for about half a second and stalled the API's event loop.
     """
-    row = _wal_row(record, default_ts=True)
-    text = json.dumps(row, sort_keys=True, separators=(",", ":"), allow_nan=False)
-    # json.dumps escapes control characters, so the line holds no newline but its last byte.
-    return text.encode() + b"\n"
+    # JSON escapes control characters, so the line holds no newline but its last byte.
+    return _dumps(_wal_row(record, default_ts=True)) + b"\n"
 
 
 class _CorruptSegment(Exception):
@@ -466,6 +486,19 @@ def _try_lock(path: Path, flags: int) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def _sync_data(fd: int) -> None:
+    """Flush ``fd``'s written bytes to disk, with the metadata needed to read them back (its
+    size): ``fdatasync``, where the system has it (Linux), else ``fsync``.
+
+    A segment only grows by appends, so nothing else of its inode matters after a crash. Its
+    modification time is what ``fsync`` adds, and on ext4 that cost a journal commit per flush:
+    measured on this machine's disk, 1,500 appends of a 2.8 kB record, ``fsync`` p99 13-15 ms
+    against ``fdatasync`` p99 0.4-3.9 ms (p50 0.2 ms both), and the answers wait for it.
+    """
+    sync = getattr(os, "fdatasync", None)
+    (sync or os.fsync)(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -791,7 +824,7 @@ class RequestLog:
             assert self._fd is not None
             _write_all(self._fd, data)
             if self.fsync:
-                os.fsync(self._fd)
+                _sync_data(self._fd)
         except Exception as exc:
             error = exc
             self._undo_partial_write()
