@@ -98,3 +98,58 @@ def test_a_null_feature_is_null_value(reader) -> None:
     assert row.status["card_amount_mean_1d"] == "NULL_VALUE"
     assert row.values["card_amount_mean_1d"] is None
     assert row.missing() == ["card_amount_mean_1d"]
+
+
+@pytest.mark.stack
+def test_hmgets_sent_directly_answer_as_feasts_pipeline_and_survive_an_error_reply(
+    redis_url: str, tmp_path: Path
+) -> None:
+    import redis
+
+    from mlops_assets.core.feature_store import FeastFeatureStore, clear_caches
+    from mlops_assets.serving.online import FeastOnlineReader, _hmget_all
+
+    store = FeastFeatureStore(
+        repo_path=str(REPO_ROOT / "feature_repo"),
+        registry=str(tmp_path / "registry.db"),
+        online_store="redis",
+        redis_url=redis_url,
+        data_root=str(tmp_path / "data"),
+    )
+    cards, merchants = online_rows(4, 4)
+    write_online_features(store, cards, merchants)
+    try:
+        online = FeastOnlineReader(store)
+        online.warm_up()
+        client = online._redis_client
+        assert type(client) is redis.Redis  # the reads below go the direct way
+        config = store.get_store().config
+        feast_store = online._redis
+        view = online._view("card_features")
+        _, fields = feast_store._generate_hset_keys_for_features(view, ["card_tx_count_1d"])
+        keys = [
+            feast_store._generate_redis_keys_for_entities(config, [online_key(view, card)])[0]
+            for card in (0, 3, 999)  # 999: never written
+        ]
+        commands = [(key, fields) for key in keys]
+        direct = _hmget_all(client, commands)
+        assert direct == feast_store._read_hash_fields(config, commands)
+        assert direct[0][0] is not None and direct[2] == [None] * len(fields)
+
+        # An error reply in the middle: raised, and the next read is not handed its leftovers.
+        client.set(b"not-a-hash", b"x")
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            _hmget_all(client, [commands[0], (b"not-a-hash", fields), commands[1]])
+        assert _hmget_all(client, commands) == direct
+        row = online.read(REFS, {"card_id": 0}, as_of=WRITTEN + DAY)
+        assert set(row.status.values()) == {"PRESENT"}
+    finally:
+        clear_caches()
+
+
+def online_key(view, card_id: int):
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+
+    from mlops_assets.serving.online import _entity_key
+
+    return _entity_key(EntityKey, view, {"card_id": card_id})
