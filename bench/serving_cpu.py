@@ -37,7 +37,6 @@ import json
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -48,7 +47,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from serving_latency import N_CARDS, N_MERCHANTS, freeze_heap, payload  # noqa: E402
+from serving_latency import (  # noqa: E402
+    N_CARDS,
+    N_MERCHANTS,
+    fraud_serving_env,
+    freeze_heap,
+    payload,
+)
 
 FAST = b"application/json"
 ROUTED = b"application/json; charset=utf-8"  # valid for FastAPI, left to it by the fast path
@@ -224,7 +229,6 @@ def main() -> int:
     if args.requests < 2:
         parser.error("--requests must be at least 2")
 
-    import redis
     import uvloop
 
     from mlops_assets.core.feature_store import FeastFeatureStore
@@ -233,19 +237,7 @@ def main() -> int:
     from mlops_assets_tests.fixtures.fraud_online import online_rows, write_online_features
     from mlops_assets_tests.fixtures.served_models import fit_fraud_pipeline, register
 
-    redis_url = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/9")
-    redis.Redis.from_url(redis_url).flushdb()
-    home = Path(tempfile.mkdtemp(prefix="serving-cpu-"))
-    os.environ.update(
-        {
-            "MLOPS_PROFILE": "local",
-            "MLOPS_HOME": str(home),
-            "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
-            "MLOPS_FEAST_ONLINE_STORE": "redis",
-            "MLOPS_REDIS_URL": redis_url,
-            "MLOPS_SERVING_USE_CASES": "fraud",
-        }
-    )
+    _, home = fraud_serving_env("serving-cpu-", {})
     settings = load_settings()
     print(f"setting up in {home}: {args.kind} champion, {N_CARDS} cards in Redis", flush=True)
     register(

@@ -187,6 +187,28 @@ async def drive(
     }
 
 
+def fraud_serving_env(prefix: str, extra: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """A fresh ``MLOPS_HOME`` (a temporary folder named ``prefix``...) serving fraud on the local
+    profile with Feast's Redis online store (``MLOPS_REDIS_URL``, its database flushed), set in
+    this process's environment; the variables set and the folder."""
+    import redis
+
+    redis_url = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/9")
+    redis.Redis.from_url(redis_url).flushdb()
+    home = Path(tempfile.mkdtemp(prefix=prefix))
+    env = {
+        "MLOPS_PROFILE": "local",
+        "MLOPS_HOME": str(home),
+        "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
+        "MLOPS_FEAST_ONLINE_STORE": "redis",
+        "MLOPS_REDIS_URL": redis_url,
+        "MLOPS_SERVING_USE_CASES": "fraud",
+        **extra,
+    }
+    os.environ.update(env)
+    return env, home
+
+
 def freeze_heap() -> None:
     """Take everything this process holds so far (MLflow, Feast, the fitted model: millions of
     objects) out of the garbage collector's generations, before the load generator runs.
@@ -389,8 +411,6 @@ def main() -> int:
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
 
-    import redis
-
     from mlops_assets.core.feature_store import FeastFeatureStore
     from mlops_assets.core.profiles import load_settings
     from mlops_assets.core.tracking import MlflowTracking
@@ -398,20 +418,10 @@ def main() -> int:
     from mlops_assets_tests.fixtures.fraud_online import online_rows, write_online_features
     from mlops_assets_tests.fixtures.served_models import fit_fraud_pipeline, register
 
-    redis_url = os.environ.get("MLOPS_REDIS_URL", "redis://127.0.0.1:6379/9")
-    redis.Redis.from_url(redis_url).flushdb()
-    home = Path(tempfile.mkdtemp(prefix="serving-bench-"))
-    env = {
-        "MLOPS_PROFILE": "local",
-        "MLOPS_HOME": str(home),
-        "MLOPS_FEAST_REPO": str(REPO / "feature_repo"),
-        "MLOPS_FEAST_ONLINE_STORE": "redis",
-        "MLOPS_REDIS_URL": redis_url,
-        "MLOPS_SERVING_USE_CASES": "fraud",
-        # --shadow switches the rollout between rounds: followed within half a second.
-        **({"MLOPS_SERVING_POLL_S": "0.5"} if args.shadow else {}),
-    }
-    os.environ.update(env)
+    # --shadow switches the rollout between rounds: followed within half a second.
+    env, home = fraud_serving_env(
+        "serving-bench-", {"MLOPS_SERVING_POLL_S": "0.5"} if args.shadow else {}
+    )
     settings = load_settings()
     print(
         f"setting up in {home}: {args.kind} champion, {N_CARDS} cards, {N_MERCHANTS} merchants in Redis",
