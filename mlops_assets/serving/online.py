@@ -86,8 +86,7 @@ class FeastOnlineReader:
         provider = get_provider(store.config)
         client = self._bound_redis_client(provider, store.config)
         self._redis = _redis_batch_store(provider, store.config)
-        # redis-py's plain client (not a cluster's, not GLIDE): its HMGETs sent directly.
-        self._redis_client = client if _is_plain_redis(client) else None
+        self._redis_client = _direct_redis_client(client, store.config)
         self._provider = provider
         for view in store.list_feature_views(allow_cache=True):
             self._views[view.name] = view
@@ -291,14 +290,19 @@ def _entity_key(entity_key_type: Any, view: Any, entity: Mapping[str, Any]) -> A
     return entity_key_type(join_keys=[c.name for c in columns], entity_values=values)
 
 
-def _is_plain_redis(client: Any) -> bool:
-    """Whether ``client`` is redis-py's ``Redis`` (one server, or a Sentinel's master): its
-    connections each reach the server every key lives on. A cluster's client routes by key."""
-    if client is None:
-        return False
+def _direct_redis_client(client: Any, config: Any) -> Any:
+    """``client`` when :func:`_hmget_all` may read through it, else None.
+
+    Only redis-py's plain ``Redis`` (one server, or a Sentinel's master), whose every connection
+    reaches the server each key lives on (a cluster's client routes by key), and only while
+    Feast reads through it: with ``client: glide`` Feast sends its reads through GLIDE, and its
+    redis-py client is there for other calls.
+    """
+    if client is None or getattr(config.online_store, "client", "redis") != "redis":
+        return None
     import redis
 
-    return type(client) is redis.Redis
+    return client if type(client) is redis.Redis else None
 
 
 def _hmget_all(client: Any, commands: list[tuple[bytes, list]]) -> list[Any]:

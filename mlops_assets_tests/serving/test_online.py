@@ -147,6 +147,31 @@ def test_hmgets_sent_directly_answer_as_feasts_pipeline_and_survive_an_error_rep
         clear_caches()
 
 
+def test_hmgets_go_directly_only_through_a_plain_redis_py_client_feast_reads_with() -> None:
+    from types import SimpleNamespace
+
+    import redis
+    from feast.infra.online_stores.redis import RedisClient
+
+    from mlops_assets.serving.online import _direct_redis_client
+
+    def config(client: RedisClient | None) -> SimpleNamespace:
+        store = SimpleNamespace(type="redis") if client is None else SimpleNamespace(client=client)
+        return SimpleNamespace(online_store=store)
+
+    plain = redis.Redis(host="127.0.0.1", port=1)  # never connects
+    assert _direct_redis_client(plain, config(RedisClient.redis)) is plain
+    assert _direct_redis_client(plain, config(None)) is plain  # a Feast without the setting
+    # GLIDE: Feast reads through its own client, not this one.
+    assert _direct_redis_client(plain, config(RedisClient.glide)) is None
+
+    class Routed(redis.Redis):  # stands for any client that is not the plain one
+        pass
+
+    assert _direct_redis_client(Routed(host="127.0.0.1", port=1), config(RedisClient.redis)) is None
+    assert _direct_redis_client(None, config(RedisClient.redis)) is None
+
+
 def online_key(view, card_id: int):
     from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 
