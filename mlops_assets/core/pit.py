@@ -13,9 +13,10 @@ TTL, created-timestamp column), but
 * it runs on Polars ``join_asof`` over slim frames (keys, timestamp, row index) and then gathers
   the feature columns once, so 10M events x 2 views take seconds and little more memory than the
   output itself (DESIGN §5, §7);
-* :func:`write_point_in_time_join` gives the same result as a parquet file without holding it
-  (or a source) in memory: events swept in time order, piece by piece, against a per-key state
-  of each source read once in time order. A 10M x 2-view set is 3.1 GB of float64 features.
+* :func:`iter_point_in_time_join` gives the same result in pieces, and
+  :func:`write_point_in_time_join` as a parquet file, without holding it (or a source) in
+  memory: events swept in time order, piece by piece, against a per-key state of each source
+  read once in time order. A 10M x 2-view set is 3.1 GB of float64 features.
 
 Semantics, per entity row at time ``t`` and per source (feature view):
 
@@ -46,7 +47,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -391,13 +392,81 @@ def _gather(columns: list[pl.Series], idx: pl.Series, scattered: bool) -> list[p
 
 
 # --------------------------------------------------------------------------------------------
-# The join streamed to a parquet file (training sets larger than memory).
+# The join streamed in pieces, or to a parquet file (training sets larger than memory).
 # --------------------------------------------------------------------------------------------
 
 # Entity rows per piece of the streamed join, and source rows per batch read. 1M rows of the
 # fraud set (2 views, 39 features) is ~330 MB of output per piece: a few pieces in flight keep the
 # peak far below the 3.1 GB the whole 10M output takes, and the per-piece overhead is small.
 DEFAULT_CHUNK_ROWS = 1_000_000
+
+
+def iter_point_in_time_join(
+    entities: pl.DataFrame | pl.LazyFrame,
+    sources: Sequence[FeatureSource],
+    *,
+    event_timestamp: str = "event_ts",
+    snapshot_ts_suffix: str | None = DEFAULT_SNAPSHOT_TS_SUFFIX,
+    full_feature_names: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    spill_dir: str | os.PathLike[str] | None = None,
+) -> Generator[pl.DataFrame, None, None]:
+    """:func:`point_in_time_join` handed out in consecutive pieces of at most ``chunk_rows``
+    entity rows, in entity order, without ever holding the whole result (or a whole source).
+
+    Concatenated, the pieces are exactly :func:`point_in_time_join`'s frame: same rows, order,
+    columns, dtypes and values (the tests pin it). This is the training set of a consumer that
+    takes its data batch by batch (an external-memory ``xgboost.DataIter``, a PyTorch
+    ``IterableDataset``, ``partial_fit``, a writer of another format): 10M events x 2 views of
+    the fraud set take about 2 GB however large the result, which is 3.1 GB of features.
+
+    How: the events are swept in time order, ``chunk_rows`` at a time. Each source is read once,
+    in time order, in batches; per source a *state* holds the latest snapshot of every key seen so
+    far (for the fraud views: 100k cards, ~20 MB). A piece of events is joined (Polars
+    ``join_asof``) against the state plus the snapshots stamped since the previous piece, which
+    is exactly "the latest snapshot at or before the event" (then TTL, ties and nulls as in the
+    module docstring). Events in time order come out as they are joined; otherwise each piece is
+    parked in temporary files by entity position under ``spill_dir`` (default: the system's
+    temporary folder) and put back in entity order one piece at a time. The files go when the
+    pieces run out or the generator is closed (``close()``, or garbage collection).
+
+    Memory stays bounded when each source is stored in time order (the silver snapshots are);
+    a source that is not is read whole and sorted first, which costs its size in memory.
+    The arguments are checked here (a ``ValueError`` as :func:`point_in_time_join` raises it),
+    not at the first piece. No entities: one empty frame with the joined columns.
+    """
+    if chunk_rows < 1:
+        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
+    entity_df = entities.collect() if isinstance(entities, pl.LazyFrame) else entities
+    _check_sources(entity_df, sources, event_timestamp, snapshot_ts_suffix, full_feature_names)
+    if entity_df.height == 0:
+        return _single(
+            point_in_time_join(
+                entity_df,
+                sources,
+                event_timestamp=event_timestamp,
+                snapshot_ts_suffix=snapshot_ts_suffix,
+                full_feature_names=full_feature_names,
+            )
+        )
+    event_dtype = entity_df.schema[event_timestamp]
+    # Built here, not in the generator: a source that cannot be joined (its time or key dtype)
+    # fails now, before the caller has started to consume pieces.
+    streams = [
+        _SourceStream(
+            source,
+            entity_df.schema,
+            event_dtype,
+            event_timestamp,
+            snapshot_ts_suffix,
+            full_feature_names,
+            chunk_rows,
+        )
+        for source in sources
+    ]
+    key_columns = list(dict.fromkeys(k for s in sources for k in s.join_keys))
+    workdir = Path(spill_dir) if spill_dir is not None else Path(tempfile.gettempdir())
+    return _sweep(entity_df, streams, key_columns, workdir, event_timestamp, chunk_rows)
 
 
 def write_point_in_time_join(
@@ -415,59 +484,40 @@ def write_point_in_time_join(
     a Polars parquet codec), without ever holding the whole result (or a whole source) in
     memory; returns the number of rows written.
 
-    Same rows, order, columns, dtypes and values as :func:`point_in_time_join` (the tests pin it).
-    For 10M events x 2 views of 20 float64 features the result alone is 3.1 GB: this is how a
-    training set that large is built on a small machine.
-
-    How: the events are swept in time order, ``chunk_rows`` at a time. Each source is read once,
-    in time order, in batches; per source a *state* holds the latest snapshot of every key seen so
-    far (for the fraud views: 100k cards, ~20 MB). A piece of events is joined (Polars
-    ``join_asof``) against the state plus the snapshots stamped since the previous piece, which
-    is exactly "the latest snapshot at or before the event" (then TTL, ties and nulls as in the
-    module docstring). Events in time order are written as they come; otherwise each piece is
-    spilled to temporary files by entity position next to ``path`` and put back in entity order
-    one row group at a time.
-
-    Memory stays bounded when each source is stored in time order (the silver snapshots are);
-    a source that is not is read whole and sorted first, which costs its size in memory.
-    The file appears atomically (written under a hidden temporary name, then renamed).
+    The pieces of :func:`iter_point_in_time_join` (spilled, for entities out of time order, next
+    to ``path``), one row group after another. Same rows, order, columns, dtypes and values as
+    :func:`point_in_time_join` (the tests pin it). For 10M events x 2 views of 20 float64
+    features the result alone is 3.1 GB: this is how a training set that large is built on a
+    small machine. The file appears atomically (written under a hidden temporary name, then
+    renamed).
     """
-    if chunk_rows < 1:
-        raise ValueError(f"chunk_rows must be at least 1, not {chunk_rows}")
-    entity_df = entities.collect() if isinstance(entities, pl.LazyFrame) else entities
-    _check_sources(entity_df, sources, event_timestamp, snapshot_ts_suffix, full_feature_names)
     target = Path(path)
+    entity_df = entities.collect() if isinstance(entities, pl.LazyFrame) else entities
+    # Checks the arguments before anything is created next to `path`; the spill folder is
+    # only made when the first piece is asked for.
+    pieces = iter_point_in_time_join(
+        entity_df,
+        sources,
+        event_timestamp=event_timestamp,
+        snapshot_ts_suffix=snapshot_ts_suffix,
+        full_feature_names=full_feature_names,
+        chunk_rows=chunk_rows,
+        spill_dir=target.parent,
+    )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".tmp-{target.name}-{uuid.uuid4().hex}"
-    if entity_df.height == 0:
-        pieces: Iterator[pl.DataFrame] = iter(
-            [
-                point_in_time_join(
-                    entity_df,
-                    sources,
-                    event_timestamp=event_timestamp,
-                    snapshot_ts_suffix=snapshot_ts_suffix,
-                    full_feature_names=full_feature_names,
-                )
-            ]
-        )
-    else:
-        pieces = _sweep(
-            entity_df,
-            sources,
-            tmp.parent,
-            event_timestamp,
-            snapshot_ts_suffix,
-            full_feature_names,
-            chunk_rows,
-        )
     try:
         _sink_parquet(pieces, tmp, compression)
         # Readers see either no file or the whole one, never a half-written training set.
         os.replace(tmp, target)
     finally:
+        pieces.close()  # removes a spill at once, also when the write failed
         tmp.unlink(missing_ok=True)
     return entity_df.height
+
+
+def _single(frame: pl.DataFrame) -> Generator[pl.DataFrame, None, None]:
+    yield frame
 
 
 def _sink_parquet(pieces: Iterator[pl.DataFrame], path: Path, compression: str) -> None:
@@ -500,28 +550,13 @@ def _sink_parquet(pieces: Iterator[pl.DataFrame], path: Path, compression: str) 
 
 def _sweep(
     entity_df: pl.DataFrame,
-    sources: Sequence[FeatureSource],
+    streams: list[_SourceStream],
+    key_columns: list[str],
     workdir: Path,
     event_timestamp: str,
-    snapshot_ts_suffix: str | None,
-    full_feature_names: bool,
     chunk_rows: int,
-) -> Iterator[pl.DataFrame]:
+) -> Generator[pl.DataFrame, None, None]:
     """The joined ``entity_df`` in pieces, in entity order; joined in event-time order."""
-    event_dtype = entity_df.schema[event_timestamp]
-    streams = [
-        _SourceStream(
-            source,
-            entity_df.schema,
-            event_dtype,
-            event_timestamp,
-            snapshot_ts_suffix,
-            full_feature_names,
-            chunk_rows,
-        )
-        for source in sources
-    ]
-    key_columns = list(dict.fromkeys(k for s in sources for k in s.join_keys))
     slim = entity_df.select(pl.col(event_timestamp).alias(_TS), *key_columns)
     in_order = slim[_TS].is_sorted(nulls_last=False)
     order: pl.Series | None = None
@@ -906,6 +941,7 @@ __all__ = [
     "DEFAULT_SNAPSHOT_TS_SUFFIX",
     "FeatureSource",
     "feature_columns",
+    "iter_point_in_time_join",
     "leaking_rows",
     "point_in_time_join",
     "scan_offline_source",

@@ -1,6 +1,7 @@
-"""The point-in-time join streamed to parquet (:func:`write_point_in_time_join`): the same rows,
-order, dtypes and values as the in-memory join, whatever the piece size, the entity order and
-whether the sources are stored in time order (streamed) or not (read whole)."""
+"""The point-in-time join streamed in pieces (:func:`iter_point_in_time_join`) and to parquet
+(:func:`write_point_in_time_join`): the same rows, order, dtypes and values as the in-memory
+join, whatever the piece size, the entity order and whether the sources are stored in time order
+(streamed) or not (read whole)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlops_assets.core.pit import FeatureSource, point_in_time_join, write_point_in_time_join
+from mlops_assets.core.pit import (
+    FeatureSource,
+    iter_point_in_time_join,
+    point_in_time_join,
+    write_point_in_time_join,
+)
 from mlops_assets_tests.core.test_pit import cards, day, frame, join_cases
 
 
@@ -173,3 +179,77 @@ def test_nanosecond_snapshots_are_split_between_pieces_exactly(tmp_path: Path) -
     out = written(tmp_path, events, [source], chunk_rows=1)
     assert out["tx_count"].to_list() == [1, 2, 3]
     assert out.equals(point_in_time_join(events, [source]))
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(join_cases(), st.sampled_from([1, 3, 1000]), st.booleans(), st.booleans())
+def test_the_pieces_make_up_the_in_memory_join_and_leave_no_spill(
+    tmp_path: Path,
+    case: tuple[pl.DataFrame, list[FeatureSource]],
+    chunk_rows: int,
+    sorted_sources: bool,
+    shuffled: bool,
+) -> None:
+    entities, sources = case
+    if sorted_sources:
+        sources = [time_ordered(s) for s in sources]
+    if shuffled:
+        entities = entities.sample(fraction=1.0, shuffle=True, seed=len(entities))
+    expected = point_in_time_join(entities, sources)
+    spill = tmp_path / "spill"
+    spill.mkdir(exist_ok=True)
+    pieces = list(
+        iter_point_in_time_join(entities, sources, chunk_rows=chunk_rows, spill_dir=spill)
+    )
+    assert all(piece.height <= chunk_rows for piece in pieces)
+    got = pl.concat(pieces)
+    assert got.schema == expected.schema
+    assert got.to_dicts() == expected.to_dicts()
+    assert list(spill.iterdir()) == []
+
+
+def test_pieces_come_in_entity_order_for_shuffled_events(tmp_path: Path) -> None:
+    events = frame(
+        {
+            "tx": ["c", "a", "e", "b", "d"],
+            "card_id": [1, 1, 2, 1, 3],
+            "event_ts": [day(3.5), day(1), day(2.5), day(2), day(6)],
+        }
+    )
+    pieces = list(iter_point_in_time_join(events, [cards()], chunk_rows=2, spill_dir=tmp_path))
+    assert [p["tx"].to_list() for p in pieces] == [["c", "a"], ["e", "b"], ["d"]]
+    assert [p["tx_count"].to_list() for p in pieces] == [[30, 10], [20, 10], [None]]
+
+
+def test_closing_the_pieces_early_removes_the_spill(tmp_path: Path) -> None:
+    """A consumer that stops after the first piece (an error, enough batches) leaves nothing."""
+    events = frame({"card_id": [1, 2, 1, 1], "event_ts": [day(5), day(2), day(1), day(3)]})
+    pieces = iter_point_in_time_join(events, [cards()], chunk_rows=1, spill_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing is made before the first piece is asked for
+    first = next(pieces)
+    assert first["tx_count"].to_list() == [50]
+    assert [p.name[:15] for p in tmp_path.iterdir()] == [".tmp-pit-spill-"]
+    pieces.close()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_arguments_are_checked_before_the_first_piece(tmp_path: Path) -> None:
+    events = frame({"card_id": ["1"], "event_ts": [day(1)]})
+    with pytest.raises(ValueError, match="join key 'card_id': entities have String"):
+        iter_point_in_time_join(events, [cards()], spill_dir=tmp_path)
+    with pytest.raises(ValueError, match="entities lack the join keys"):
+        iter_point_in_time_join(frame({"event_ts": [day(1)]}), [cards()])
+    with pytest.raises(ValueError, match="chunk_rows must be at least 1"):
+        iter_point_in_time_join(events, [cards()], chunk_rows=0)
+
+
+def test_no_entities_give_one_empty_piece_with_the_joined_columns() -> None:
+    events = frame({"card_id": [], "event_ts": []}).cast({"card_id": pl.Int64})
+    pieces = list(iter_point_in_time_join(events, [cards()]))
+    assert len(pieces) == 1
+    assert pieces[0].height == 0
+    assert pieces[0].schema == point_in_time_join(events, [cards()]).schema
