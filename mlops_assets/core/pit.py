@@ -636,9 +636,14 @@ class _SourceStream:
         if times.is_sorted():
             # Read in slices of the source (row groups, for parquet): collect_batches would
             # run ahead and hold the whole source when the join is slower than the reader.
+            # Each slice made one contiguous chunk: the rows are gathered from it by position,
+            # and a gather looks up the chunk of every index (a slice of a parquet file comes in
+            # ~10 chunks: 1.5 s against 0.8 s of gathering for the fraud set at 10M). Copied
+            # here, the reader's chunks are freed before the join (200 MB less at the peak than
+            # copying the joined frame).
             n_rows = frame.select(pl.len()).collect().item()
             self.batches: Iterator[pl.DataFrame] = (
-                frame.slice(start, batch_rows).select(columns).filter(usable).collect()
+                frame.slice(start, batch_rows).select(columns).filter(usable).collect().rechunk()
                 for start in range(0, n_rows, batch_rows)
             )
         else:
@@ -707,7 +712,8 @@ class _SourceStream:
                 pl.when(expired).then(None).otherwise(pl.col(c)).alias(c) for c in (_IDX, _SNAP)
             )
         # A null position (no snapshot) gathers nulls.
-        values = right.select(pl.col(self.value_names).gather(joined.get_column(_IDX)))
+        # Rows taken at once: one check of the indices for all columns, not one per column.
+        values = right.select(self.value_names)[joined.get_column(_IDX)]
         if new:
             # The latest snapshot per key, in time order: the last position of each key.
             if self.key_names:
