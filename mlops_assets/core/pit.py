@@ -577,8 +577,11 @@ def _sweep(
                 assert order is not None
                 spill.add(pl.DataFrame([order.slice(start, piece.height), *columns]))
         if spill is not None:
-            for first, features in spill.buckets():
-                yield entity_df.slice(first, features.height).hstack(features.get_columns())
+            # What only the join needed (the sorted events, each source's reader and state)
+            # goes before the buckets are read back, when the memory peaks.
+            del slim, order, piece, streams
+            for first, n_rows, features in spill.buckets():
+                yield entity_df.slice(first, n_rows).hstack(features)
     finally:
         if spill is not None:
             spill.close()
@@ -713,7 +716,9 @@ class _SourceStream:
             )
         # A null position (no snapshot) gathers nulls.
         # Rows taken at once: one check of the indices for all columns, not one per column.
-        values = right.select(self.value_names)[joined.get_column(_IDX)]
+        values = (
+            right.select(self.value_names)[joined.get_column(_IDX)] if self.value_names else None
+        )
         if new:
             # The latest snapshot per key, in time order: the last position of each key.
             if self.key_names:
@@ -721,13 +726,21 @@ class _SourceStream:
                 self.state = right[last.sort()]
             else:
                 self.state = right.tail(1)
-        out = [
-            values.get_column(v).alias(name)
-            for v, name in zip(self.value_names, self.out_names, strict=True)
-        ]
+        out = (
+            []
+            if values is None
+            else [
+                values.get_column(v).alias(name)
+                for v, name in zip(self.value_names, self.out_names, strict=True)
+            ]
+        )
         if self.snapshot_name is not None:
             out.append(joined.get_column(_SNAP).alias(self.snapshot_name))
         return out
+
+
+# Columns of a spilled bucket put back in order at a time: 8 x 8 MB per 1M rows beside the bucket.
+_SPILL_TAKE_BATCH = 8
 
 
 class _Spill:
@@ -744,19 +757,27 @@ class _Spill:
         """``piece``: the entity position (first column) and the joined columns."""
         import pyarrow as pa
 
-        bucket = piece.get_column(_ROW) // self.bucket_rows
-        for (b,), part in (
-            piece.with_columns(bucket.alias("__pit_bucket"))
-            .partition_by("__pit_bucket", as_dict=True, include_key=False)
-            .items()
-        ):
-            table = part.to_arrow()
+        # Sorted by entity position, the piece falls into its buckets as slices, and every
+        # bucket file becomes a series of sorted runs: putting a bucket back in order then reads
+        # a few streams instead of jumping at random (1.6 s less for the fraud set at 10M than
+        # partitioning here and sorting each bucket from scratch).
+        piece = piece.sort(_ROW)
+        rows = piece.get_column(_ROW).cast(pl.Int64)
+        firsts = pl.Series(
+            range(0, (self.n_buckets + 1) * self.bucket_rows, self.bucket_rows), dtype=pl.Int64
+        )
+        cuts = rows.search_sorted(firsts, side="left").to_list()
+        for b in range(self.n_buckets):
+            if cuts[b + 1] == cuts[b]:
+                continue
+            table = piece.slice(cuts[b], cuts[b + 1] - cuts[b]).to_arrow()
             if b not in self.writers:
                 self.writers[b] = pa.ipc.new_stream(str(self.dir / f"{b}.arrow"), table.schema)
             self.writers[b].write_table(table)
 
-    def buckets(self) -> Iterator[tuple[int, pl.DataFrame]]:
-        """(first entity position, joined columns in entity order) per bucket."""
+    def buckets(self) -> Iterator[tuple[int, int, list[pl.Series]]]:
+        """(first entity position, rows, joined columns in entity order) per bucket; the
+        rows are counted apart, as there may be no joined column."""
         import pyarrow as pa
 
         for writer in self.writers.values():
@@ -769,7 +790,18 @@ class _Spill:
             part = pl.from_arrow(table)
             assert isinstance(part, pl.DataFrame)
             del table
-            yield b * self.bucket_rows, part.sort(_ROW).drop(_ROW)
+            # Put in order some columns at a time, each batch released once taken: sorting the
+            # whole bucket at once would hold it twice.
+            order = part.get_column(_ROW).arg_sort()
+            columns = part.drop(_ROW).get_columns()
+            del part
+            ordered: list[pl.Series] = []
+            while columns:
+                batch = pl.DataFrame(columns[:_SPILL_TAKE_BATCH])
+                del columns[:_SPILL_TAKE_BATCH]
+                ordered.extend(batch[order].get_columns())
+                del batch
+            yield b * self.bucket_rows, order.len(), ordered
 
     def close(self) -> None:
         for writer in self.writers.values():

@@ -253,3 +253,45 @@ def test_no_entities_give_one_empty_piece_with_the_joined_columns() -> None:
     assert len(pieces) == 1
     assert pieces[0].height == 0
     assert pieces[0].schema == point_in_time_join(events, [cards()]).schema
+
+
+def test_a_wide_spilled_join_is_put_back_in_order_column_batch_by_batch(tmp_path: Path) -> None:
+    """Shuffled events over many buckets, with more feature columns than are put back in order at
+    a time: every column of every row lands where the in-memory join puts it."""
+    n_features = 19
+    snapshots = frame(
+        {
+            "card_id": [i % 5 for i in range(40)],
+            "event_ts": [day(i / 4) for i in range(40)],
+            **{f"f{j}": [float(i * 100 + j) for i in range(40)] for j in range(n_features)},
+        }
+    )
+    source = FeatureSource("card_features", snapshots, ("card_id",), ttl=timedelta(days=2))
+    events = frame(
+        {
+            "card_id": [(i * 3) % 6 for i in range(37)],
+            "event_ts": [day(((i * 7) % 37) / 3) for i in range(37)],
+        }
+    )
+    expected = point_in_time_join(events, [source])
+    assert expected["f18"].null_count() < expected.height  # most rows find a snapshot
+    got = pl.concat(list(iter_point_in_time_join(events, [source], chunk_rows=4)))
+    assert got.to_dicts() == expected.to_dicts()
+    assert written(tmp_path, events, [source], chunk_rows=4).equals(expected)
+
+
+@pytest.mark.parametrize("shuffled", [False, True])
+def test_a_source_without_features_keeps_every_row(tmp_path: Path, shuffled: bool) -> None:
+    """A view that only says when it was last seen (no feature, no snapshot column): the rows
+    are still all there, in entity order, whether spilled or not."""
+    snapshots = frame({"card_id": [1, 2], "event_ts": [day(1), day(2)]})
+    source = FeatureSource("card_seen", snapshots, ("card_id",))
+    times = [day(1), day(2), day(3)] if not shuffled else [day(3), day(1), day(2)]
+    events = frame({"tx": ["a", "b", "c"], "card_id": [1, 1, 2], "event_ts": times})
+    pieces = list(
+        iter_point_in_time_join(
+            events, [source], snapshot_ts_suffix=None, chunk_rows=2, spill_dir=tmp_path
+        )
+    )
+    assert [p["tx"].to_list() for p in pieces] == [["a", "b"], ["c"]]
+    assert pl.concat(pieces).equals(point_in_time_join(events, [source], snapshot_ts_suffix=None))
