@@ -58,7 +58,7 @@ def time_ordered(source: FeatureSource) -> FeatureSource:
     st.booleans(),
     st.booleans(),
 )
-def test_streamed_join_equals_the_in_memory_join(
+def test_streamed_join_and_its_pieces_equal_the_in_memory_join(
     tmp_path: Path,
     case: tuple[pl.DataFrame, list[FeatureSource]],
     chunk_rows: int,
@@ -74,6 +74,15 @@ def test_streamed_join_equals_the_in_memory_join(
     got = written(tmp_path, entities, sources, chunk_rows=chunk_rows)
     assert got.schema == expected.schema
     assert got.to_dicts() == expected.to_dicts()
+    # The same in pieces, none longer than asked, and no spill left behind.
+    spill = tmp_path / "spill"
+    spill.mkdir(exist_ok=True)
+    pieces = list(
+        iter_point_in_time_join(entities, sources, chunk_rows=chunk_rows, spill_dir=spill)
+    )
+    assert all(piece.height <= chunk_rows for piece in pieces)
+    assert pl.concat(pieces).to_dicts() == expected.to_dicts()
+    assert list(spill.iterdir()) == []
 
 
 def test_a_snapshot_older_than_the_piece_is_carried_over_and_expires_with_the_ttl(
@@ -179,37 +188,6 @@ def test_nanosecond_snapshots_are_split_between_pieces_exactly(tmp_path: Path) -
     out = written(tmp_path, events, [source], chunk_rows=1)
     assert out["tx_count"].to_list() == [1, 2, 3]
     assert out.equals(point_in_time_join(events, [source]))
-
-
-@settings(
-    max_examples=30,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
-@given(join_cases(), st.sampled_from([1, 3, 1000]), st.booleans(), st.booleans())
-def test_the_pieces_make_up_the_in_memory_join_and_leave_no_spill(
-    tmp_path: Path,
-    case: tuple[pl.DataFrame, list[FeatureSource]],
-    chunk_rows: int,
-    sorted_sources: bool,
-    shuffled: bool,
-) -> None:
-    entities, sources = case
-    if sorted_sources:
-        sources = [time_ordered(s) for s in sources]
-    if shuffled:
-        entities = entities.sample(fraction=1.0, shuffle=True, seed=len(entities))
-    expected = point_in_time_join(entities, sources)
-    spill = tmp_path / "spill"
-    spill.mkdir(exist_ok=True)
-    pieces = list(
-        iter_point_in_time_join(entities, sources, chunk_rows=chunk_rows, spill_dir=spill)
-    )
-    assert all(piece.height <= chunk_rows for piece in pieces)
-    got = pl.concat(pieces)
-    assert got.schema == expected.schema
-    assert got.to_dicts() == expected.to_dicts()
-    assert list(spill.iterdir()) == []
 
 
 def test_pieces_come_in_entity_order_for_shuffled_events(tmp_path: Path) -> None:
