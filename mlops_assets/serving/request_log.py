@@ -267,9 +267,12 @@ def _finite(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str | None:
     """``value`` as compact JSON text with sorted keys (same value, same text); None stays None."""
-    if value is None:
-        return None
-    return _dumps(_finite(value)).decode()
+    return _json_text(_finite(value))
+
+
+def _json_text(value: Any) -> str | None:
+    """:func:`canonical_json` of a value whose floats are already finite."""
+    return None if value is None else _dumps(value).decode()
 
 
 # Datetimes and dataclasses through ``default`` (``str``), as the standard library writes them.
@@ -356,8 +359,7 @@ def _wal_row(record: Mapping[str, Any], *, default_ts: bool) -> dict[str, Any]:
     flat = {key: row[key] for key in PREDICTIONS_LOG_COLUMNS if key in row}
     flat["ts"] = row["ts"].replace("+00:00", "Z")
     for key in _JSON_KEYS:
-        value = row[key]  # already finite (_normalize)
-        flat[f"{key}_json"] = None if value is None else _dumps(value).decode()
+        flat[f"{key}_json"] = _json_text(row[key])  # already finite (_normalize)
     return flat
 
 
