@@ -333,7 +333,9 @@ def _join_one(
     return out
 
 
-def _gather(columns: list[pl.Series], idx: pl.Series, scattered: bool) -> list[pl.Series]:
+def _gather(
+    columns: list[pl.Series], idx: pl.Series, scattered: bool, batch_columns: int = _GATHER_BATCH
+) -> list[pl.Series]:
     """``[c.gather(idx) for c in columns]``, emptying ``columns`` as it goes, fast for random
     ``idx`` too.
 
@@ -380,12 +382,13 @@ def _gather(columns: list[pl.Series], idx: pl.Series, scattered: bool) -> list[p
                 for j, i in enumerate(batch):
                     out[i] = unpacked.to_series(j).cast(dtype)
 
-    for start in range(0, len(plain), _GATHER_BATCH):
-        batch = plain[start : start + _GATHER_BATCH]
+    for start in range(0, len(plain), batch_columns):
+        batch = plain[start : start + batch_columns]
         frame = pl.DataFrame([columns[i].alias(str(i)) for i in batch])
         for i in batch:
             columns[i] = None  # type: ignore[call-overload]
-        for i, series in zip(batch, frame.select(pl.all().gather(idx)).get_columns(), strict=True):
+        # Rows taken at once: one check of the indices for the batch, not one per column.
+        for i, series in zip(batch, frame[idx].get_columns(), strict=True):
             out[i] = series
         del frame
     return [out[i] for i in range(len(out))]
@@ -715,10 +718,10 @@ class _SourceStream:
                 pl.when(expired).then(None).otherwise(pl.col(c)).alias(c) for c in (_IDX, _SNAP)
             )
         # A null position (no snapshot) gathers nulls.
-        # Rows taken at once: one check of the indices for all columns, not one per column.
-        values = (
-            right.select(self.value_names)[joined.get_column(_IDX)] if self.value_names else None
-        )
+        values = right.select(self.value_names)
+        if self.value_names:  # a frame of no column has no rows to take
+            # Rows taken at once: one check of the indices for all columns, not one per column.
+            values = values[joined.get_column(_IDX)]
         if new:
             # The latest snapshot per key, in time order: the last position of each key.
             if self.key_names:
@@ -726,21 +729,18 @@ class _SourceStream:
                 self.state = right[last.sort()]
             else:
                 self.state = right.tail(1)
-        out = (
-            []
-            if values is None
-            else [
-                values.get_column(v).alias(name)
-                for v, name in zip(self.value_names, self.out_names, strict=True)
-            ]
-        )
+        out = [
+            values.get_column(v).alias(name)
+            for v, name in zip(self.value_names, self.out_names, strict=True)
+        ]
         if self.snapshot_name is not None:
             out.append(joined.get_column(_SNAP).alias(self.snapshot_name))
         return out
 
 
-# Columns of a spilled bucket put back in order at a time: 8 x 8 MB per 1M rows beside the bucket.
-_SPILL_TAKE_BATCH = 8
+# Columns of a spilled bucket put back in order at a time (8 x 8 MB per 1M rows beside the
+# bucket). 4 at a time (_GATHER_BATCH) was 1-1.5 s slower for the fraud set shuffled to a file.
+_SPILL_GATHER_BATCH = 8
 
 
 class _Spill:
@@ -751,6 +751,8 @@ class _Spill:
         self.dir = Path(tempfile.mkdtemp(prefix=".tmp-pit-spill-", dir=workdir))
         self.bucket_rows = bucket_rows
         self.n_buckets = -(-n_rows // bucket_rows)
+        # Each bucket's first entity position, and the end of the last one.
+        self.starts = pl.Series(range(0, (self.n_buckets + 1) * bucket_rows, bucket_rows))
         self.writers: dict[int, Any] = {}
 
     def add(self, piece: pl.DataFrame) -> None:
@@ -762,11 +764,8 @@ class _Spill:
         # a few streams instead of jumping at random (1.6 s less for the fraud set at 10M than
         # partitioning here and sorting each bucket from scratch).
         piece = piece.sort(_ROW)
-        rows = piece.get_column(_ROW).cast(pl.Int64)
-        firsts = pl.Series(
-            range(0, (self.n_buckets + 1) * self.bucket_rows, self.bucket_rows), dtype=pl.Int64
-        )
-        cuts = rows.search_sorted(firsts, side="left").to_list()
+        rows = piece.get_column(_ROW).cast(self.starts.dtype)
+        cuts = rows.search_sorted(self.starts, side="left").to_list()
         for b in range(self.n_buckets):
             if cuts[b + 1] == cuts[b]:
                 continue
@@ -790,18 +789,18 @@ class _Spill:
             part = pl.from_arrow(table)
             assert isinstance(part, pl.DataFrame)
             del table
-            # Put in order some columns at a time, each batch released once taken: sorting the
-            # whole bucket at once would hold it twice.
+            # Put in order a few columns at a time, each released once taken: sorting the whole
+            # bucket at once would hold it twice.
             order = part.get_column(_ROW).arg_sort()
-            columns = part.drop(_ROW).get_columns()
+            names = part.columns[1:]
+            columns = part.get_columns()[1:]
             del part
-            ordered: list[pl.Series] = []
-            while columns:
-                batch = pl.DataFrame(columns[:_SPILL_TAKE_BATCH])
-                del columns[:_SPILL_TAKE_BATCH]
-                ordered.extend(batch[order].get_columns())
-                del batch
-            yield b * self.bucket_rows, order.len(), ordered
+            ordered = _gather(columns, order, scattered=False, batch_columns=_SPILL_GATHER_BATCH)
+            yield (
+                b * self.bucket_rows,
+                order.len(),
+                [s.alias(name) for s, name in zip(ordered, names, strict=True)],
+            )
 
     def close(self) -> None:
         for writer in self.writers.values():
